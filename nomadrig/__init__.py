@@ -1,0 +1,3 @@
+"""nomadrig: GPU boxes, towers and idle teardown for small ML teams."""
+
+__version__ = "0.1.0"
