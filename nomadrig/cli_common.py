@@ -1,0 +1,88 @@
+"""What every CLI command shares: finding the team file, printing, JSON, and turning errors into exit codes.
+
+Commands live in several modules (boxes, towers, reaper); they all use these
+helpers so the same input gives the same message and exit code everywhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from .errors import BadInputError, ExitCode, InputProblem, NomadrigError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+TEAM_FILE_HELP = "Team file (default: $NOMADRIG_TEAM, ./team.yaml, then ./examples/team.yaml)."
+TeamFileOption = typer.Option(None, "--team", "-t", help=TEAM_FILE_HELP, show_default=False)
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+
+
+def resolve_team_file(path: Path | None) -> Path:
+    if path is not None:
+        return path
+    env = os.environ.get("NOMADRIG_TEAM")
+    if env:
+        return Path(env)
+    for candidate in (Path("team.yaml"), Path("examples/team.yaml")):
+        if candidate.exists():
+            return candidate
+    raise BadInputError("team.yaml", [InputProblem("", "no team file found.",
+                                                   "Pass --team FILE or set NOMADRIG_TEAM; "
+                                                   "start from examples/team.yaml.")])
+
+
+def load_team_file(path: Path | None):  # -> Team (import kept lazy for start-up time)
+    from .config import load_team
+
+    return load_team(resolve_team_file(path))
+
+
+def emit_json(data: Any) -> None:
+    """JSON on stdout only, nothing else, so scripts can pipe it."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def fail(message: str, code: ExitCode, fix: str = "") -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    if fix:
+        err_console.print(f"  {fix}")
+    return typer.Exit(int(code))
+
+
+def handle_errors(func: F) -> F:
+    """Map known errors to their exit codes; never show a traceback unless NOMADRIG_DEBUG is set."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except NomadrigError as exc:
+            if os.environ.get("NOMADRIG_DEBUG"):
+                raise
+            err_console.print(exc.render(), markup=False, highlight=False)
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # the last line of defence: no traceback for users
+            if os.environ.get("NOMADRIG_DEBUG"):
+                raise
+            err_console.print(f"internal error: {exc.__class__.__name__}: {exc}", markup=False)
+            err_console.print("  Re-run with NOMADRIG_DEBUG=1 for the traceback and report it.")
+            raise typer.Exit(int(ExitCode.CLOUD_FAILURE)) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,82 @@
+"""One policy, consulted on every path: the plan, the stacks, the CrossGuard pack, the towers.
+
+Public entry points take a subject and a PolicyContext and return Verdicts;
+callers decide what a mandatory verdict means for them (exit 1, fail the
+stack before `up`, deny the preview).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .model import PlannedResource, PolicyContext, Rule, Severity, Verdict, Violation
+from .registry import all_rules, get_rule, resource_rule, run_rule, spec_rule, stack_rule
+
+if TYPE_CHECKING:
+    from ..spec import BoxSpec, TowerSpec
+
+__all__ = [
+    "PlannedResource", "PolicyContext", "Rule", "Severity", "Verdict", "Violation", "TeamPlan",
+    "all_rules", "get_rule", "resource_rule", "spec_rule", "stack_rule",
+    "check_box", "check_spec", "check_team", "check_tower", "check_resource", "check_stack", "mandatory",
+]
+
+
+@dataclass(frozen=True)
+class TeamPlan:
+    """The subject of team rules: every box the team declares, and fixed monthly costs (NAT etc.)."""
+
+    team: str
+    boxes: tuple[BoxSpec, ...]
+    fixed_monthly_usd: float = 0.0
+
+
+def check_box(spec: BoxSpec, ctx: PolicyContext) -> list[Verdict]:
+    out: list[Verdict] = []
+    for rule in all_rules():
+        if rule.kind == "box":
+            out += run_rule(rule, spec, f"box {spec.nomad}", ctx)
+    return out
+
+
+check_spec = check_box
+
+
+def check_team(plan: TeamPlan, ctx: PolicyContext) -> list[Verdict]:
+    out: list[Verdict] = []
+    for rule in all_rules():
+        if rule.kind == "team":
+            out += run_rule(rule, plan, f"team {plan.team}", ctx)
+    return out
+
+
+def check_tower(spec: TowerSpec, ctx: PolicyContext) -> list[Verdict]:
+    out: list[Verdict] = []
+    for rule in all_rules():
+        if rule.kind == "tower":
+            out += run_rule(rule, spec, f"tower {spec.name}", ctx)
+    return out
+
+
+def check_resource(resource: PlannedResource, ctx: PolicyContext) -> list[Verdict]:
+    out: list[Verdict] = []
+    for rule in all_rules():
+        if rule.kind == "resource" and rule.applies(resource.type):
+            out += run_rule(rule, resource, f"{resource.type} {resource.name}", ctx)
+    return out
+
+
+def check_stack(resources: Sequence[PlannedResource], ctx: PolicyContext) -> list[Verdict]:
+    out: list[Verdict] = []
+    for resource in resources:
+        out += check_resource(resource, ctx)
+    for rule in all_rules():
+        if rule.kind == "stack":
+            out += run_rule(rule, list(resources), "stack", ctx)
+    return out
+
+
+def mandatory(verdicts: Iterable[Verdict]) -> list[Verdict]:
+    return [v for v in verdicts if v.mandatory]

@@ -1,0 +1,109 @@
+"""The vocabulary of the policy: rules, what they look at, and what they say.
+
+Rules are plain functions so the offline plan, the stacks and the CrossGuard
+pack all run the very same code; this module holds the shared types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from ..config import Budgets, PolicySettings, Team, Usage
+
+
+class Severity(str, Enum):
+    MANDATORY = "mandatory"
+    ADVISORY = "advisory"
+
+
+RuleKind = Literal["box", "team", "tower", "resource", "stack"]
+
+
+@dataclass(frozen=True)
+class Violation:
+    """What a rule yields: the message names the subject and the risk, the fix is what to type."""
+
+    message: str
+    fix: str
+    severity: Severity | None = None  # None: the rule's configured severity
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A violation tied to its rule, as reported to the user."""
+
+    rule_id: str
+    title: str
+    severity: Severity
+    subject: str
+    message: str
+    fix: str
+
+    @property
+    def mandatory(self) -> bool:
+        return self.severity is Severity.MANDATORY
+
+    def as_dict(self) -> dict[str, str]:
+        return {"rule": self.rule_id, "title": self.title, "severity": self.severity.value,
+                "subject": self.subject, "message": self.message, "fix": self.fix}
+
+
+@dataclass(frozen=True)
+class PlannedResource:
+    """A resource as Pulumi passes it: type token, logical name, inputs with camelCase wire names."""
+
+    type: str
+    name: str
+    props: Mapping[str, Any]
+    urn: str = ""
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """What rules may consult besides their subject: the team's policy settings and this rule's params."""
+
+    policy: PolicySettings
+    budgets: Budgets | None = None
+    usage: Usage | None = None
+    allowed_regions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_team(cls, team: Team) -> PolicyContext:
+        return cls(
+            policy=team.policy,
+            budgets=team.budgets,
+            usage=team.usage,
+            allowed_regions={c: tuple(team.clouds.regions(c)) for c in team.clouds.configured()},
+        )
+
+    @classmethod
+    def default(cls) -> PolicyContext:
+        from ..config import PolicySettings
+
+        return cls(policy=PolicySettings())
+
+    def param(self, name: str, default: Any) -> Any:
+        return self.params.get(name, default)
+
+
+RuleFunc = Callable[[Any, PolicyContext], Iterable[Violation]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    severity: Severity
+    kind: RuleKind
+    func: RuleFunc
+    applies_to: tuple[str, ...] = ()  # resource type tokens, for resource rules
+    params: Mapping[str, Any] = field(default_factory=dict)  # documented defaults
+    description: str = ""
+
+    def applies(self, type_token: str) -> bool:
+        return not self.applies_to or type_token in self.applies_to

@@ -1,0 +1,211 @@
+"""What one box or tower should be, resolved from the team file and the catalog.
+
+The stacks, the policy, the cost model and the reaper all need the same facts
+about a box (its type, GPUs, prices, tags). Resolving them once, as a frozen
+value, keeps every path agreeing and lets the policy run before any resource
+exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from .catalog import Catalog, load_catalog
+from .config import Nomad, Team, Tower
+
+
+@dataclass(frozen=True)
+class BoxSpec:
+    team: str
+    nomad: str
+    cloud: str
+    region: str
+    instance_type: str  # catalog key
+    machine_type: str  # what the cloud API takes
+    accelerator_type: str | None
+    gpu_model: str
+    gpu_count: int
+    gpu_vram_gb: float
+    vcpu: int
+    ram_gb: float
+    root_disk_gb: int
+    data_disk_gb: int
+    spot: bool
+    ttl_hours: int
+    idle_minutes: int
+    ssh_key: str
+    timezone: str
+    email: str
+    allow_public_ip: bool
+    on_demand_usd_hr: float | None
+    spot_usd_hr: float | None
+    account_id: str = ""
+    project: str = ""
+    created: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%MZ"))
+
+    @property
+    def stack_name(self) -> str:
+        return f"{self.team}-{self.nomad}"
+
+    @property
+    def hourly_usd(self) -> float | None:
+        """What an hour of this box costs as requested (spot price when spot, where known)."""
+        if self.spot and self.spot_usd_hr is not None:
+            return self.spot_usd_hr
+        return self.on_demand_usd_hr
+
+    @property
+    def spot_max_price(self) -> float | None:
+        """Bid no more than on-demand: paying more for spot would be absurd."""
+        return self.on_demand_usd_hr if self.spot else None
+
+    def tags(self) -> dict[str, str]:
+        """The `nomadrig:*` tags every resource of the box carries (AWS keys)."""
+        return {
+            "nomadrig:managed": "true",
+            "nomadrig:team": self.team,
+            "nomadrig:owner": self.nomad,
+            "nomadrig:ttl": str(self.ttl_hours),
+            "nomadrig:idle-minutes": str(self.idle_minutes),
+            "nomadrig:created": self.created,
+        }
+
+    def labels(self) -> dict[str, str]:
+        """The same facts as GCP labels (lowercase, no ':' allowed, so 'nomadrig-' prefixes)."""
+        return {key.replace(":", "-"): label_value(value) for key, value in self.tags().items()}
+
+
+def label_value(value: str) -> str:
+    """GCP label values allow only lowercase letters, digits, '_' and '-'."""
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in value.lower())
+    return cleaned[:63]
+
+
+@dataclass(frozen=True)
+class TowerGpuSpec:
+    model: str
+    count: int
+    tdp_w: int | None
+    vram_gb: float | None
+
+
+@dataclass(frozen=True)
+class TowerSpec:
+    team: str
+    name: str
+    address: str
+    ssh_user: str
+    ssh_port: int
+    os: str
+    gpus: tuple[TowerGpuSpec, ...]
+    cpu_tdp_w: int
+    psu_watts: int
+    ram_gb: int | None
+    disk_gb: int | None
+    root_on_ssd: bool | None
+    data_encrypted: bool | None
+    driver_channel: str
+    driver_branch: str
+    cuda_version: str
+    frameworks: tuple[str, ...]
+    gpu_containers: bool
+    nomads: tuple[str, ...]
+    wireguard_port: int
+
+    @property
+    def stack_name(self) -> str:
+        return f"{self.team}-tower-{self.name}"
+
+    @property
+    def gpu_tdp_w(self) -> int | None:
+        """Sum of GPU TDPs; None when any GPU's TDP is unknown."""
+        total = 0
+        for gpu in self.gpus:
+            if gpu.tdp_w is None:
+                return None
+            total += gpu.tdp_w * gpu.count
+        return total
+
+
+def box_spec(team: Team, nomad: Nomad | str, catalog: Catalog | None = None) -> BoxSpec:
+    """Resolve a nomad's box; the team was validated, so every name resolves."""
+    catalog = catalog or load_catalog()
+    if isinstance(nomad, str):
+        nomad = team.nomad(nomad)
+    cloud = team.nomad_cloud(nomad)
+    region = team.nomad_region(nomad)
+    if nomad.gpu_profile:
+        profile = catalog.profile(nomad.gpu_profile, cloud)
+        assert profile is not None, "validated team files resolve their profiles"
+        type_name = profile.instance_type
+    else:
+        type_name = nomad.instance_type or ""
+    instance = catalog.instance(cloud, type_name)
+    assert instance is not None, "validated team files resolve their instance types"
+    price = catalog.price(cloud, type_name, region)
+    return BoxSpec(
+        team=team.team,
+        nomad=nomad.name,
+        cloud=cloud,
+        region=region,
+        instance_type=type_name,
+        machine_type=instance.machine_type,
+        accelerator_type=instance.accelerator_type,
+        gpu_model=instance.gpu_model,
+        gpu_count=instance.gpu_count,
+        gpu_vram_gb=instance.gpu_vram_gb,
+        vcpu=instance.vcpu,
+        ram_gb=instance.ram_gb,
+        root_disk_gb=nomad.root_disk_gb,
+        data_disk_gb=nomad.data_disk_gb,
+        spot=nomad.spot,
+        ttl_hours=nomad.ttl_hours,
+        idle_minutes=nomad.idle_minutes,
+        ssh_key=nomad.ssh_key,
+        timezone=nomad.timezone,
+        email=nomad.email,
+        allow_public_ip=team.policy.allow_public_ip,
+        on_demand_usd_hr=price.on_demand_usd_hr if price else None,
+        spot_usd_hr=price.spot_usd_hr if price else None,
+        account_id=team.clouds.aws.account_id if cloud == "aws" and team.clouds.aws else "",
+        project=team.clouds.gcp.project if cloud == "gcp" and team.clouds.gcp else "",
+    )
+
+
+def box_specs(team: Team, catalog: Catalog | None = None) -> list[BoxSpec]:
+    catalog = catalog or load_catalog()
+    return [box_spec(team, nomad, catalog) for nomad in team.nomads]
+
+
+def tower_spec(team: Team, tower: Tower | str, catalog: Catalog | None = None) -> TowerSpec:
+    catalog = catalog or load_catalog()
+    if isinstance(tower, str):
+        tower = team.tower(tower)
+    gpus = []
+    for gpu in tower.gpus:
+        known = catalog.gpu(gpu.model)
+        gpus.append(TowerGpuSpec(known.model if known else gpu.model, gpu.count,
+                                 known.tdp_w if known else None, known.vram_gb if known else None))
+    return TowerSpec(
+        team=team.team,
+        name=tower.name,
+        address=tower.address,
+        ssh_user=tower.ssh_user,
+        ssh_port=tower.ssh_port,
+        os=tower.os,
+        gpus=tuple(gpus),
+        cpu_tdp_w=tower.cpu_tdp_watts,
+        psu_watts=tower.psu_watts,
+        ram_gb=tower.ram_gb,
+        disk_gb=tower.disk_gb,
+        root_on_ssd=tower.root_on_ssd,
+        data_encrypted=tower.data_encrypted,
+        driver_channel=tower.driver_channel,
+        driver_branch=tower.driver_branch,
+        cuda_version=tower.cuda_version,
+        frameworks=tuple(tower.frameworks),
+        gpu_containers=tower.gpu_containers,
+        nomads=tuple(tower.nomads or [n.name for n in team.nomads]),
+        wireguard_port=tower.wireguard_port,
+    )
