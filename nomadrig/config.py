@@ -391,6 +391,9 @@ def _pydantic_problems(exc: ValidationError, doc: LocatedDocument) -> list[Input
         elif kind in ("model_type", "dict_type"):
             problems.append(InputProblem(path or "(top level)", f"expected a mapping of keys, got {value!r}.",
                                          "Write 'key: value' lines indented under it.", line))
+        elif kind == "string_type":
+            problems.append(InputProblem(path, f"{value!r} must be text, not a {type(value).__name__}.",
+                                         f'Quote it in YAML: "{value}".', line))
         elif kind == "list_type":
             problems.append(InputProblem(path, f"expected a list, got {value!r}.",
                                          "Write '- item' lines or [a, b].", line))

@@ -84,7 +84,7 @@ def spot_above_price(box: BoxSpec, ctx: PolicyContext) -> Iterable[Violation]:
 
 
 @spec_rule(id="COST-004", title="Projected monthly team cost within the budget", severity=Severity.ADVISORY,
-           params={"warn_at_pct": 80})
+           kind="team", params={"warn_at_pct": 80})
 def team_budget(plan: TeamPlan, ctx: PolicyContext) -> Iterable[Violation]:
     from ..cost import team_projection
 
@@ -132,14 +132,14 @@ def idle_limit(box: BoxSpec, ctx: PolicyContext) -> Iterable[Violation]:
         )
 
 
-@spec_rule(id="TWR-001", title="Tower OS is supported", severity=Severity.MANDATORY)
+@spec_rule(id="TWR-001", title="Tower OS is supported", severity=Severity.MANDATORY, kind="tower")
 def tower_os(tower: TowerSpec, ctx: PolicyContext) -> Iterable[Violation]:
     if tower.os not in SUPPORTED_TOWER_OS:
         yield Violation(f"{tower.name}: {tower.os} is not supported",
                         f"install one of {', '.join(SUPPORTED_TOWER_OS)}")
 
 
-@spec_rule(id="TWR-002", title="Tower has enough RAM", severity=Severity.MANDATORY)
+@spec_rule(id="TWR-002", title="Tower has enough RAM", severity=Severity.MANDATORY, kind="tower")
 def tower_ram(tower: TowerSpec, ctx: PolicyContext) -> Iterable[Violation]:
     minimum = ctx.policy.tower_min_ram_gb
     if tower.ram_gb is None:
@@ -153,7 +153,7 @@ def tower_ram(tower: TowerSpec, ctx: PolicyContext) -> Iterable[Violation]:
         )
 
 
-@spec_rule(id="TWR-003", title="PSU covers the GPUs, the CPU and a margin", severity=Severity.MANDATORY)
+@spec_rule(id="TWR-003", title="PSU covers the GPUs, the CPU and a margin", severity=Severity.MANDATORY, kind="tower")
 def tower_psu(tower: TowerSpec, ctx: PolicyContext) -> Iterable[Violation]:
     gpu_w = tower.gpu_tdp_w
     if gpu_w is None:
@@ -172,7 +172,7 @@ def tower_psu(tower: TowerSpec, ctx: PolicyContext) -> Iterable[Violation]:
         )
 
 
-@spec_rule(id="TWR-004", title="Tower has enough free disk for datasets", severity=Severity.ADVISORY)
+@spec_rule(id="TWR-004", title="Tower has enough free disk for datasets", severity=Severity.ADVISORY, kind="tower")
 def tower_disk(tower: TowerSpec, ctx: PolicyContext) -> Iterable[Violation]:
     minimum = ctx.policy.tower_min_free_disk_gb
     if tower.disk_gb is not None and tower.disk_gb < minimum:
@@ -180,14 +180,14 @@ def tower_disk(tower: TowerSpec, ctx: PolicyContext) -> Iterable[Violation]:
                         "add an NVMe drive for datasets or lower policy.tower_min_free_disk_gb")
 
 
-@spec_rule(id="TWR-005", title="Tower root is on an SSD", severity=Severity.ADVISORY)
+@spec_rule(id="TWR-005", title="Tower root is on an SSD", severity=Severity.ADVISORY, kind="tower")
 def tower_ssd(tower: TowerSpec, ctx: PolicyContext) -> Iterable[Violation]:
     if tower.root_on_ssd is False:
         yield Violation(f"{tower.name}: the root file system is on a rotational disk; "
                         "environments and checkpoints load slowly", "move the OS to an SSD or NVMe drive")
 
 
-@spec_rule(id="TWR-006", title="Tower data disks are encrypted", severity=Severity.ADVISORY)
+@spec_rule(id="TWR-006", title="Tower data disks are encrypted", severity=Severity.ADVISORY, kind="tower")
 def tower_encryption(tower: TowerSpec, ctx: PolicyContext) -> Iterable[Violation]:
     mode = ctx.policy.tower_data_encryption
     if mode == "off" or tower.data_encrypted is not False:
