@@ -5,10 +5,10 @@ Compares, for one GPU class and a weekly usage, a notebook + cloud box
 so it cancels out. Formulas (also in the README):
 
 - cloud, per month: hours_per_week x 52/12 x hourly price
-- tower, cumulative to month m if sold then:
-  parts - resale(m) + electricity x m, with resale falling linearly from the
-  parts cost to resale_pct of it at the end of the tower's life, and
-  electricity = (typical W x used h + idle W x the other hours the tower is on) / 1000 x price per kWh
+- tower, cumulative cash to month m: parts + electricity x m, less the resale
+  value (resale_pct of the parts) once the tower is sold at the end of its life,
+  with electricity = (typical W x used h + idle W x the other hours the tower
+  is on) / 1000 x price per kWh
 - break-even: the first month where cloud's cumulative cost reaches the tower's.
 """
 
@@ -39,7 +39,7 @@ class Option:
     name: str
     upfront_usd: float
     monthly_usd: float
-    cumulative: tuple[float, ...]  # month 0..horizon, cost if stopped (and tower sold) at that month
+    cumulative: tuple[float, ...]  # cash spent by month 0..horizon
     note: str = ""
 
 
@@ -78,12 +78,9 @@ def tower_electricity_usd_month(tower: TowerBuild, inputs: AdviceInputs) -> floa
 
 def tower_cumulative(tower: TowerBuild, parts: float, inputs: AdviceInputs) -> tuple[float, ...]:
     elec = tower_electricity_usd_month(tower, inputs)
-    floor = parts * inputs.resale_pct / 100
-    out = []
-    for m in range(inputs.horizon_months + 1):
-        resale = max(floor, parts - (parts - floor) * m / inputs.life_months)
-        out.append(parts - resale + elec * m)
-    return tuple(out)
+    resale = parts * inputs.resale_pct / 100
+    return tuple(parts + elec * m - (resale if m >= inputs.life_months else 0.0)
+                 for m in range(inputs.horizon_months + 1))
 
 
 def advise(catalog: Catalog, instance: InstanceType, region: str, tower: TowerBuild,
@@ -122,13 +119,13 @@ def advise(catalog: Catalog, instance: InstanceType, region: str, tower: TowerBu
 
 
 def pick_tower(catalog: Catalog, min_vram_gb: float) -> TowerBuild:
-    """The cheapest known build with at least as much GPU memory as the cloud GPU class."""
+    """The smallest known build with at least as much GPU memory as the cloud GPU class, cheapest first."""
     fits = [t for t in catalog.towers() if t.parts_cost_usd is not None
             and t.gpu_vram_gb * t.gpu_count >= min_vram_gb]
     if not fits:
         raise BadInputError("advise", [InputProblem("--tower", f"no tower build has {min_vram_gb:g} GB of VRAM.",
                                                      "Name a build with --tower (see `nomadrig catalog --towers`).")])
-    return min(fits, key=lambda t: t.parts_cost_usd or 0.0)
+    return min(fits, key=lambda t: (t.gpu_vram_gb * t.gpu_count, t.parts_cost_usd or 0.0))
 
 
 def render_chart(advice: Advice, path: str) -> None:

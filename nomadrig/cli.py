@@ -194,8 +194,9 @@ def cost(team_file: Path = TeamFileOption, json_out: bool = JsonOption) -> None:
             table.add_row(b.nomad, b.cloud, b.region, b.instance_type, "yes" if b.spot else "no",
                           _money(b.hourly_usd), f"{b.monthly_usd:,.2f}" if b.monthly_usd is not None else "unknown",
                           b.note)
-        for name, usd in projection.fixed.items():
-            table.add_row(name, "", "", "", "", "", f"{usd:,.2f}", "fixed")
+        for key, usd in projection.fixed.items():
+            fixed_cloud, fixed_region, item = key.split("/", 2)
+            table.add_row("(team)", fixed_cloud, fixed_region, item, "", "", f"{usd:,.2f}", "fixed, 730 h")
         console.print(table)
         pct = projection.budget_used_pct
         console.print(f"total ${projection.total_usd:,.2f}/month of ${team.budgets.monthly_usd:,.0f} budget"

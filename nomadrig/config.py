@@ -443,7 +443,8 @@ def _semantic_problems(team: Team, doc: LocatedDocument) -> list[InputProblem]:
         if cloud is None:
             if len(configured) != 1:
                 add((*base, "cloud"), "no cloud given and the team has "
-                    f"{'no' if not configured else 'several'} clouds.", f"Set cloud: to one of {configured or ['aws', 'gcp']}.")
+                    f"{'no' if not configured else 'several'} clouds.",
+                    f"Set cloud: to one of {configured or ['aws', 'gcp']}.")
                 continue
             cloud = configured[0]
         elif cloud not in configured:
@@ -498,7 +499,8 @@ def _semantic_problems(team: Team, doc: LocatedDocument) -> list[InputProblem]:
                 "Each tower needs a unique name.")
         tower_names.setdefault(tower.name, i)
         if tower.name in nomad_names:
-            add((*base, "name"), f"{tower.name!r} is also a nomad's name; `nomadrig up {tower.name}` would be ambiguous.",
+            add((*base, "name"),
+                f"{tower.name!r} is also a nomad's name; `nomadrig up {tower.name}` would be ambiguous.",
                 "Rename the tower.")
         for j, who in enumerate(tower.nomads):
             if who not in nomad_names:

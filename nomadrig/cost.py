@@ -55,12 +55,14 @@ def box_cost(spec: BoxSpec, usage: Usage) -> BoxCost:
 
 
 def fixed_monthly_usd(specs: list[BoxSpec], allow_public_ip: bool) -> dict[str, float]:
-    """Fixed network costs per (cloud, region) team stack: one NAT gateway per AWS region in use."""
+    """Fixed network costs per team stack, keyed 'cloud/region/item': one NAT gateway per AWS region in use.
+
+    GCP's Cloud NAT is billed per VM-hour and per GB, which the box estimate does not model."""
     fixed: dict[str, float] = {}
     if allow_public_ip:
         return fixed
     for region in sorted({s.region for s in specs if s.cloud == "aws"}):
-        fixed[f"aws nat-gateway {region}"] = round(AWS_NAT_GATEWAY_USD_HR * HOURS_PER_MONTH, 2)
+        fixed[f"aws/{region}/nat-gateway"] = round(AWS_NAT_GATEWAY_USD_HR * HOURS_PER_MONTH, 2)
     return fixed
 
 

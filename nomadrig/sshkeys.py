@@ -48,7 +48,8 @@ def check_public_key(text: str) -> str:
                             pub_hint + " Then treat the pasted private key as leaked and replace it.")
     if value.startswith(("PuTTY-User-Key-File", "---- BEGIN SSH2")):
         raise SshKeyProblem("this is a PuTTY/SSH2 key file, not an OpenSSH public key line.",
-                            "Run `ssh-keygen -i -f KEY.pub` (or PuTTYgen: 'Public key for pasting') and paste its output.")
+                            "Run `ssh-keygen -i -f KEY.pub` (or PuTTYgen: 'Public key for pasting') "
+                            "and paste its output.")
     if value.startswith(("~", "/", "./")) or value.endswith(".pub"):
         raise SshKeyProblem(f"{value!r} looks like a file path, not a key.",
                             "Paste the content of the .pub file, not its path.")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from nomadrig.config import load_team, parse_team
 from nomadrig.errors import BadInputError
@@ -30,7 +31,7 @@ def test_example_team_file_validates():
 
 def test_loaded_team_is_frozen():
     team = load_team(EXAMPLE)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         team.team = "other"  # type: ignore[misc]
 
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from ..config import Budgets, PolicySettings, Team, Usage
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     MANDATORY = "mandatory"
     ADVISORY = "advisory"
 
