@@ -64,7 +64,7 @@ def catalog_list(
     cloud: str = typer.Option(None, help="aws or gcp."),
     region: str = typer.Option(None, help="Only prices in this region."),
     gpu: str = typer.Option(None, help="GPU model, e.g. A10G, L4, 'RTX 4090'."),
-    min_vram: float = typer.Option(None, help="Minimum total GPU memory per box, GB."),
+    min_vram: float = typer.Option(None, help="Minimum memory per GPU, GB."),
     max_price: float = typer.Option(None, help="Maximum USD per hour."),
     spot: bool = typer.Option(False, help="Filter and sort by spot price."),
     towers: bool = typer.Option(False, "--towers", help="List tower builds instead."),
@@ -123,20 +123,27 @@ def _money(value: float | None) -> str:
 def catalog_refresh(
     team_file: Path = TeamFileOption,
     cloud: list[str] = typer.Option(None, "--cloud", help="Refresh only this cloud (repeatable)."),
+    out: Path = typer.Option(None, help="Catalog folder to write (default: $NOMADRIG_CATALOG or ~/.nomadrig/catalog)."),
     json_out: bool = JsonOption,
 ) -> None:
-    """Rebuild cloud prices from the AWS Price List API and GCP Cloud Billing Catalog (needs credentials)."""
-    from .catalog import refresh as refresh_mod
+    """Rebuild cloud prices for the team's regions from the AWS Price List API and GCP Cloud Billing Catalog.
+
+    Needs credentials; writes nothing unless the whole refresh succeeds. Later commands read the refreshed catalog.
+    """
+    from .catalog.loader import refreshed_data_dir
+    from .catalog.refresh import refresh
 
     team = load_team_file(team_file)
     clouds = cloud or team.clouds.configured()
-    regions = {c: team.clouds.regions(c) for c in clouds}
-    report = refresh_mod.refresh_from_team(clouds, regions) if hasattr(refresh_mod, "refresh_from_team") \
-        else refresh_mod.refresh(clouds, regions, None)
+    out_dir = out or refreshed_data_dir()
+    report = refresh(clouds, {c: team.clouds.regions(c) for c in clouds}, out_dir)
+    summary = {"path": str(report.path), "refreshed": len(report.refreshed), "kept": len(report.kept),
+               "dropped_outside_allowed_regions": len(report.dropped)}
     if json_out:
-        emit_json(report.as_dict() if hasattr(report, "as_dict") else report.__dict__)
+        emit_json(summary)
     else:
-        console.print(str(report))
+        console.print(f"wrote {report.path}: {summary['refreshed']} prices refreshed, {summary['kept']} kept, "
+                      f"{summary['dropped_outside_allowed_regions']} outside the allowed regions dropped")
 
 
 @policy_app.command("list")

@@ -30,8 +30,9 @@ def test_validate_example_exits_0():
 def test_validate_bad_file_exits_2_without_traceback(tmp_path):
     bad = tmp_path / "team.yaml"
     bad.write_text(EXAMPLE.read_text().replace("idle_minutes: 60", "idle_minuts: 60"))
-    proc = subprocess.run([sys.executable, "-m", "nomadrig.cli", "validate", str(bad)],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nomadrig.cli", "validate", str(bad)], capture_output=True, text=True, cwd=ROOT
+    )
     assert proc.returncode == 2
     assert "nomads[0].idle_minuts: unknown key" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -39,8 +40,13 @@ def test_validate_bad_file_exits_2_without_traceback(tmp_path):
 
 def test_validate_json(tmp_path):
     result = run("validate", str(EXAMPLE), "--json")
-    assert json.loads(result.stdout) == {"file": str(EXAMPLE), "valid": True, "team": "vision-lab",
-                                         "nomads": 3, "towers": 1}
+    assert json.loads(result.stdout) == {
+        "file": str(EXAMPLE),
+        "valid": True,
+        "team": "vision-lab",
+        "nomads": 3,
+        "towers": 1,
+    }
 
 
 def test_catalog_json_filters_by_gpu_and_price():
@@ -52,10 +58,8 @@ def test_catalog_json_filters_by_gpu_and_price():
 
 
 def test_catalog_json_filters_by_cloud_region_and_vram():
-    rows = json.loads(run("catalog", "--json", "--cloud", "aws", "--region", "us-east-1",
-                          "--min-vram", "80").stdout)
-    assert rows and all(r["cloud"] == "aws" and r["region"] == "us-east-1" and r["total_vram_gb"] >= 80
-                        for r in rows)
+    rows = json.loads(run("catalog", "--json", "--cloud", "aws", "--region", "us-east-1", "--min-vram", "80").stdout)
+    assert rows and all(r["cloud"] == "aws" and r["region"] == "us-east-1" and r["total_vram_gb"] >= 80 for r in rows)
 
 
 def test_catalog_rejects_unknown_cloud():
@@ -120,8 +124,34 @@ def test_help_lists_exit_codes():
 
 
 def test_cli_start_up_imports_no_cloud_sdk():
-    code = ("import sys; import nomadrig.cli; "
-            "bad = [m for m in ('pulumi', 'pulumi_aws', 'pulumi_gcp', 'boto3', 'ansible_runner', 'matplotlib') "
-            "if m in sys.modules]; print(','.join(bad))")
+    code = (
+        "import sys; import nomadrig.cli; "
+        "bad = [m for m in ('pulumi', 'pulumi_aws', 'pulumi_gcp', 'boto3', 'ansible_runner', 'matplotlib') "
+        "if m in sys.modules]; print(','.join(bad))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert proc.stdout.strip() == ""
+
+
+def test_catalog_refresh_without_credentials_exits_3_and_writes_nothing(tmp_path, monkeypatch):
+    for var in ("NOMADRIG_GCP_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    out = tmp_path / "catalog"
+    result = runner.invoke(app, ["catalog", "refresh", "--team", str(EXAMPLE), "--cloud", "gcp", "--out", str(out)])
+    assert result.exit_code == 3, result.output
+    assert "NOMADRIG_GCP_API_KEY" in result.output
+    assert not (out / "prices.csv").exists()
+
+
+def test_refreshed_catalog_is_what_later_commands_read(tmp_path, monkeypatch):
+    import shutil
+
+    from nomadrig.catalog import DEFAULT_DATA_DIR, load_catalog
+
+    refreshed = tmp_path / "catalog"
+    shutil.copytree(DEFAULT_DATA_DIR, refreshed)
+    prices = refreshed / "prices.csv"
+    prices.write_text(prices.read_text().replace("aws,g4dn.xlarge,us-east-1,0.526,", "aws,g4dn.xlarge,us-east-1,0.5,"))
+    monkeypatch.setenv("NOMADRIG_CATALOG", str(refreshed))
+    assert load_catalog().price("aws", "g4dn.xlarge", "us-east-1").on_demand_usd_hr == 0.5
+    monkeypatch.delenv("NOMADRIG_CATALOG")

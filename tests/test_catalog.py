@@ -1,0 +1,330 @@
+"""The shipped catalog's data and the loader's behaviour a user relies on.
+
+Data tests read the packaged CSVs; behaviour tests (filters, validation errors) use a
+small catalog written into a temporary folder so their expectations are exact.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nomadrig.catalog import DEFAULT_DATA_DIR, CatalogError, load_catalog
+
+REPO = Path(__file__).resolve().parents[1]
+REQUIRED_REGIONS = {"aws": {"us-east-1", "us-west-2", "eu-west-1"}, "gcp": {"us-central1", "europe-west4"}}
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return load_catalog()
+
+
+# --- the shipped data -------------------------------------------------------------------
+
+
+def test_every_row_names_its_source_and_date(catalog):
+    rows = [*catalog.instance_types(), *catalog.prices(), *catalog.gpu_models(), *catalog.towers()]
+    unsourced = [r for r in rows if not r.source.strip() or not r.date]
+    assert unsourced == []
+
+
+def test_every_instance_type_has_a_known_price_in_a_required_region(catalog):
+    unpriced = [
+        i.instance_type
+        for i in catalog.instance_types()
+        if not any(
+            catalog.price(i.cloud, i.instance_type, r)
+            and catalog.price(i.cloud, i.instance_type, r).on_demand_usd_hr is not None
+            for r in REQUIRED_REGIONS[i.cloud]
+        )
+    ]
+    assert unpriced == []
+
+
+def test_aws_covers_the_gpu_families_teams_ask_for(catalog):
+    aws = catalog.instance_types("aws")
+    families = {i.instance_type.split(".")[0] for i in aws}
+    assert len(aws) >= 20
+    assert {"g4dn", "g5", "g6", "g6e", "p3", "p4d", "p5"} <= families
+    assert all(i.machine_type == i.instance_type and i.accelerator_type is None for i in aws)
+
+
+def test_gcp_covers_attached_and_accelerator_optimised_configurations(catalog):
+    gcp = {i.instance_type: i for i in catalog.instance_types("gcp")}
+    assert len(gcp) >= 10
+    t4 = gcp["n1-standard-8+1xt4"]
+    assert (t4.machine_type, t4.accelerator_type, t4.gpu_count) == ("n1-standard-8", "nvidia-tesla-t4", 1)
+    assert gcp["n1-standard-8+1xv100"].accelerator_type == "nvidia-tesla-v100"
+    expected = {
+        "g2-standard-8": "nvidia-l4",
+        "a2-highgpu-1g": "nvidia-tesla-a100",
+        "a2-ultragpu-1g": "nvidia-a100-80gb",
+        "a3-highgpu-8g": "nvidia-h100-80gb",
+    }
+    assert {name: gcp[name].accelerator_type for name in expected} == expected
+
+
+def test_gcp_prices_say_they_add_machine_and_gpu(catalog):
+    priced = [p for p in catalog.prices() if p.cloud == "gcp" and p.on_demand_usd_hr is not None]
+    assert priced and all("machine" in p.source and "GPU" in p.source for p in priced)
+
+
+def test_every_gpu_model_in_use_is_known(catalog):
+    used = {i.gpu_model for i in catalog.instance_types()} | {t.gpu_model for t in catalog.towers()}
+    assert [m for m in used if catalog.gpu(m) is None] == []
+    assert {"RTX 3090", "RTX 4090", "RTX 5090", "RTX A6000", "RTX 6000 Ada", "L40S"} <= {
+        g.model for g in catalog.gpu_models()
+    }
+
+
+def test_towers_have_enough_builds_and_sourced_costs(catalog):
+    towers = catalog.towers()
+    assert len(towers) >= 4
+    costed = [t for t in towers if t.parts_cost_usd is not None]
+    assert costed and all("$" in t.source for t in costed)  # the cost figure is quoted from its page
+
+
+def test_every_profile_points_at_a_known_type(catalog):
+    assert [p for p in catalog.profiles() if catalog.instance(p.cloud, p.instance_type) is None] == []
+
+
+def test_example_team_choices_resolve_to_priced_types(catalog):
+    team = yaml.safe_load((REPO / "examples" / "team.yaml").read_text())
+    for nomad in team["nomads"]:
+        cloud, region = nomad["cloud"], nomad["region"]
+        if nomad.get("gpu_profile"):
+            profile = catalog.profile(nomad["gpu_profile"], cloud)
+            assert profile is not None, nomad["name"]
+            type_name = profile.instance_type
+        else:
+            type_name = nomad["instance_type"]
+        price = catalog.price(cloud, type_name, region)
+        assert price is not None and price.on_demand_usd_hr is not None, (nomad["name"], type_name, region)
+
+
+def test_catalog_date_is_the_newest_row_date(catalog):
+    dates = {r.date for r in [*catalog.instance_types(), *catalog.prices(), *catalog.gpu_models()]}
+    assert catalog.catalog_date == max(dates)
+
+
+def test_default_catalog_is_loaded_once(catalog):
+    assert load_catalog() is catalog
+
+
+def test_importing_the_catalog_pulls_in_no_cloud_sdk():
+    code = "import sys, nomadrig.catalog; print(sorted(m for m in ('boto3', 'botocore', 'pandas') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"
+
+
+# --- GPU names --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["RTX 4090", "rtx4090", "NVIDIA GeForce RTX 4090", "rtx-4090"])
+def test_gpu_lookup_tolerates_common_spellings(catalog, spelling):
+    assert catalog.gpu(spelling).model == "RTX 4090"
+
+
+@pytest.mark.parametrize(
+    ("cloud_name", "model"),
+    [
+        ("nvidia-tesla-t4", "T4"),
+        ("nvidia-l4", "L4"),
+        ("nvidia-h100-80gb", "H100"),
+        ("nvidia-a100-80gb", "A100 80GB"),
+        ("nvidia-tesla-a100", "A100 40GB"),
+        ("NVIDIA A10G", "A10G"),
+    ],
+)
+def test_gpu_lookup_understands_cloud_accelerator_ids(catalog, cloud_name, model):
+    assert catalog.gpu(cloud_name).model == model
+
+
+def test_unknown_gpu_is_none(catalog):
+    assert catalog.gpu("Voodoo 5 6000") is None
+
+
+# --- search filters (small catalog with exact expectations) ------------------------------
+
+SMALL = {
+    "gpus.csv": """\
+        gpu_model,vram_gb,tdp_w,source,date
+        T4,16,70,test,2026-01-01
+        L4,24,,test,2026-01-02
+        """,
+    "instance_types.csv": """\
+        # a comment line the loader skips
+        cloud,instance_type,machine_type,accelerator_type,gpu_model,gpu_count,gpu_vram_gb,vcpu,ram_gb,source,date
+        aws,t.small,t.small,,T4,1,16,4,16,test,2026-01-01
+        aws,l.big,l.big,,L4,4,24,48,192,test,2026-01-01
+        gcp,n1-standard-8+1xt4,n1-standard-8,nvidia-tesla-t4,T4,1,16,8,30,test,2026-01-01
+        """,
+    "prices.csv": """\
+        cloud,instance_type,region,on_demand_usd_hr,spot_usd_hr,source,date
+        aws,t.small,us-east-1,0.5,0.2,test,2026-01-01
+        aws,t.small,eu-west-1,0.6,,test,2026-01-01
+        aws,l.big,us-east-1,5.0,2.0,test,2026-01-03
+        gcp,n1-standard-8+1xt4,us-central1,0.7,0.25,test,2026-01-01
+        """,
+    "towers.csv": """\
+        name,gpu_model,gpu_count,gpu_vram_gb,gpu_tdp_w,cpu_tdp_w,typical_power_w,parts_cost_usd,source,date
+        one-t4,T4,1,16,70,,70,,test,2026-01-01
+        """,
+    "profiles.csv": """\
+        profile,cloud,instance_type,description
+        t4-16gb,aws,t.small,test
+        """,
+}
+
+
+def write_catalog(folder: Path, files: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(textwrap.dedent(text))
+    return folder
+
+
+@pytest.fixture
+def small(tmp_path):
+    return load_catalog(write_catalog(tmp_path / "small", SMALL))
+
+
+def names(results):
+    return [(i.instance_type, p.region) for i, p in results]
+
+
+def test_search_without_filters_lists_every_price_cheapest_first(small):
+    assert names(small.search()) == [
+        ("t.small", "us-east-1"),
+        ("t.small", "eu-west-1"),
+        ("n1-standard-8+1xt4", "us-central1"),
+        ("l.big", "us-east-1"),
+    ]
+
+
+def test_search_by_cloud_and_region(small):
+    assert names(small.search(cloud="aws", region="us-east-1")) == [("t.small", "us-east-1"), ("l.big", "us-east-1")]
+
+
+def test_search_by_gpu_model_accepts_cloud_ids(small):
+    assert names(small.search(gpu_model="nvidia-tesla-t4", cloud="gcp")) == [("n1-standard-8+1xt4", "us-central1")]
+
+
+def test_search_min_vram_is_per_gpu(small):
+    assert names(small.search(min_vram_gb=20)) == [("l.big", "us-east-1")]
+
+
+def test_search_spot_compares_spot_prices_and_skips_rows_without_one(small):
+    assert names(small.search(spot=True, max_usd_hr=0.25)) == [
+        ("t.small", "us-east-1"),
+        ("n1-standard-8+1xt4", "us-central1"),
+    ]
+
+
+def test_search_price_cap_uses_on_demand_by_default(small):
+    assert names(small.search(max_usd_hr=0.6)) == [("t.small", "us-east-1"), ("t.small", "eu-west-1")]
+
+
+def test_search_for_an_unknown_gpu_finds_nothing(small):
+    assert small.search(gpu_model="Voodoo 5") == []
+
+
+def test_regions_are_those_with_a_price_row(small):
+    assert small.regions("aws") == {"us-east-1", "eu-west-1"}
+
+
+def test_total_vram_multiplies_per_gpu_memory(small):
+    assert small.instance("aws", "l.big").total_vram_gb == 96
+
+
+# --- validation errors name file, line and column ----------------------------------------
+
+
+def broken(tmp_path: Path, name: str, old: str, new: str) -> Path:
+    files = dict(SMALL)
+    assert old in files[name]
+    files[name] = files[name].replace(old, new)
+    return write_catalog(tmp_path / "broken", files)
+
+
+def test_non_numeric_price_names_file_line_and_column(tmp_path):
+    folder = broken(tmp_path, "prices.csv", "eu-west-1,0.6,", "eu-west-1,cheap,")
+    with pytest.raises(CatalogError) as error:
+        load_catalog(folder)
+    assert (error.value.file, error.value.line, error.value.column) == ("prices.csv", 3, "on_demand_usd_hr")
+    assert str(error.value).startswith("prices.csv:3:on_demand_usd_hr: on_demand_usd_hr is 'cheap'")
+
+
+def test_line_numbers_count_the_comment_lines(tmp_path):
+    folder = broken(tmp_path, "instance_types.csv", "aws,l.big,l.big,,L4,4,", "aws,l.big,l.big,,L4,four,")
+    with pytest.raises(CatalogError, match=r"^instance_types\.csv:4:gpu_count: "):
+        load_catalog(folder)
+
+
+def test_missing_source_is_refused(tmp_path):
+    folder = broken(tmp_path, "gpus.csv", "T4,16,70,test,", "T4,16,70,,")
+    with pytest.raises(CatalogError, match=r"^gpus\.csv:2:source: source is empty"):
+        load_catalog(folder)
+
+
+def test_bad_date_is_refused(tmp_path):
+    folder = broken(tmp_path, "towers.csv", "test,2026-01-01", "test,26/11/2026")
+    with pytest.raises(CatalogError, match=r"(?s)^towers\.csv:2:date: .*YYYY-MM-DD"):
+        load_catalog(folder)
+
+
+def test_wrong_header_is_refused(tmp_path):
+    folder = broken(tmp_path, "profiles.csv", "profile,cloud,", "name,cloud,")
+    with pytest.raises(CatalogError, match=r"^profiles\.csv:1:-: header is name,cloud"):
+        load_catalog(folder)
+
+
+def test_price_for_an_unknown_type_is_refused(tmp_path):
+    folder = broken(tmp_path, "prices.csv", "aws,l.big,us-east-1", "aws,l.huge,us-east-1")
+    with pytest.raises(CatalogError, match=r"^prices\.csv:4:instance_type: aws 'l\.huge' is not in"):
+        load_catalog(folder)
+
+
+def test_profile_pointing_at_an_unknown_type_is_refused(tmp_path):
+    folder = broken(tmp_path, "profiles.csv", "t4-16gb,aws,t.small", "t4-16gb,aws,t.tiny")
+    with pytest.raises(CatalogError, match=r"^profiles\.csv:2:instance_type: profile 't4-16gb' points at"):
+        load_catalog(folder)
+
+
+def test_duplicate_price_rows_are_refused(tmp_path):
+    folder = broken(tmp_path, "prices.csv", "aws,t.small,eu-west-1", "aws,t.small,us-east-1")
+    with pytest.raises(CatalogError, match=r"^prices\.csv:3:-: duplicate price row"):
+        load_catalog(folder)
+
+
+def test_gcp_attached_gpu_key_must_follow_the_naming_rule(tmp_path):
+    folder = broken(tmp_path, "instance_types.csv", "gcp,n1-standard-8+1xt4", "gcp,n1-standard-8-t4")
+    folder_prices = folder / "prices.csv"
+    folder_prices.write_text(folder_prices.read_text().replace("n1-standard-8+1xt4", "n1-standard-8-t4"))
+    with pytest.raises(CatalogError, match=r"keyed 'n1-standard-8\+1xt4'"):
+        load_catalog(folder)
+
+
+def test_unknown_cloud_is_refused(tmp_path):
+    folder = broken(tmp_path, "prices.csv", "gcp,n1-standard-8+1xt4,us-central1", "azure,x,eastus")
+    with pytest.raises(CatalogError, match=r"^prices\.csv:5:cloud: cloud is 'azure'"):
+        load_catalog(folder)
+
+
+def test_a_corrupted_shipped_file_is_reported_with_its_line(tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(DEFAULT_DATA_DIR, folder)
+    lines = (folder / "prices.csv").read_text().splitlines()
+    target = next(n for n, line in enumerate(lines) if line.startswith("aws,g5.xlarge,eu-west-1,"))
+    lines[target] = lines[target].replace("aws,g5.xlarge,eu-west-1,", "aws,g5.xlarge,eu-west-1,-1")
+    (folder / "prices.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(CatalogError) as error:
+        load_catalog(folder)
+    assert (error.value.file, error.value.line) == ("prices.csv", target + 1)
