@@ -15,8 +15,18 @@ from nomadrig.cost import box_cost, team_projection
 
 from .test_policy_rules import BOX
 
-TOWER = TowerBuild(name="t", gpu_model="RTX 4090", gpu_count=1, gpu_vram_gb=24, gpu_tdp_w=450, cpu_tdp_w=125,
-                   typical_power_w=500, parts_cost_usd=3000.0, source="test", date="2026-11-26")
+TOWER = TowerBuild(
+    name="t",
+    gpu_model="RTX 4090",
+    gpu_count=1,
+    gpu_vram_gb=24,
+    gpu_tdp_w=450,
+    cpu_tdp_w=125,
+    typical_power_w=500,
+    parts_cost_usd=3000.0,
+    source="test",
+    date="2026-11-26",
+)
 
 
 def test_box_cost_is_hourly_times_billed_hours():

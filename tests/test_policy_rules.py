@@ -25,17 +25,52 @@ from nomadrig.policy.registry import run_rule
 from nomadrig.spec import BoxSpec, TowerGpuSpec, TowerSpec
 
 BOX = BoxSpec(
-    team="vision-lab", nomad="ada", cloud="aws", region="eu-west-1", instance_type="g5.xlarge",
-    machine_type="g5.xlarge", accelerator_type=None, gpu_model="A10G", gpu_count=1, gpu_vram_gb=24, vcpu=4,
-    ram_gb=16, root_disk_gb=100, data_disk_gb=500, spot=False, ttl_hours=72, idle_minutes=60,
-    ssh_key="ssh-ed25519 AAAA", timezone="UTC", email="", allow_public_ip=False, on_demand_usd_hr=1.1,
-    spot_usd_hr=0.45, created="2026-11-26T10:00Z",
+    team="vision-lab",
+    nomad="ada",
+    cloud="aws",
+    region="eu-west-1",
+    instance_type="g5.xlarge",
+    machine_type="g5.xlarge",
+    accelerator_type=None,
+    gpu_model="A10G",
+    gpu_count=1,
+    gpu_vram_gb=24,
+    vcpu=4,
+    ram_gb=16,
+    root_disk_gb=100,
+    data_disk_gb=500,
+    spot=False,
+    ttl_hours=72,
+    idle_minutes=60,
+    ssh_key="ssh-ed25519 AAAA",
+    timezone="UTC",
+    email="",
+    allow_public_ip=False,
+    on_demand_usd_hr=1.1,
+    spot_usd_hr=0.45,
+    created="2026-11-26T10:00Z",
 )
 TOWER = TowerSpec(
-    team="vision-lab", name="basement", address="192.0.2.10", ssh_user="admin", ssh_port=22, os="debian-13",
-    gpus=(TowerGpuSpec("RTX 4090", 1, 450, 24),), cpu_tdp_w=125, psu_watts=1000, ram_gb=64, disk_gb=2000,
-    root_on_ssd=True, data_encrypted=True, driver_channel="distro", driver_branch="550", cuda_version="12.4",
-    frameworks=("pytorch",), gpu_containers=False, nomads=("ada",), wireguard_port=51820,
+    team="vision-lab",
+    name="basement",
+    address="192.0.2.10",
+    ssh_user="admin",
+    ssh_port=22,
+    os="debian-13",
+    gpus=(TowerGpuSpec("RTX 4090", 1, 450, 24),),
+    cpu_tdp_w=125,
+    psu_watts=1000,
+    ram_gb=64,
+    disk_gb=2000,
+    root_on_ssd=True,
+    data_encrypted=True,
+    driver_channel="distro",
+    driver_branch="550",
+    cuda_version="12.4",
+    frameworks=("pytorch",),
+    gpu_containers=False,
+    nomads=("ada",),
+    wireguard_port=51820,
 )
 CTX = PolicyContext(
     policy=PolicySettings(spot_required_above_usd=4.0, max_gpus_per_box=4, allowed_instance_types=[]),
@@ -43,8 +78,13 @@ CTX = PolicyContext(
     usage=Usage(hours_per_day=8, days_per_month=21),
     allowed_regions={"aws": ("eu-west-1", "us-east-1"), "gcp": ("us-central1",)},
 )
-TAGS = {"nomadrig:managed": "true", "nomadrig:team": "vision-lab", "nomadrig:owner": "ada",
-        "nomadrig:ttl": "72", "nomadrig:idle-minutes": "60"}
+TAGS = {
+    "nomadrig:managed": "true",
+    "nomadrig:team": "vision-lab",
+    "nomadrig:owner": "ada",
+    "nomadrig:ttl": "72",
+    "nomadrig:idle-minutes": "60",
+}
 LABELS = {k.replace(":", "-"): v for k, v in TAGS.items()}
 
 
@@ -61,15 +101,22 @@ def res(type_: str, **props) -> PlannedResource:
 
 
 AWS_INSTANCE_OK = dict(
-    metadataOptions={"httpTokens": "required"}, rootBlockDevice={"encrypted": True, "volumeType": "gp3"},
-    associatePublicIpAddress=False, tags=TAGS, instanceInitiatedShutdownBehavior="stop",
-    instanceMarketOptions={"marketType": "spot", "spotOptions": {"instanceInterruptionBehavior": "stop",
-                                                                 "spotInstanceType": "persistent"}},
+    metadataOptions={"httpTokens": "required"},
+    rootBlockDevice={"encrypted": True, "volumeType": "gp3"},
+    associatePublicIpAddress=False,
+    tags=TAGS,
+    instanceInitiatedShutdownBehavior="stop",
+    instanceMarketOptions={
+        "marketType": "spot",
+        "spotOptions": {"instanceInterruptionBehavior": "stop", "spotInstanceType": "persistent"},
+    },
 )
 GCP_INSTANCE_OK = dict(
-    networkInterfaces=[{"network": "n", "subnetwork": "s"}], labels=LABELS,
+    networkInterfaces=[{"network": "n", "subnetwork": "s"}],
+    labels=LABELS,
     shieldedInstanceConfig={"enableSecureBoot": False, "enableVtpm": True, "enableIntegrityMonitoring": True},
-    metadata={"enable-oslogin": "TRUE"}, bootDisk={"kmsKeySelfLink": "projects/p/keys/k"},
+    metadata={"enable-oslogin": "TRUE"},
+    bootDisk={"kmsKeySelfLink": "projects/p/keys/k"},
     scheduling={"provisioningModel": "SPOT", "instanceTerminationAction": "STOP", "onHostMaintenance": "TERMINATE"},
 )
 
@@ -94,68 +141,148 @@ CASES: dict[str, tuple[object, object, str]] = {
     "TWR-004": (tower(), tower(disk_gb=500), "500 GB"),
     "TWR-005": (tower(), tower(root_on_ssd=False), "rotational"),
     "TWR-006": (tower(), tower(data_encrypted=False), "not encrypted"),
-    "SEC-001": (res("aws:ebs/volume:Volume", encrypted=True, tags=TAGS),
-                res("aws:ebs/volume:Volume", tags=TAGS), "not encrypted"),
-    "SEC-002": (res("aws:ec2/instance:Instance", **AWS_INSTANCE_OK),
-                res("aws:ec2/instance:Instance", **with_(AWS_INSTANCE_OK, metadataOptions={"httpTokens": "optional"})),
-                "httpTokens is 'optional'"),
-    "SEC-003": (res("aws:ec2/securityGroup:SecurityGroup", ingress=[], egress=[{"cidrBlocks": ["0.0.0.0/0"]}]),
-                res("aws:ec2/securityGroup:SecurityGroup",
-                    ingress=[{"fromPort": 8888, "toPort": 8888, "protocol": "tcp", "ipv6CidrBlocks": ["::/0"]}]),
-                "::/0"),
-    "SEC-004": (res("aws:ec2/instance:Instance", **AWS_INSTANCE_OK),
-                res("aws:ec2/instance:Instance", **with_(AWS_INSTANCE_OK, associatePublicIpAddress=True)),
-                "associate_public_ip_address"),
-    "SEC-005": (res("aws:ec2/instance:Instance", **AWS_INSTANCE_OK),
-                res("aws:ec2/instance:Instance", **with_(AWS_INSTANCE_OK, tags={"Name": "x"})), "nomadrig:owner"),
-    "SEC-006": (res("gcp:compute/instance:Instance", **GCP_INSTANCE_OK),
-                res("gcp:compute/instance:Instance", **with_(GCP_INSTANCE_OK, labels={})), "nomadrig-team"),
-    "SEC-007": (res("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", blockPublicAcls=True,
-                    blockPublicPolicy=True, ignorePublicAcls=True, restrictPublicBuckets=True),
-                res("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", blockPublicAcls=True,
-                    blockPublicPolicy=False, ignorePublicAcls=True, restrictPublicBuckets=True), "blockPublicPolicy"),
-    "SEC-008": (res("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
-                    rules=[{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}}]),
-                res("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
-                    rules=[{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]), "AES256"),
-    "SEC-009": (res("aws:s3/bucketVersioning:BucketVersioning", versioningConfiguration={"status": "Enabled"}),
-                res("aws:s3/bucketVersioning:BucketVersioning", versioningConfiguration={"status": "Suspended"}),
-                "Suspended"),
+    "SEC-001": (
+        res("aws:ebs/volume:Volume", encrypted=True, tags=TAGS),
+        res("aws:ebs/volume:Volume", tags=TAGS),
+        "not encrypted",
+    ),
+    "SEC-002": (
+        res("aws:ec2/instance:Instance", **AWS_INSTANCE_OK),
+        res("aws:ec2/instance:Instance", **with_(AWS_INSTANCE_OK, metadataOptions={"httpTokens": "optional"})),
+        "httpTokens is 'optional'",
+    ),
+    "SEC-003": (
+        res("aws:ec2/securityGroup:SecurityGroup", ingress=[], egress=[{"cidrBlocks": ["0.0.0.0/0"]}]),
+        res(
+            "aws:ec2/securityGroup:SecurityGroup",
+            ingress=[{"fromPort": 8888, "toPort": 8888, "protocol": "tcp", "ipv6CidrBlocks": ["::/0"]}],
+        ),
+        "::/0",
+    ),
+    "SEC-004": (
+        res("aws:ec2/instance:Instance", **AWS_INSTANCE_OK),
+        res("aws:ec2/instance:Instance", **with_(AWS_INSTANCE_OK, associatePublicIpAddress=True)),
+        "associate_public_ip_address",
+    ),
+    "SEC-005": (
+        res("aws:ec2/instance:Instance", **AWS_INSTANCE_OK),
+        res("aws:ec2/instance:Instance", **with_(AWS_INSTANCE_OK, tags={"Name": "x"})),
+        "nomadrig:owner",
+    ),
+    "SEC-006": (
+        res("gcp:compute/instance:Instance", **GCP_INSTANCE_OK),
+        res("gcp:compute/instance:Instance", **with_(GCP_INSTANCE_OK, labels={})),
+        "nomadrig-team",
+    ),
+    "SEC-007": (
+        res(
+            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+            blockPublicAcls=True,
+            blockPublicPolicy=True,
+            ignorePublicAcls=True,
+            restrictPublicBuckets=True,
+        ),
+        res(
+            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+            blockPublicAcls=True,
+            blockPublicPolicy=False,
+            ignorePublicAcls=True,
+            restrictPublicBuckets=True,
+        ),
+        "blockPublicPolicy",
+    ),
+    "SEC-008": (
+        res(
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+            rules=[{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}}],
+        ),
+        res(
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+            rules=[{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}],
+        ),
+        "AES256",
+    ),
+    "SEC-009": (
+        res("aws:s3/bucketVersioning:BucketVersioning", versioningConfiguration={"status": "Enabled"}),
+        res("aws:s3/bucketVersioning:BucketVersioning", versioningConfiguration={"status": "Suspended"}),
+        "Suspended",
+    ),
     "SEC-010": (
-        [PlannedResource("aws:s3/bucket:Bucket", "data", {"bucket": "vl-data"}),
-         PlannedResource("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "pab", {"bucket": "vl-data"}),
-         PlannedResource("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
-                         "sse", {"bucket": "vl-data"}),
-         PlannedResource("aws:s3/bucketVersioning:BucketVersioning", "ver", {"bucket": "vl-data"})],
-        [PlannedResource("aws:s3/bucket:Bucket", "data", {"bucket": "vl-data"}),
-         PlannedResource("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "pab", {"bucket": "vl-data"})],
-        "versioning"),
-    "SEC-011": (res("aws:iam/rolePolicy:RolePolicy", policy=json.dumps(
-                    {"Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "*"}]})),
-                res("aws:iam/rolePolicy:RolePolicy", policy=json.dumps(
-                    {"Statement": {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}})), "s3:*"),
-    "SEC-012": (res("gcp:compute/disk:Disk", diskEncryptionKey={"kmsKeySelfLink": "k"}, labels=LABELS),
-                res("gcp:compute/disk:Disk", labels=LABELS), "Google-managed"),
-    "SEC-013": (res("gcp:compute/instance:Instance", **GCP_INSTANCE_OK),
-                res("gcp:compute/instance:Instance", **with_(GCP_INSTANCE_OK, shieldedInstanceConfig=None)),
-                "shielded VM"),
-    "SEC-014": (res("gcp:compute/instance:Instance", **GCP_INSTANCE_OK),
-                res("gcp:compute/instance:Instance", **with_(GCP_INSTANCE_OK, metadata={})), "enable-oslogin"),
-    "SEC-015": (res("gcp:compute/firewall:Firewall", direction="INGRESS", sourceRanges=["35.235.240.0/20"]),
-                res("gcp:compute/firewall:Firewall", direction="INGRESS", sourceRanges=["10.0.0.0/8"]),
-                "10.0.0.0/8"),
-    "SEC-016": (res("aws:ec2/instance:Instance", **AWS_INSTANCE_OK),
-                res("aws:ec2/instance:Instance", **with_(AWS_INSTANCE_OK, instanceMarketOptions={"marketType": "spot"})),
-                "terminate"),
-    "SEC-017": (res("aws:ec2/instance:Instance", **AWS_INSTANCE_OK),
-                res("aws:ec2/instance:Instance", **with_(AWS_INSTANCE_OK,
-                                                          instanceInitiatedShutdownBehavior="terminate")),
-                "terminate"),
+        [
+            PlannedResource("aws:s3/bucket:Bucket", "data", {"bucket": "vl-data"}),
+            PlannedResource("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "pab", {"bucket": "vl-data"}),
+            PlannedResource(
+                "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+                "sse",
+                {"bucket": "vl-data"},
+            ),
+            PlannedResource("aws:s3/bucketVersioning:BucketVersioning", "ver", {"bucket": "vl-data"}),
+        ],
+        [
+            PlannedResource("aws:s3/bucket:Bucket", "data", {"bucket": "vl-data"}),
+            PlannedResource("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "pab", {"bucket": "vl-data"}),
+        ],
+        "versioning",
+    ),
+    "SEC-011": (
+        res(
+            "aws:iam/rolePolicy:RolePolicy",
+            policy=json.dumps(
+                {"Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "*"}]}
+            ),
+        ),
+        res(
+            "aws:iam/rolePolicy:RolePolicy",
+            policy=json.dumps({"Statement": {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}}),
+        ),
+        "s3:*",
+    ),
+    "SEC-012": (
+        res("gcp:compute/disk:Disk", diskEncryptionKey={"kmsKeySelfLink": "k"}, labels=LABELS),
+        res("gcp:compute/disk:Disk", labels=LABELS),
+        "Google-managed",
+    ),
+    "SEC-013": (
+        res("gcp:compute/instance:Instance", **GCP_INSTANCE_OK),
+        res("gcp:compute/instance:Instance", **with_(GCP_INSTANCE_OK, shieldedInstanceConfig=None)),
+        "shielded VM",
+    ),
+    "SEC-014": (
+        res("gcp:compute/instance:Instance", **GCP_INSTANCE_OK),
+        res("gcp:compute/instance:Instance", **with_(GCP_INSTANCE_OK, metadata={})),
+        "enable-oslogin",
+    ),
+    "SEC-015": (
+        res("gcp:compute/firewall:Firewall", direction="INGRESS", sourceRanges=["35.235.240.0/20"]),
+        res("gcp:compute/firewall:Firewall", direction="INGRESS", sourceRanges=["10.0.0.0/8"]),
+        "10.0.0.0/8",
+    ),
+    "SEC-016": (
+        res("aws:ec2/instance:Instance", **AWS_INSTANCE_OK),
+        res("aws:ec2/instance:Instance", **with_(AWS_INSTANCE_OK, instanceMarketOptions={"marketType": "spot"})),
+        "terminate",
+    ),
+    "SEC-017": (
+        res("aws:ec2/instance:Instance", **AWS_INSTANCE_OK),
+        res("aws:ec2/instance:Instance", **with_(AWS_INSTANCE_OK, instanceInitiatedShutdownBehavior="terminate")),
+        "terminate",
+    ),
     "SEC-018": (res("aws:kms/key:Key", enableKeyRotation=True), res("aws:kms/key:Key"), "rotation is off"),
-    "SEC-019": (res("gcp:storage/bucket:Bucket", uniformBucketLevelAccess=True, publicAccessPrevention="enforced",
-                    versioning={"enabled": True}),
-                res("gcp:storage/bucket:Bucket", uniformBucketLevelAccess=True, publicAccessPrevention="inherited",
-                    versioning={"enabled": True}), "public access prevention"),
+    "SEC-019": (
+        res(
+            "gcp:storage/bucket:Bucket",
+            uniformBucketLevelAccess=True,
+            publicAccessPrevention="enforced",
+            versioning={"enabled": True},
+        ),
+        res(
+            "gcp:storage/bucket:Bucket",
+            uniformBucketLevelAccess=True,
+            publicAccessPrevention="inherited",
+            versioning={"enabled": True},
+        ),
+        "public access prevention",
+    ),
 }
 
 
@@ -231,5 +358,6 @@ def test_entry_points_route_subjects_to_their_rules():
     assert {v.rule_id for v in check_team(TeamPlan("t", (box(),) * 10), CTX)} == {"COST-004"}
     bad_instance = res("aws:ec2/instance:Instance", **with_(AWS_INSTANCE_OK, metadataOptions={}))
     assert {v.rule_id for v in check_resource(bad_instance, CTX)} == {"SEC-002"}
-    assert {v.rule_id for v in check_stack([PlannedResource("aws:s3/bucket:Bucket", "b", {"bucket": "b"})], CTX)} \
-        == {"SEC-010"}
+    assert {v.rule_id for v in check_stack([PlannedResource("aws:s3/bucket:Bucket", "b", {"bucket": "b"})], CTX)} == {
+        "SEC-010"
+    }

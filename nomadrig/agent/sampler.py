@@ -1,0 +1,97 @@
+"""One raw sample: every signal at one instant, plus the clocks that date it.
+
+A sample carries three clocks because each lies differently: the wall clock
+can jump (NTP, a wrong RTC at boot), the boot-time clock restarts at every
+boot, and the boot id says which boot a boot-time reading belongs to. The
+decision compares them to tell observed time from time nobody watched.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from . import SAMPLE_VERSION
+from .cloudinit import sample_cloud_init
+from .config import AgentConfig, Paths
+from .cpu import sample_cpu
+from .fsutil import read_text
+from .gpu import Runner, find_nvidia_smi, run_command, sample_gpu
+from .jupyter import Fetcher, fetch_json, runtime_dirs, sample_jupyter
+from .lease import sample_lease
+from .netstat import sample_ssh
+
+
+def boot_time_seconds() -> float:
+    """Seconds since boot including suspend (CLOCK_BOOTTIME), so a suspend shows up as a gap."""
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    if clock is not None:
+        try:
+            return time.clock_gettime(clock)
+        except OSError:
+            pass
+    return time.monotonic()
+
+
+class Clock:
+    """Wall and boot clocks; tests pass their own."""
+
+    def wall(self) -> float:
+        return time.time()
+
+    def boot(self) -> float:
+        return boot_time_seconds()
+
+
+def take_sample(
+    config: AgentConfig,
+    paths: Paths,
+    clock: Clock | None = None,
+    runner: Runner = run_command,
+    fetch: Fetcher = fetch_json,
+) -> dict[str, Any]:
+    """Observe every signal once. Never raises for a signal: failures are recorded in it."""
+    clock = clock or Clock()
+
+    def read_proc(name: str) -> str | None:
+        return read_text(paths.in_proc(name))
+
+    boot_id = (read_proc("sys/kernel/random/boot_id") or "").strip() or "unknown"
+    started_wall, started_boot = clock.wall(), clock.boot()
+    sample: dict[str, Any] = {
+        "v": SAMPLE_VERSION,
+        "t": round(started_wall, 3),
+        "mono": round(started_boot, 3),
+        "boot_id": boot_id,
+    }
+    sample["gpu"] = sample_gpu(find_nvidia_smi(config.nvidia_smi), runner)
+    sample["cpu"] = sample_cpu(read_proc)
+    sample["ssh"] = sample_ssh(read_proc, config.ssh_port)
+    sample["jupyter"] = sample_jupyter(runtime_dirs(paths.under_root, config.jupyter_runtime_dirs), fetch)
+    sample["lease"] = sample_lease(paths.state_dir(config))
+    sample["cloud_init"] = sample_cloud_init(paths.under_root("/run/cloud-init"))
+    sample["took_s"] = round(clock.boot() - started_boot, 3)
+    return sample
+
+
+def summarise_for_history(sample: dict[str, Any], keep: int = 8) -> dict[str, Any]:
+    """A copy small enough to keep hundreds of: long lists are cut to ``keep`` items plus a count.
+
+    The decision needs counts and, for kernels, the busiest and most recent
+    ones (kept first); a box with many SSH tunnels or GPU processes must not
+    grow the state file without bound.
+    """
+    trimmed = dict(sample)
+    for signal, key in (("ssh", "connections"), ("gpu", "processes"), ("jupyter", "kernels")):
+        part = sample.get(signal)
+        if isinstance(part, dict) and isinstance(part.get(key), list) and len(part[key]) > keep:
+            items = part[key]
+            if key == "kernels":
+                items = sorted(
+                    items, key=lambda k: (k.get("state") == "busy", k.get("last_activity") or 0), reverse=True
+                )
+            copy = dict(part)
+            copy["count_" + key] = len(part[key])
+            copy[key] = items[:keep]
+            trimmed[signal] = copy
+    return trimmed
