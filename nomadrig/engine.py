@@ -1,0 +1,523 @@
+"""The engine: the only module that talks to the Pulumi CLI (through the Automation API).
+
+One stack per box (``<team>-<nomad>``), one per tower (``<team>-tower-<name>``)
+and one team network stack per cloud and region (``<team>-net-<cloud>-<region>``),
+all in one Pulumi project run from a fixed work dir, so any teammate with the
+same backend sees the same stacks and locks. Programs are inline (the
+``stacks`` package), so the CLI never needs a virtualenv of its own.
+
+Every preview and up carries the CrossGuard pack (``policypack/``); failures
+become `CloudError` (exit 3) with what to do, a concurrent update is named as
+such, and Ctrl-C cancels the update before exiting 130.
+
+``pulumi.automation`` is imported inside the functions that need it: the CLI
+must start fast and most commands never touch Pulumi.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from rich.console import Console
+
+from .engine_progress import ProgressDisplay, UpdateProgress
+from .engine_settings import (
+    PROJECT_NAME,
+    SECRETS_PROVIDER,
+    EngineSettings,
+    missing_cli_error,
+    policy_pack_dir,
+    pulumi_root,
+)
+from .engine_stacks import (
+    DATA_VOLUME_TYPES,
+    Programs,
+    PulumiFn,
+    RetainedVolume,
+    StackPrograms,
+    StackStatus,
+    cloud_config,
+    empty_program,
+    network_stack_name,
+    purge_stack_name,
+    retained_volumes,
+    tower_stack_name,
+)
+from .errors import CloudError, NomadrigError
+
+if TYPE_CHECKING:
+    from pulumi import automation as auto
+
+    from .config import Team
+    from .reaper.ports import StackRef
+    from .spec import BoxSpec, TowerSpec
+
+__all__ = ["Engine", "EngineBoxStacks", "RetainedVolume", "StackStatus", "UpdateInterrupted", "box_stacks",
+           "cloud_config", "network_stack_name", "retained_volumes", "tower_stack_name"]
+
+Say = Callable[[str], None]
+
+SECRET_MASK = "[secret]"
+CANCEL_WAIT_S = 120.0  # how long a Ctrl-C waits for the CLI to finish its in-flight operations and stop
+
+
+class UpdateInterrupted(NomadrigError):
+    """The user pressed Ctrl-C; the update was cancelled (or the cancel was attempted)."""
+
+    exit_code = 130  # type: ignore[assignment]  # the shell's convention for SIGINT, not an ExitCode
+
+
+def _values(outputs: Mapping[str, Any], reveal: bool = True) -> dict[str, Any]:
+    """Plain output values; secrets masked unless `reveal` (programs get them, terminals do not)."""
+    return {key: SECRET_MASK if not reveal and getattr(value, "secret", False) else getattr(value, "value", value)
+            for key, value in outputs.items()}
+
+
+# ---------------------------------------------------------------- the engine
+
+
+class Engine:
+    """Runs a team's stacks. One instance per command; the Pulumi CLI is located once."""
+
+    def __init__(self, team: Team, *, programs: Programs | None = None, console: Console | None = None,
+                 say: Say | None = None) -> None:
+        self.team = team
+        self.programs: Programs = programs or StackPrograms()
+        self.console = console or Console(stderr=True, highlight=False)
+        self.say: Say = say or (lambda text: self.console.print(text, markup=False, highlight=False))
+        self.settings = EngineSettings.for_team(team.team, team.state.backend_url,
+                                                lambda text: self.say(f"warning: {text}"))
+        self._command: Any = None
+
+    # -- plumbing -------------------------------------------------------
+
+    def pulumi_command(self) -> auto.PulumiCommand:
+        """The CLI to run, found once; a missing CLI becomes the install hint (exit 3)."""
+        if self._command is None:
+            from pulumi import automation as auto
+
+            root = pulumi_root()
+            try:
+                self._command = auto.PulumiCommand(root=str(root) if root else None, skip_version_check=False)
+            except FileNotFoundError:
+                raise missing_cli_error() from None
+            except auto.InvalidVersionError as exc:
+                raise CloudError(f"the Pulumi CLI is too old for this SDK: {exc}\n"
+                                 "  Upgrade it: https://www.pulumi.com/docs/install/") from None
+        return self._command
+
+    def _options(self, program: PulumiFn | None) -> auto.LocalWorkspaceOptions:
+        from pulumi import automation as auto
+
+        project = auto.ProjectSettings(name=PROJECT_NAME, runtime="python", main=str(self.settings.work_dir),
+                                       backend=auto.ProjectBackend(url=self.settings.backend_url))
+        return auto.LocalWorkspaceOptions(
+            work_dir=str(self.settings.work_dir),
+            program=program,
+            env_vars=dict(self.settings.env),
+            secrets_provider=SECRETS_PROVIDER,
+            project_settings=project,
+            pulumi_command=self.pulumi_command(),
+        )
+
+    def workspace(self) -> auto.LocalWorkspace:
+        from pulumi import automation as auto
+
+        return auto.LocalWorkspace(**self._options(None).__dict__)
+
+    def open_stack(self, name: str, program: PulumiFn, config: Mapping[str, str]) -> auto.Stack:
+        """Create or select the stack and set its provider config (idempotent)."""
+        from pulumi import automation as auto
+
+        with self._errors(name, "select"):
+            stack = auto.create_or_select_stack(stack_name=name, project_name=PROJECT_NAME, program=program,
+                                                opts=self._options(program))
+            if config:
+                stack.set_all_config({key: auto.ConfigValue(value=value) for key, value in config.items()})
+        return stack
+
+    def existing_stack(self, name: str) -> auto.Stack | None:
+        """Select a stack that exists; None when it was never created (no CLI call creates one)."""
+        from pulumi import automation as auto
+
+        with self._errors(name, "select"):
+            try:
+                return auto.select_stack(stack_name=name, project_name=PROJECT_NAME, program=empty_program,
+                                         opts=self._options(empty_program))
+            except auto.StackNotFoundError:
+                return None
+
+    @contextlib.contextmanager
+    def _errors(self, stack_name: str, action: str, progress: UpdateProgress | None = None) -> Iterator[None]:
+        """Turn Automation API failures into messages a user can act on."""
+        from pulumi import automation as auto
+
+        try:
+            yield
+        except KeyboardInterrupt:
+            raise UpdateInterrupted(f"interrupted during {action} of {stack_name}.") from None
+        except auto.ConcurrentUpdateError:
+            raise CloudError(
+                f"stack {stack_name}: another update is in progress (a teammate, the reaper, or another "
+                f"terminal is running up/down on it).\n"
+                f"  Wait for it to finish and run the command again. If nothing is running (a killed run "
+                f"left the lock), run `pulumi cancel --stack {stack_name}` in {self.settings.work_dir}."
+            ) from None
+        except FileNotFoundError as exc:
+            if "pulumi" in str(exc):
+                raise missing_cli_error() from None
+            raise
+        except auto.CommandError as exc:
+            details = progress.errors if progress and progress.errors else [_stderr_tail(str(exc))]
+            policy = [p for p in (progress.policy if progress else []) if p.startswith("mandatory")]
+            lines = [f"stack {stack_name}: pulumi {action} failed:"]
+            lines += [f"  {line}" for line in details + policy if line]
+            lines.append("  Fix the cause and run the command again; the stack keeps what was already done.")
+            raise CloudError("\n".join(lines)) from None
+
+    def _run_update(self, stack: auto.Stack, action: str,
+                    run: Callable[[Callable[[Any], None]], Any]) -> tuple[Any, UpdateProgress]:
+        """Run one up/preview/destroy with the progress view; Ctrl-C cancels it.
+
+        The CLI runs on a worker thread so the main thread stays free to take
+        Ctrl-C at once and send `pulumi cancel` while the update still runs
+        (waiting for the subprocess first would make the cancel pointless).
+        """
+        progress = UpdateProgress(stack.name, action)
+        outcome: dict[str, Any] = {}
+        with self._errors(stack.name, action, progress), ProgressDisplay(progress, self.console) as display:
+            done = threading.Event()
+
+            def work() -> None:
+                try:
+                    outcome["result"] = run(display.on_event)
+                except BaseException as exc:  # handed to the main thread, mapped by _errors there
+                    outcome["error"] = exc
+                finally:
+                    done.set()
+
+            # Wait on an Event, not Thread.join: on Python 3.11 a Ctrl-C inside join() marks the
+            # still-running thread as stopped, and we could no longer wait for it.
+            threading.Thread(target=work, name=f"pulumi-{action}-{stack.name}", daemon=True).start()
+            try:
+                while not done.wait(0.2):
+                    pass
+            except KeyboardInterrupt:
+                self._cancel(stack, action, done)
+            if "error" in outcome:
+                raise outcome["error"]
+        self.say(f"{action} {stack.name}: {progress.summary_line()}")
+        return outcome["result"], progress
+
+    def _cancel(self, stack: auto.Stack, action: str, done: threading.Event) -> NoReturn:
+        """Stop the running update cleanly, wait (bounded) for the CLI to end, exit 130.
+
+        Pulumi Cloud: ``stack.cancel()`` asks the service to cancel the update.
+        Self-managed backends: the CLI stops itself on the Ctrl-C (forwarded to
+        it when only nomadrig got the signal); `pulumi cancel` would only break
+        the lock under a CLI still writing state, so it is not sent there.
+        """
+        from .engine_interrupt import ctrl_c_reached_children, forward_interrupt, is_service_backend
+
+        self.say(f"interrupted: stopping the {action} of {stack.name}; Pulumi first finishes the operations "
+                 "in flight ... (Ctrl-C again to stop waiting)")
+        if is_service_backend(self.settings.backend_url):
+            try:
+                stack.cancel()
+                note = "the update was cancelled"
+            except Exception as exc:  # the CLI may have stopped on the same Ctrl-C already
+                reason = _last_line(str(exc))
+                note = "the update stopped" if "in progress" in reason else \
+                    f"the cancel request failed ({reason})"
+        else:
+            if not ctrl_c_reached_children():
+                forward_interrupt()
+            note = "the update stopped"
+        with contextlib.suppress(KeyboardInterrupt):
+            done.wait(CANCEL_WAIT_S)
+        if not done.is_set():
+            note = (f"the Pulumi CLI is still finishing the operations in flight and holds the lock of "
+                    f"{stack.name} until it ends")
+        raise UpdateInterrupted(f"interrupted: {note}; resources already changed stay as they are.\n"
+                                f"  Run the same command again to finish the {action} of {stack.name}.")
+
+    # -- box, tower and network stacks ----------------------------------
+
+    def up_network(self, cloud: str, region: str) -> dict[str, Any]:
+        """Deploy (or confirm) the team network of a cloud/region; returns its outputs for the boxes."""
+        name = network_stack_name(self.team.team, cloud, region)
+        project = self.team.clouds.gcp.project if cloud == "gcp" and self.team.clouds.gcp else ""
+        stack = self.open_stack(name, self.programs.network(self.team, cloud, region),
+                                cloud_config(cloud, region, project))
+        packs = [str(policy_pack_dir())]
+        result, _ = self._run_update(stack, "up", lambda on_event: stack.up(
+            policy_packs=packs, on_event=on_event, color="never", message=f"nomadrig up {name}"))
+        return _values(result.outputs)
+
+    def up_box(self, spec: BoxSpec) -> dict[str, Any]:
+        """Deploy the team network of the box's region, then the box; returns the box's outputs."""
+        network = self.up_network(spec.cloud, spec.region)
+        stack = self.open_stack(spec.stack_name, self.programs.box(self.team, spec, network),
+                                cloud_config(spec.cloud, spec.region, spec.project))
+        packs = [str(policy_pack_dir())]
+        result, _ = self._run_update(stack, "up", lambda on_event: stack.up(
+            policy_packs=packs, on_event=on_event, color="never", message=f"nomadrig up {spec.nomad}"))
+        return _values(result.outputs, reveal=False)
+
+    def preview_box(self, spec: BoxSpec) -> tuple[str, dict[str, int]]:
+        """What `up` would change, with the policy pack's verdicts; changes nothing.
+
+        A box program needs its team network's outputs; before the network's
+        first `up` there are none, so the network stack is previewed instead
+        (that is what `up` would create first). Returns the stack previewed.
+        """
+        network = self._network_outputs(spec.cloud, spec.region)
+        if network:
+            name = spec.stack_name
+            program = self.programs.box(self.team, spec, network)
+        else:
+            name = network_stack_name(self.team.team, spec.cloud, spec.region)
+            self.say(f"note: the {spec.cloud}/{spec.region} team network is not deployed yet; previewing it "
+                     f"(`up` creates it before the box; preview the box once it exists).")
+            program = self.programs.network(self.team, spec.cloud, spec.region)
+        stack = self.open_stack(name, program, cloud_config(spec.cloud, spec.region, spec.project))
+        packs = [str(policy_pack_dir())]
+        result, _ = self._run_update(stack, "preview", lambda on_event: stack.preview(
+            policy_packs=packs, on_event=on_event, color="never"))
+        return name, {str(getattr(k, "value", k)): int(v) for k, v in result.change_summary.items()}
+
+    def _network_outputs(self, cloud: str, region: str) -> dict[str, Any]:
+        """The network's outputs without deploying it; empty before its first up."""
+        stack = self.existing_stack(network_stack_name(self.team.team, cloud, region))
+        if stack is None:
+            return {}
+        with self._errors(stack.name, "read outputs"):
+            return _values(stack.outputs())
+
+    def up_tower(self, spec: TowerSpec) -> dict[str, Any]:
+        stack = self.open_stack(spec.stack_name, self.programs.tower(self.team, spec), {})
+        packs = [str(policy_pack_dir())]
+        result, _ = self._run_update(stack, "up", lambda on_event: stack.up(
+            policy_packs=packs, on_event=on_event, color="never", message=f"nomadrig up tower {spec.name}"))
+        return _values(result.outputs, reveal=False)
+
+    def outputs(self, name: str, reveal: bool = False) -> dict[str, Any] | None:
+        """A stack's outputs (secrets masked unless `reveal`); None when the stack does not exist."""
+        stack = self.existing_stack(name)
+        if stack is None:
+            return None
+        with self._errors(name, "read outputs"):
+            return _values(stack.outputs(), reveal)
+
+    def destroy(self, name: str, cloud: str = "", region: str = "", project: str = "") -> list[RetainedVolume]:
+        """Destroy a stack's resources; the data volumes it retains are recorded and returned."""
+        stack = self.existing_stack(name)
+        if stack is None:
+            raise CloudError(f"stack {name} does not exist in {self.settings.backend_url}: nothing to destroy.\n"
+                             "  `nomadrig ls` lists the team's stacks.")
+        with self._errors(name, "read outputs"):
+            outputs = _values(stack.outputs())
+        kept = retained_volumes(name, cloud, region, outputs, project) if cloud else []
+        self._run_update(stack, "destroy", lambda on_event: stack.destroy(on_event=on_event, color="never",
+                                                                           message=f"nomadrig down {name}"))
+        if kept:
+            self._record_retained(name, kept)
+        return kept
+
+    # -- retained data volumes ------------------------------------------
+
+    @property
+    def _retained_file(self) -> Path:
+        return self.settings.work_dir / "retained.json"
+
+    def _load_retained(self) -> dict[str, list[dict[str, str]]]:
+        try:
+            return json.loads(self._retained_file.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def _save_retained(self, data: dict[str, list[dict[str, str]]]) -> None:
+        """Atomically: this file is the only record of volumes a plain `down` left behind."""
+        tmp = self._retained_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(self._retained_file)
+
+    def _record_retained(self, stack: str, volumes: list[RetainedVolume]) -> None:
+        data = self._load_retained()
+        known = {v["id"] for v in data.get(stack, [])}
+        data.setdefault(stack, []).extend(v.as_dict() for v in volumes if v.id not in known)
+        self._save_retained(data)
+
+    def retained(self, stack: str) -> list[RetainedVolume]:
+        """Data volumes earlier `down`s of this stack kept (recorded locally at destroy time)."""
+        return [RetainedVolume(**v) for v in self._load_retained().get(stack, [])]
+
+    def purge(self, volumes: list[RetainedVolume], nomad: str) -> None:
+        """Delete retained data volumes through Pulumi: import them into a scratch stack, destroy it.
+
+        Going through Pulumi (not a cloud SDK) keeps this module the only one
+        that changes cloud state for boxes, and uses the same credentials,
+        backend and provider config as the box itself.
+        """
+        if not volumes:
+            return
+        first = volumes[0]
+        name = purge_stack_name(self.team.team, nomad)
+        stack = self.open_stack(name, empty_program, cloud_config(first.cloud, first.region, first.project))
+        resources = [{"type": v.type, "name": f"data-{i}", "id": v.id} for i, v in enumerate(volumes)]
+        with self._errors(name, "import"):
+            stack.import_resources(resources=resources, protect=False, generate_code=False,
+                                   message=f"nomadrig purge data of {nomad}")
+        self._run_update(stack, "destroy", lambda on_event: stack.destroy(on_event=on_event, color="never"))
+        with self._errors(name, "remove"):
+            stack.workspace.remove_stack(name)
+        data = self._load_retained()
+        gone = {v.id for v in volumes}
+        for key in list(data):
+            data[key] = [v for v in data[key] if v["id"] not in gone]
+            if not data[key]:
+                del data[key]
+        self._save_retained(data)
+
+    # -- listing --------------------------------------------------------
+
+    def list_stacks(self) -> list[StackStatus]:
+        """Every stack of this team in the backend, with its state and what the team file says it is.
+
+        A stack belongs to the team when the team file names it (box, tower,
+        network of an allowed region) or its outputs say ``team: <team>`` (a box
+        of a nomad since removed from the file); a prefix alone is not enough,
+        as team ``vision`` would otherwise list team ``vision-lab``'s stacks.
+        Stacks are read four at a time: each read is a few CLI calls.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from pulumi import automation as auto
+
+        from .spec import box_specs
+
+        team = self.team.team
+        ws = self.workspace()
+        with self._errors(f"{team}-*", "list"):
+            summaries = [s for s in ws.list_stacks() if _stack_base(s.name).startswith(f"{team}-")]
+        specs = {spec.stack_name: spec for spec in box_specs(self.team)}
+        towers = {tower_stack_name(team, t.name): t.name for t in self.team.towers}
+        networks = {network_stack_name(team, cloud, region)
+                    for cloud in self.team.clouds.configured() for region in self.team.clouds.regions(cloud)}
+        known = set(specs) | set(towers) | networks
+
+        def read(summary: Any) -> tuple[Any, dict[str, Any], Any]:
+            name = _stack_base(summary.name)
+            with self._errors(name, "read"):
+                outputs = _values(ws.stack_outputs(summary.name), reveal=False)
+                last = None
+                if not summary.update_in_progress and (name in known or outputs.get("team") == team):
+                    history = auto.Stack.select(summary.name, ws).history(page_size=1, show_secrets=False)
+                    last = history[0] if history else None
+            return summary, outputs, last
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            reads = list(pool.map(read, sorted(summaries, key=lambda s: s.name)))
+        return [self._status(_stack_base(summary.name), summary, outputs, last, specs, towers)
+                for summary, outputs, last in reads
+                if _stack_base(summary.name) in known or outputs.get("team") == team]
+
+    def _status(self, name: str, summary: Any, outputs: dict[str, Any], last: Any,
+                specs: Mapping[str, BoxSpec], towers: Mapping[str, str]) -> StackStatus:
+        team = self.team.team
+        if summary.update_in_progress:
+            state = "updating"
+        elif last is None:
+            state = "never deployed"
+        elif last.result == "failed":
+            state = f"{last.kind} failed"
+        elif last.kind == "destroy" or not summary.resource_count:
+            state = "destroyed"
+        else:
+            state = "deployed"
+        spec = specs.get(name)
+        kind, subject, cloud, region, itype, hourly = "other", "", "", "", "", None
+        if spec is not None:
+            kind, subject, cloud, region = "box", spec.nomad, spec.cloud, spec.region
+            itype, hourly = spec.instance_type, spec.hourly_usd
+        elif name in towers:
+            kind, subject = "tower", towers[name]
+        elif outputs.get("nomad"):
+            kind, subject = "box", str(outputs["nomad"])  # a box of a nomad no longer in the team file
+        elif name.startswith(f"{team}-net-"):
+            kind = "network"
+            cloud, _, region = name[len(f"{team}-net-"):].partition("-")
+            subject = f"{cloud}/{region}"
+        cloud = str(outputs.get("cloud", cloud))
+        region = str(outputs.get("region", region))
+        itype = str(outputs.get("instance_type", itype))
+        return StackStatus(name=name, kind=kind, subject=subject or str(outputs.get("nomad", "")), state=state,
+                           cloud=cloud, region=region, instance_type=itype, hourly_usd=hourly,
+                           last_update=summary.last_update, created=outputs.get("created"),
+                           resource_count=summary.resource_count, outputs=outputs)
+
+
+def _stack_base(name: str) -> str:
+    """``org/project/stack`` (Pulumi Cloud) or ``stack`` (DIY backends) -> ``stack``."""
+    return name.rsplit("/", 1)[-1]
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text
+
+
+def _stderr_tail(text: str) -> str:
+    """The useful part of a CommandError: the lines after ``stderr:``, else the last line."""
+    _, _, stderr = text.partition("stderr:")
+    lines = [line.strip() for line in (stderr or text).splitlines() if line.strip()]
+    return "\n  ".join(lines[-6:])
+
+
+# ---------------------------------------------------------------- the reaper's view
+
+
+class EngineBoxStacks:
+    """`nomadrig.reaper.ports.BoxStacks` over the engine: the team's box stacks, and destroy."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def list(self) -> list[StackRef]:
+        from .reaper.ports import StackRef
+
+        refs = []
+        for status in self.engine.list_stacks():
+            if status.kind != "box":
+                continue
+            instance = status.outputs.get("instance_id") or status.outputs.get("instance_name")
+            refs.append(StackRef(name=status.name, nomad=status.subject, cloud=status.cloud,
+                                 region=status.region, instance_id=str(instance) if instance else None))
+        return refs
+
+    def destroy(self, name: str) -> None:
+        """Destroy one box stack; where it runs comes from the team file, else from its outputs."""
+        from .spec import box_spec
+
+        team = self.engine.team
+        for nomad in team.nomads:
+            if f"{team.team}-{nomad.name}" == name:
+                spec = box_spec(team, nomad)
+                self.engine.destroy(name, spec.cloud, spec.region, spec.project)
+                return
+        outputs = self.engine.outputs(name)
+        if outputs is None:
+            raise CloudError(f"stack {name} does not exist in {self.engine.settings.backend_url}")
+        cloud, region = str(outputs.get("cloud", "")), str(outputs.get("region", ""))
+        project = str(outputs.get("project", ""))
+        self.engine.destroy(name, cloud if cloud in DATA_VOLUME_TYPES else "", region, project)
+
+
+def box_stacks(team: Team, *, console: Console | None = None) -> EngineBoxStacks:
+    """The reaper's `BoxStacks` for a team."""
+    return EngineBoxStacks(Engine(team, console=console))

@@ -1,0 +1,202 @@
+"""The box commands end to end: typer CLI -> policy -> engine -> the Pulumi CLI double.
+
+The real `stacks` programs are handed to the Automation API (the double never
+runs them), so these tests also catch a mismatch between the engine and the
+programs' signatures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nomadrig.cli import app
+from tests.fake_pulumi import FakePulumi, flag_value
+
+REPO = Path(__file__).resolve().parent.parent
+TEAM_FILE = REPO / "examples" / "team.yaml"
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path) -> FakePulumi:
+    return FakePulumi.install(monkeypatch, tmp_path)
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, [*args, "--team", str(TEAM_FILE)])
+
+
+def test_up_creates_network_and_box_and_prints_outputs(fake):
+    result = run("up", "ada")
+    assert result.exit_code == 0, result.output
+    ups = [flag_value(a, "--stack") for a in fake.argvs() if a[0] == "up"]
+    assert ups == ["vision-lab-net-aws-eu-west-1", "vision-lab-ada"]
+    instance = fake.state()["stacks"]["vision-lab-ada"]["outputs"]["instance_id"]
+    assert f"instance_id = {instance}" in result.stdout
+    assert "ssh vision-lab-ada" in result.stdout
+
+
+def test_up_json_prints_only_json_on_stdout(fake):
+    result = run("up", "grace", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["stack"] == "vision-lab-grace" and data["kind"] == "box"
+    assert data["outputs"]["instance_name"] == "vision-lab-grace"
+
+
+def test_up_refuses_a_mandatory_policy_violation_before_calling_pulumi(fake, tmp_path):
+    text = TEAM_FILE.read_text()
+    assert "box_hourly_cap_usd: 8.0" in text
+    team_file = tmp_path / "team.yaml"
+    team_file.write_text(text.replace("box_hourly_cap_usd: 8.0", "box_hourly_cap_usd: 0.5"))
+
+    result = CliRunner().invoke(app, ["up", "ada", "--team", str(team_file)])
+
+    assert result.exit_code == 1, result.output
+    assert "COST-001" in result.output
+    assert "refused: 1 mandatory policy violation(s); up ada was not started." in result.output
+    assert fake.calls() == []  # not even `pulumi version`
+
+
+def test_unknown_name_is_bad_input_listing_the_choices(fake):
+    result = run("up", "bob")
+    assert result.exit_code == 2
+    assert "'bob' is neither a nomad nor a tower" in result.output
+    assert "ada, grace, linus, basement (tower)" in result.output
+    assert fake.calls() == []
+
+
+def test_down_keeps_the_data_volume_and_says_so(fake):
+    assert run("up", "ada").exit_code == 0
+    volume = fake.state()["stacks"]["vision-lab-ada"]["outputs"]["data_volume_id"]
+
+    result = run("down", "ada")
+
+    assert result.exit_code == 0, result.output
+    assert "vision-lab-ada destroyed." in result.stdout
+    assert f"kept the data volume {volume} (500 GB)" in result.stdout
+    assert not [a for a in fake.argvs() if a[0] == "import"]
+
+
+def test_purge_without_yes_and_without_a_terminal_destroys_nothing(fake):
+    assert run("up", "ada").exit_code == 0
+    result = run("down", "ada", "--purge-data")
+    assert result.exit_code == 2, result.output
+    assert "Everything on it is lost for good" in result.output
+    assert "Add --yes" in result.output
+    assert not [a for a in fake.argvs() if a[0] == "destroy"]
+
+
+def test_purge_with_yes_destroys_the_box_then_deletes_its_volume(fake):
+    assert run("up", "ada").exit_code == 0
+    volume = fake.state()["stacks"]["vision-lab-ada"]["outputs"]["data_volume_id"]
+
+    result = run("down", "ada", "--purge-data", "--yes")
+
+    assert result.exit_code == 0, result.output
+    order = [(a[0], flag_value(a, "--stack")) for a in fake.argvs() if a[0] in ("destroy", "import")]
+    assert order == [
+        ("destroy", "vision-lab-ada"),
+        ("import", "vision-lab-purge-ada"),
+        ("destroy", "vision-lab-purge-ada"),
+    ]
+    assert f"data of ada deleted: {volume}" in result.stdout
+
+
+def test_purge_after_a_plain_down_deletes_the_recorded_volume(fake):
+    assert run("up", "ada").exit_code == 0
+    volume = fake.state()["stacks"]["vision-lab-ada"]["outputs"]["data_volume_id"]
+    assert run("down", "ada").exit_code == 0
+    fake.clear_log()
+
+    result = run("down", "ada", "--purge-data", "--yes")
+
+    assert result.exit_code == 0, result.output
+    purge = [(a[0], flag_value(a, "--stack")) for a in fake.argvs() if a[0] in ("destroy", "import")]
+    assert purge[-2:] == [("import", "vision-lab-purge-ada"), ("destroy", "vision-lab-purge-ada")]
+    assert f"data of ada deleted: {volume}" in result.stdout
+
+
+def test_down_of_a_box_never_created_is_exit_3(fake):
+    result = run("down", "linus")
+    assert result.exit_code == 3
+    assert "vision-lab-linus does not exist" in result.output
+
+
+def test_ls_json_lists_stacks_with_state_and_what_is_not_created(fake):
+    assert run("up", "ada").exit_code == 0
+    result = run("ls", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    stacks = {s["stack"]: s for s in data["stacks"]}
+    assert stacks["vision-lab-ada"]["state"] == "deployed"
+    assert stacks["vision-lab-ada"]["kind"] == "box"
+    assert stacks["vision-lab-ada"]["instance_type"] == "g5.xlarge"
+    assert stacks["vision-lab-ada"]["hourly_usd"] > 0
+    assert stacks["vision-lab-net-aws-eu-west-1"]["kind"] == "network"
+    assert data["not_created"] == ["grace", "linus"]
+
+
+def test_ls_table(fake):
+    assert run("up", "ada").exit_code == 0
+    result = CliRunner().invoke(app, ["ls", "--team", str(TEAM_FILE)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if "vision-lab-ada" in line)
+    for cell in ("box", "deployed", "aws", "eu-west-1", "g5.xlarge"):
+        assert cell in row
+    assert "not created yet: grace, linus" in result.stdout
+
+
+def test_outputs_of_a_box_and_of_a_missing_stack(fake):
+    assert run("up", "ada").exit_code == 0
+    result = run("outputs", "ada", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["outputs"] == fake.state()["stacks"]["vision-lab-ada"]["outputs"]
+    missing = run("outputs", "grace")
+    assert missing.exit_code == 3
+    assert "vision-lab-grace does not exist" in missing.output
+
+
+def test_preview_before_anything_exists_previews_the_network(fake):
+    result = run("preview", "linus", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["stack"] == "vision-lab-net-aws-us-east-1"
+    assert data["changes"]["create"] > 0
+    previews = [a for a in fake.argvs() if a[0] == "preview"]
+    assert flag_value(previews[0], "--policy-pack") == str(fake.policy_pack)
+
+
+def test_concurrent_update_exits_3_with_the_message(fake):
+    fake.scenario(mode={"up": "conflict"})
+    result = run("up", "ada")
+    assert result.exit_code == 3
+    assert "another update is in progress" in result.output
+
+
+def test_missing_pulumi_cli_exits_3_with_the_install_link(fake, monkeypatch, tmp_path):
+    monkeypatch.setenv("NOMADRIG_PULUMI_ROOT", str(tmp_path / "nowhere"))
+    result = run("ls")
+    assert result.exit_code == 3
+    assert "https://www.pulumi.com/docs/install/" in result.output
+
+
+def test_up_tower_runs_its_stack_like_a_box_and_ls_shows_it(fake):
+    fake.scenario(outputs={"vision-lab-tower-basement": {"tower": "basement", "team": "vision-lab",
+                                                         "tower_public_key": "wg-public-key"}},
+                  resources={"vision-lab-tower-basement": [["nomadrig:tower:Tower", "basement"],
+                                                           ["pulumi-python:dynamic:Resource",
+                                                            "basement-configuration"]]})
+    result = run("up", "basement")
+    assert result.exit_code == 0, result.output
+    [up] = [a for a in fake.argvs() if a[0] == "up"]
+    assert flag_value(up, "--stack") == "vision-lab-tower-basement"
+    assert flag_value(up, "--policy-pack") == str(fake.policy_pack)
+    assert "tower_public_key = wg-public-key" in result.stdout
+
+    data = json.loads(run("ls", "--json").stdout)
+    tower = {s["stack"]: s for s in data["stacks"]}["vision-lab-tower-basement"]
+    assert (tower["kind"], tower["subject"], tower["state"]) == ("tower", "basement", "deployed")
