@@ -1,0 +1,89 @@
+"""`nomadrig plan`: what every box would be, and what the policy says about it, without touching a cloud.
+
+Pulumi and the cloud SDKs load inside the command, so `nomadrig --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from .cli_common import JsonOption, TeamFileOption, console, emit_json, handle_errors, load_team_file
+from .errors import ExitCode
+
+if TYPE_CHECKING:
+    from .plan import PlanResult, StackPlan
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="plan")(handle_errors(plan))
+
+
+def plan(
+    team_file: Path = TeamFileOption,
+    nomad: str = typer.Option(None, "--nomad", "-n", help="Plan only this nomad's box (and its team network)."),
+    json_out: bool = JsonOption,
+) -> None:
+    """Run the real stacks offline (Pulumi mocks) and check every resource, box and the team against the policy.
+
+    Exit 1 when a mandatory rule is violated, 0 otherwise. No credentials, no network.
+    """
+    from .plan import plan_team
+
+    team = load_team_file(team_file)
+    result = plan_team(team, nomad)
+    if json_out:
+        emit_json(result.as_dict())
+    else:
+        print_plan(result)
+    if not result.ok:
+        raise typer.Exit(int(ExitCode.POLICY_VIOLATION))
+
+
+def _mark(verdicts: list) -> str:
+    if not verdicts:
+        return "[green]ok[/]"
+    return ", ".join(f"[{'red' if v.mandatory else 'yellow'}]{v.rule_id}[/]" for v in verdicts)
+
+
+def _stack_table(stack: StackPlan):  # -> rich.table.Table
+    from rich.table import Table
+
+    title = f"{stack.stack}  ({stack.kind}, {stack.cloud} {stack.region})"
+    if stack.cost and stack.cost.hourly_usd is not None:
+        title += f"  ${stack.cost.hourly_usd:.3f}/h, ${stack.cost.monthly_usd:,.2f}/month"
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("resource type")
+    table.add_column("name")
+    table.add_column("on destroy")
+    table.add_column("policy")
+    for resource in stack.resources:
+        kept = "kept" if stack.is_retained(resource) else ""
+        table.add_row(resource.type, resource.name, kept, _mark(stack.verdicts_for(resource)))
+    return table
+
+
+def print_plan(result: PlanResult) -> None:
+    for stack in result.stacks:
+        console.print(_stack_table(stack))
+        for verdict in stack.verdicts:
+            colour = "red" if verdict.mandatory else "yellow"
+            console.print(f"  [{colour}]{verdict.rule_id} {verdict.severity.value}[/] {verdict.message}", markup=True)
+            console.print(f"    fix: {verdict.fix}", markup=False)
+        console.print()
+    for verdict in result.team_verdicts:
+        colour = "red" if verdict.mandatory else "yellow"
+        console.print(f"[{colour}]{verdict.rule_id} {verdict.severity.value}[/] {verdict.message}")
+        console.print(f"  fix: {verdict.fix}", markup=False)
+    projection = result.projection
+    budget = f" of ${projection.budget_usd:,.2f} ({projection.budget_used_pct}%)" if projection.budget_usd else ""
+    console.print(f"projected monthly cost: ${projection.total_usd:,.2f}{budget}"
+                  + (f"; fixed: {', '.join(f'{k} ${v:,.2f}' for k, v in projection.fixed.items())}"
+                     if projection.fixed else ""), markup=False)
+    count = sum(len(s.resources) for s in result.stacks)
+    failed = len(result.mandatory)
+    summary = (f"{len(result.stacks)} stacks, {count} resources: "
+               + (f"[red]{failed} mandatory violation(s)[/]" if failed else "[green]no mandatory violation[/]"))
+    console.print(summary)

@@ -1,0 +1,120 @@
+"""The cloud-init user data of a box, rendered from `templates/cloud-init.yaml.j2`.
+
+One template serves both clouds; only the data device differs (AWS: the EBS
+volume's NVMe id, GCP: the attached disk's device name). The result is checked
+here, before any stack sees it: it must parse as YAML and carry every agent file
+intact; `gzip_user_data` packs it for EC2 and enforces the 16 KB limit there.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .spec import BoxSpec
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATE_NAME = "cloud-init.yaml.j2"
+EC2_USER_DATA_LIMIT = 16 * 1024  # bytes, of what EC2 stores (the gzipped text when it is gzipped)
+# nofail: nothing that wants local-fs.target may ever wait for the data volume (boot must not block on it).
+MOUNT_OPTIONS = "defaults,nofail,noatime"
+# Unattended-upgrade blacklist entries (regular expressions): the image's NVIDIA driver and CUDA stay as shipped.
+HELD_PATTERNS = ("nvidia-", "libnvidia-", "cuda-", "libcudnn", "libnccl")
+_DEVICE_RE = re.compile(r"^/dev/[A-Za-z0-9._/+:-]+$")
+
+
+class UserDataError(ValueError):
+    """The rendered user data would not work on the box; the message says what to change."""
+
+
+def systemd_escape_path(path: str) -> str:
+    """`systemd-escape --path`: the unit name systemd gives a path (for the data device's .device unit)."""
+    trimmed = path.strip("/")
+    out = []
+    for i, ch in enumerate(trimmed):
+        if ch == "/":
+            out.append("-")
+        elif ch.isascii() and (ch.isalnum() or ch in ":_") or (ch == "." and i > 0):
+            out.append(ch)
+        else:
+            out.append("".join(f"\\x{byte:02x}" for byte in ch.encode()))
+    return "".join(out)
+
+
+def yamlstr(value: Any) -> str:
+    """A YAML double-quoted scalar (JSON's string syntax is a subset), whatever the text holds."""
+    return json.dumps(str(value))
+
+
+def agent_config(spec: BoxSpec) -> dict[str, Any]:
+    """The idle agent on a box stops it: mode shutdown, after the nomad's idle minutes."""
+    return {"mode": "shutdown", "idle_minutes": spec.idle_minutes}
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), undefined=jinja2.StrictUndefined,
+                             autoescape=False, keep_trailing_newline=True)
+    env.filters["yamlstr"] = yamlstr
+    env.filters["shquote"] = shlex.quote
+    return env
+
+
+def render_user_data(spec: BoxSpec, data_device: str) -> str:
+    """The box's #cloud-config: nomad account + key, /data, upgrade policy, idle agent."""
+    from .agent.bundle import cloud_init_runcmd
+
+    if not _DEVICE_RE.match(data_device):
+        raise UserDataError(f"data device {data_device!r} is not a /dev path; pass the stable by-id path")
+    files = _agent_write_files(json.dumps(agent_config(spec), sort_keys=True))
+    text = _environment().get_template(TEMPLATE_NAME).render(
+        spec=spec, data_device=data_device, device_unit=systemd_escape_path(data_device) + ".device",
+        mount_options=MOUNT_OPTIONS, held_patterns=HELD_PATTERNS, agent_files=files,
+        agent_commands=cloud_init_runcmd())
+    _check(text, files)
+    return text
+
+
+@functools.lru_cache(maxsize=32)
+def _agent_write_files(config_json: str) -> list[dict[str, str]]:
+    """The agent's write_files entries; compacting its sources is slow, and a team shares a few configs."""
+    from .agent.bundle import cloud_init_write_files
+
+    return cloud_init_write_files(json.loads(config_json), compact=True)
+
+
+def _check(text: str, files: list[dict[str, str]]) -> None:
+    """Parse what we rendered: a template slip must fail here, not as a box that never set itself up."""
+    import yaml
+
+    if not text.startswith("#cloud-config\n"):
+        raise UserDataError("user data must start with '#cloud-config'")
+    try:
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        raise UserDataError(f"templates/{TEMPLATE_NAME} rendered invalid YAML: {exc}") from exc
+    written = {entry["path"]: entry["content"] for entry in data.get("write_files", [])}
+    for item in files:
+        if written.get(item["path"]) != item["content"]:
+            raise UserDataError(f"agent file {item['path']} did not survive rendering intact")
+
+
+def gzip_user_data(text: str) -> bytes:
+    """gzip (cloud-init unpacks it) within EC2's limit, else an error saying what to shrink."""
+    packed = gzip.compress(text.encode(), mtime=0)
+    if len(packed) > EC2_USER_DATA_LIMIT:
+        raise UserDataError(f"user data is {len(packed)} bytes gzipped, above EC2's {EC2_USER_DATA_LIMIT}; "
+                            "shrink the agent bundle or the template")
+    return packed
+
+
+def gzipped_size(text: str) -> int:
+    return len(gzip.compress(text.encode(), mtime=0))

@@ -1,0 +1,119 @@
+"""One nomad's AWS box: a GPU instance from the Deep Learning AMI and a data volume that outlives it.
+
+The instance is disposable (the reaper destroys it; spot may stop it); the data
+volume is not: Pulumi retains it when the box stack is destroyed, so the next
+box (or a person) can pick the data up again.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from nomadrig.spec import BoxSpec
+from nomadrig.userdata import gzip_user_data, render_user_data
+
+from .network import AwsNetworkRef
+
+# Deep Learning Base OSS NVIDIA Driver GPU AMI (Ubuntu 22.04): drivers preinstalled, so the box boots ready.
+DLAMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+DATA_DEVICE_NAME = "/dev/sdf"
+
+
+def data_device_path(volume_id: str) -> str:
+    """The stable NVMe path of an EBS volume on Nitro instances (device names like /dev/sdf are not)."""
+    return f"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{volume_id.replace('-', '')}"
+
+
+def packed_user_data(text: str) -> str:
+    """gzip + base64: cloud-init unpacks it, and it keeps the agent bundle under EC2's 16 KB limit."""
+    return base64.b64encode(gzip_user_data(text)).decode()
+
+
+def role_policy(bucket_arn: str, kms_key_arn: str, prefix: str) -> str:
+    """Read/write on the nomad's own prefix of the dataset bucket, and the key that encrypts it; nothing else."""
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "ListOwnPrefix", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket_arn],
+             "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}}},
+            {"Sid": "ReadWriteOwnPrefix", "Effect": "Allow",
+             "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+             "Resource": [f"{bucket_arn}/{prefix}/*"]},
+            {"Sid": "UseTeamKeyForTheBucket", "Effect": "Allow",
+             "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": [kms_key_arn]},
+        ],
+    })
+
+
+class Box(pulumi.ComponentResource):
+    """GPU instance (IMDSv2, encrypted gp3 root, no inbound path but SSM) + retained encrypted data volume."""
+
+    def __init__(self, name: str, spec: BoxSpec, network: AwsNetworkRef,
+                 opts: pulumi.ResourceOptions | None = None, ami_parameter: str = DLAMI_PARAMETER):
+        super().__init__("nomadrig:aws:Box", name, None, opts)
+        if spec.cloud != "aws":
+            raise ValueError(f"box {spec.nomad}: spec is for {spec.cloud}, not aws")
+        provider = aws.Provider(f"{name}-aws", region=spec.region, opts=pulumi.ResourceOptions(parent=self))
+        child = pulumi.ResourceOptions(parent=self, provider=provider)
+        tags = spec.tags()
+
+        ami = aws.ssm.get_parameter_output(name=ami_parameter, opts=pulumi.InvokeOptions(provider=provider)).value
+
+        self.role = aws.iam.Role(
+            f"{name}-box", description=f"nomadrig box of {spec.nomad} ({spec.team})", tags=tags, opts=child,
+            assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+        aws.iam.RolePolicyAttachment(f"{name}-ssm", role=self.role.name, policy_arn=SSM_CORE_POLICY, opts=child)
+        aws.iam.RolePolicy(f"{name}-datasets", role=self.role.id, opts=child,
+                           policy=pulumi.Output.all(network.bucket_arn, network.kms_key_arn).apply(
+                               lambda args: role_policy(args[0], args[1], spec.nomad)))
+        profile = aws.iam.InstanceProfile(f"{name}-box", role=self.role.name, tags=tags, opts=child)
+
+        # Retained on delete: destroying the box stack leaves the data (and the reaper snapshots it first).
+        self.data_volume = aws.ebs.Volume(
+            f"{name}-data", availability_zone=network.availability_zone, size=spec.data_disk_gb, type="gp3",
+            encrypted=True, kms_key_id=network.kms_key_arn, tags={**tags, "Name": f"{spec.stack_name}-data"},
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(retain_on_delete=True)))
+
+        user_data = self.data_volume.id.apply(lambda vid: packed_user_data(
+            render_user_data(spec, data_device_path(vid))))
+        market = None
+        if spec.spot:
+            max_price = spec.spot_max_price
+            market = aws.ec2.InstanceInstanceMarketOptionsArgs(
+                market_type="spot",
+                spot_options=aws.ec2.InstanceInstanceMarketOptionsSpotOptionsArgs(
+                    spot_instance_type="persistent", instance_interruption_behavior="stop",
+                    max_price=f"{max_price:.4f}" if max_price is not None else None))
+        self.instance = aws.ec2.Instance(
+            f"{name}-box", ami=ami, instance_type=spec.machine_type, subnet_id=network.subnet_id,
+            vpc_security_group_ids=[network.security_group_id], iam_instance_profile=profile.name,
+            associate_public_ip_address=spec.allow_public_ip,
+            metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+                http_tokens="required", http_endpoint="enabled", http_put_response_hop_limit=2),
+            root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+                volume_type="gp3", volume_size=spec.root_disk_gb, encrypted=True, kms_key_id=network.kms_key_arn,
+                delete_on_termination=True, tags=tags),
+            instance_initiated_shutdown_behavior="stop", instance_market_options=market,
+            user_data_base64=user_data, tags={**tags, "Name": spec.stack_name}, opts=child)
+        self.attachment = aws.ec2.VolumeAttachment(
+            f"{name}-data", device_name=DATA_DEVICE_NAME, volume_id=self.data_volume.id,
+            instance_id=self.instance.id, stop_instance_before_detaching=True, opts=child)
+
+        self._outputs: dict[str, Any] = {
+            "instance_id": self.instance.id,
+            "data_volume_id": self.data_volume.id,
+            "availability_zone": self.data_volume.availability_zone,
+            "private_ip": self.instance.private_ip,
+            "role_name": self.role.name,
+        }
+        self.register_outputs(self._outputs)
+
+    def outputs(self) -> dict[str, Any]:
+        return dict(self._outputs)

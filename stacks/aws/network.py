@@ -1,0 +1,210 @@
+"""The AWS team network: where every box of one team in one region lives.
+
+Boxes get no inbound path at all (Session Manager needs none): by default they
+sit in private subnets and leave through one NAT gateway; a team that allows
+public IPs gets public subnets and no NAT (cheaper, still no ingress rule).
+The dataset bucket is private, KMS-encrypted and versioned, as separate
+pulumi-aws 7 resources so the policy can see each property.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+import pulumi_aws as aws
+
+if TYPE_CHECKING:
+    from nomadrig.config import Team
+
+VPC_CIDR = "10.42.0.0/16"
+PUBLIC_CIDRS = ("10.42.0.0/20", "10.42.16.0/20")
+PRIVATE_CIDRS = ("10.42.128.0/20", "10.42.144.0/20")
+BUDGET_ALERT_PERCENTS = (80, 100)
+
+
+@dataclass(frozen=True)
+class TeamNetworkSettings:
+    """Everything the team network needs, resolved from the validated team file."""
+
+    team: str
+    region: str
+    allow_public_ip: bool
+    monthly_budget_usd: float
+    alert_emails: tuple[str, ...]
+    create_budget: bool  # budgets are account-wide: only the cloud's first team stack makes one
+
+    @classmethod
+    def from_team(cls, team: Team, region: str, primary: bool) -> TeamNetworkSettings:
+        return cls(team=team.team, region=region, allow_public_ip=team.policy.allow_public_ip,
+                   monthly_budget_usd=team.budgets.monthly_usd, alert_emails=tuple(team.budgets.alert_emails),
+                   create_budget=primary and bool(team.budgets.alert_emails))
+
+    def tags(self) -> dict[str, str]:
+        return {"nomadrig:managed": "true", "nomadrig:team": self.team}
+
+
+@dataclass(frozen=True)
+class AwsNetworkRef:
+    """What a box needs from its team network: plain values or Outputs, whichever the caller has."""
+
+    subnet_id: pulumi.Input[str]
+    availability_zone: pulumi.Input[str]
+    security_group_id: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    bucket_name: pulumi.Input[str]
+    bucket_arn: pulumi.Input[str]
+
+    @classmethod
+    def from_outputs(cls, get: Callable[[str], Any]) -> AwsNetworkRef:
+        """Boxes go into the first subnet (and its zone); `get` reads one team-stack output."""
+        subnets, zones = get("subnet_ids"), get("availability_zones")
+        return cls(subnet_id=pulumi.Output.from_input(subnets).apply(lambda s: s[0]),
+                   availability_zone=pulumi.Output.from_input(zones).apply(lambda z: z[0]),
+                   security_group_id=get("security_group_id"), kms_key_arn=get("kms_key_arn"),
+                   bucket_name=get("bucket_name"), bucket_arn=get("bucket_arn"))
+
+
+def _two_zones(region: str, names: list[str]) -> list[str]:
+    if len(names) < 2:
+        raise ValueError(f"{region} offers {len(names)} available zones; the team network needs 2")
+    return list(names[:2])
+
+
+def key_policy(account_id: str, region: str) -> str:
+    """The account administers the key (through IAM); anyone in the account may use it only through EC2.
+
+    The EC2 clause is what lets the spot service-linked role start a spot box
+    with volumes encrypted under this key, without naming a role that may not
+    exist yet.
+    """
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "AccountAdministersThroughIam", "Effect": "Allow",
+             "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"}, "Action": "kms:*", "Resource": "*"},
+            {"Sid": "UseThroughEc2InThisAccount", "Effect": "Allow", "Principal": {"AWS": "*"},
+             "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo",
+                        "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey",
+                        "kms:CreateGrant"],
+             "Resource": "*",
+             "Condition": {"StringEquals": {"kms:CallerAccount": account_id,
+                                            "kms:ViaService": f"ec2.{region}.amazonaws.com"}}},
+        ],
+    })
+
+
+class TeamNetwork(pulumi.ComponentResource):
+    """VPC in two zones, egress-only security group, KMS key, dataset bucket, budget alerts."""
+
+    def __init__(self, name: str, settings: TeamNetworkSettings, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("nomadrig:aws:TeamNetwork", name, None, opts)
+        self.settings = settings
+        provider = aws.Provider(f"{name}-aws", region=settings.region, opts=pulumi.ResourceOptions(parent=self))
+        child = pulumi.ResourceOptions(parent=self, provider=provider)
+        invoke = pulumi.InvokeOptions(provider=provider)
+        tags = settings.tags()
+
+        # Output-returning look-ups: a synchronous invoke pumps the event loop re-entrantly, which turns
+        # quadratic when the plan registers a hundred boxes in one run.
+        zone_names = aws.get_availability_zones_output(state="available", opts=invoke).names.apply(
+            lambda names: _two_zones(settings.region, names))
+        zones = [zone_names.apply(lambda names, i=i: names[i]) for i in range(2)]
+        account_id = aws.get_caller_identity_output(opts=invoke).account_id
+
+        vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=VPC_CIDR, enable_dns_hostnames=True, enable_dns_support=True,
+                          tags={**tags, "Name": f"nomadrig-{name}"}, opts=child)
+        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=tags, opts=child)
+        public_rt = aws.ec2.RouteTable(f"{name}-public", vpc_id=vpc.id, tags=tags, opts=child,
+                                       routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0",
+                                                                           gateway_id=igw.id)])
+        public = self._subnets(name, "public", vpc, zones, PUBLIC_CIDRS, public_rt, tags, child)
+        if settings.allow_public_ip:
+            box_subnets, box_rt = public, public_rt
+        else:
+            eip = aws.ec2.Eip(f"{name}-nat", domain="vpc", tags=tags, opts=child)
+            nat = aws.ec2.NatGateway(f"{name}-nat", allocation_id=eip.id, subnet_id=public[0].id, tags=tags,
+                                     opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+                                         depends_on=[igw])))
+            box_rt = aws.ec2.RouteTable(f"{name}-private", vpc_id=vpc.id, tags=tags, opts=child,
+                                        routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0",
+                                                                            nat_gateway_id=nat.id)])
+            box_subnets = self._subnets(name, "private", vpc, zones, PRIVATE_CIDRS, box_rt, tags, child)
+        # Dataset traffic to S3 bypasses the NAT gateway (which bills per GB); gateway endpoints are free.
+        aws.ec2.VpcEndpoint(f"{name}-s3", vpc_id=vpc.id, service_name=f"com.amazonaws.{settings.region}.s3",
+                            vpc_endpoint_type="Gateway", route_table_ids=[box_rt.id], tags=tags, opts=child)
+
+        self.security_group = aws.ec2.SecurityGroup(
+            f"{name}-boxes", vpc_id=vpc.id, description="nomadrig boxes: no inbound rule, reached through SSM",
+            ingress=[],
+            egress=[aws.ec2.SecurityGroupEgressArgs(protocol="-1", from_port=0, to_port=0,
+                                                    cidr_blocks=["0.0.0.0/0"], description="updates, SSM, S3")],
+            tags=tags, opts=child)
+
+        self.key = aws.kms.Key(f"{name}-key", description=f"nomadrig {settings.team} disks and datasets",
+                               enable_key_rotation=True, deletion_window_in_days=30,
+                               policy=account_id.apply(lambda account: key_policy(account, settings.region)),
+                               tags=tags, opts=child)
+        aws.kms.Alias(f"{name}-key", name=f"alias/nomadrig-{settings.team}-{settings.region}",
+                      target_key_id=self.key.key_id, opts=child)
+
+        self.bucket = aws.s3.Bucket(f"{name}-datasets", bucket_prefix=f"nomadrig-{settings.team}-"[:37],
+                                    force_destroy=False, tags=tags, opts=child)
+        aws.s3.BucketPublicAccessBlock(f"{name}-datasets", bucket=self.bucket.id, block_public_acls=True,
+                                       block_public_policy=True, ignore_public_acls=True,
+                                       restrict_public_buckets=True, opts=child)
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-datasets", bucket=self.bucket.id, opts=child,
+            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.
+                BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="aws:kms", kms_master_key_id=self.key.arn),
+                bucket_key_enabled=True)])
+        aws.s3.BucketVersioning(f"{name}-datasets", bucket=self.bucket.id, opts=child,
+                                versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
+                                    status="Enabled"))
+
+        if settings.create_budget:
+            aws.budgets.Budget(
+                f"{name}-budget", name=f"nomadrig-{settings.team}", budget_type="COST", time_unit="MONTHLY",
+                limit_amount=f"{settings.monthly_budget_usd:.2f}", limit_unit="USD", tags=tags, opts=child,
+                notifications=[aws.budgets.BudgetNotificationArgs(
+                    comparison_operator="GREATER_THAN", notification_type="ACTUAL", threshold=pct,
+                    threshold_type="PERCENTAGE", subscriber_email_addresses=list(settings.alert_emails))
+                    for pct in BUDGET_ALERT_PERCENTS])
+
+        self._outputs: dict[str, Any] = {
+            "vpc_id": vpc.id,
+            "subnet_ids": [s.id for s in box_subnets],
+            "availability_zones": [s.availability_zone for s in box_subnets],
+            "security_group_id": self.security_group.id,
+            "kms_key_arn": self.key.arn,
+            "bucket_name": self.bucket.bucket,
+            "bucket_arn": self.bucket.arn,
+        }
+        self.register_outputs(self._outputs)
+
+    @staticmethod
+    def _subnets(name: str, kind: str, vpc: aws.ec2.Vpc, zones: list[pulumi.Output[str]], cidrs: tuple[str, ...],
+                 route_table: aws.ec2.RouteTable, tags: Mapping[str, str],
+                 opts: pulumi.ResourceOptions) -> list[aws.ec2.Subnet]:
+        subnets = []
+        for i, (zone, cidr) in enumerate(zip(zones, cidrs, strict=False)):
+            # Never map public IPs on launch: a box that may have one asks for it explicitly.
+            subnet = aws.ec2.Subnet(f"{name}-{kind}-{i}", vpc_id=vpc.id, cidr_block=cidr, availability_zone=zone,
+                                    map_public_ip_on_launch=False, tags={**tags, "Name": f"nomadrig-{name}-{kind}"},
+                                    opts=opts)
+            aws.ec2.RouteTableAssociation(f"{name}-{kind}-{i}", subnet_id=subnet.id, route_table_id=route_table.id,
+                                          opts=opts)
+            subnets.append(subnet)
+        return subnets
+
+    def outputs(self) -> dict[str, Any]:
+        """The values a box stack reads (keys: stacks.program.AWS_NETWORK_OUTPUTS)."""
+        return dict(self._outputs)
+
+    def ref(self) -> AwsNetworkRef:
+        return AwsNetworkRef.from_outputs(self._outputs.__getitem__)

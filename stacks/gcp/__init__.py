@@ -1,0 +1,1 @@
+"""GCP components: `TeamNetwork` (one per team and region) and `Box` (one per nomad)."""

@@ -1,0 +1,185 @@
+"""The Pulumi programs nomadrig runs: what the engine, the offline plan and `pulumi up` all call.
+
+API (stable; `nomadrig/engine.py` depends on it)
+-------------------------------------------------
+
+Stacks
+    ``team_networks(team) -> list[tuple[cloud, region]]``
+        The team network stacks a team needs: one per (cloud, region) that at
+        least one nomad uses, in team-file order.
+    ``team_stack_name(team_name, cloud, region) -> str``
+        ``"<team>-net-<cloud>-<region>"``, e.g. ``vision-lab-net-aws-eu-west-1``.
+    Box stacks are named ``BoxSpec.stack_name`` (``"<team>-<nomad>"``).
+    Deploy every team network stack before the box stacks of its region.
+
+Programs (inline programs for ``auto.create_or_select_stack(program=...)``)
+    ``team_program(team, cloud, region) -> Callable[[], None]``
+        Registers the ``nomadrig:<cloud>:TeamNetwork`` component and exports
+        its outputs (keys: ``AWS_NETWORK_OUTPUTS`` / ``GCP_NETWORK_OUTPUTS``).
+    ``box_program(team, spec, network) -> Callable[[], None]``
+        Registers the ``nomadrig:<cloud>:Box`` component for ``spec`` and
+        exports ``instance_id`` / ``data_volume_id`` / ``availability_zone`` /
+        ``private_ip`` / ``role_name`` (AWS) or ``instance_name`` / ``zone`` /
+        ``project`` / ``data_disk_name`` / ``instance_self_link`` (GCP), plus
+        ``team``, ``nomad``, ``cloud``, ``region``, ``instance_type``,
+        ``created``, ``ttl_hours``, ``spot``. A GCP box's zone is the first
+        zone of its region that is up (sorted), not always ``<region>-a``:
+        read the ``zone`` output.
+        ``network`` says where the team network's outputs come from, one of:
+          - ``str``: a stack reference name (``"organization/nomadrig/<team>-net-aws-eu-west-1"``
+            on the file backend, ``"<org>/nomadrig/<stack>"`` on Pulumi Cloud); read with
+            ``pulumi.StackReference`` at deploy time;
+          - ``Mapping[str, Any]``: the team stack's outputs as plain values
+            (e.g. ``{k: v.value for k, v in stack.outputs().items()}`` from the Automation API);
+          - an ``AwsNetworkRef`` / ``GcpNetworkRef`` (values or Outputs).
+
+Neither program reads Pulumi config: every input comes from the validated
+``Team`` / ``BoxSpec``. Each program makes its own explicit provider for the
+region (and GCP project), so the engine need not set ``aws:region`` /
+``gcp:project`` config; credentials come from the environment as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from nomadrig.config import Team
+    from nomadrig.spec import BoxSpec
+
+    from .aws.network import AwsNetworkRef
+    from .gcp.network import GcpNetworkRef
+
+    NetworkSource = str | Mapping[str, Any] | AwsNetworkRef | GcpNetworkRef
+
+AWS_NETWORK_OUTPUTS = ("vpc_id", "subnet_ids", "availability_zones", "security_group_id", "kms_key_arn",
+                       "bucket_name", "bucket_arn")
+GCP_NETWORK_OUTPUTS = ("network_self_link", "subnetwork_self_link", "kms_key_id", "service_account_email",
+                       "bucket_name", "network_tag")
+
+
+def team_stack_name(team_name: str, cloud: str, region: str) -> str:
+    return f"{team_name}-net-{cloud}-{region}"
+
+
+def team_networks(team: Team) -> list[tuple[str, str]]:
+    """One network stack per (cloud, region) some nomad uses; none for regions nobody uses (NAT costs money)."""
+    seen: list[tuple[str, str]] = []
+    for nomad in team.nomads:
+        key = (team.nomad_cloud(nomad), team.nomad_region(nomad))
+        if key not in seen:
+            seen.append(key)
+    return seen
+
+
+def is_primary_region(team: Team, cloud: str, region: str) -> bool:
+    """Account-wide things (the budget) live in exactly one of a cloud's team stacks: the first one used."""
+    regions = [r for c, r in team_networks(team) if c == cloud]
+    return bool(regions) and regions[0] == region
+
+
+def deploy_team_network(team: Team, cloud: str, region: str, opts: pulumi.ResourceOptions | None = None) -> Any:
+    """Register the team network component (no exports); the plan calls this directly."""
+    if cloud == "aws":
+        from .aws.network import TeamNetwork as AwsTeamNetwork
+        from .aws.network import TeamNetworkSettings as AwsSettings
+
+        return AwsTeamNetwork(f"{team.team}-{region}", AwsSettings.from_team(team, region,
+                                                                              is_primary_region(team, cloud, region)),
+                              opts)
+    if cloud == "gcp":
+        from .gcp.network import TeamNetwork as GcpTeamNetwork
+        from .gcp.network import TeamNetworkSettings as GcpSettings
+
+        return GcpTeamNetwork(f"{team.team}-{region}", GcpSettings.from_team(team, region,
+                                                                              is_primary_region(team, cloud, region)),
+                              opts)
+    raise ValueError(f"unknown cloud {cloud!r}: use aws or gcp")
+
+
+def network_ref(cloud: str, source: NetworkSource) -> AwsNetworkRef | GcpNetworkRef:
+    """Turn any accepted network source into the typed reference a Box takes."""
+    from .aws.network import AwsNetworkRef
+    from .gcp.network import GcpNetworkRef
+
+    ref_type = AwsNetworkRef if cloud == "aws" else GcpNetworkRef
+    if isinstance(source, ref_type):
+        return source
+    if isinstance(source, AwsNetworkRef | GcpNetworkRef):
+        raise TypeError(f"a {type(source).__name__} cannot serve a {cloud} box")
+    if isinstance(source, str):
+        import pulumi
+
+        stack = pulumi.StackReference(source)
+        return ref_type.from_outputs(lambda key: stack.require_output(key))
+    if isinstance(source, Mapping):
+        missing = [k for k in (AWS_NETWORK_OUTPUTS if cloud == "aws" else GCP_NETWORK_OUTPUTS) if k not in source]
+        if missing:
+            raise KeyError(f"team network outputs lack {', '.join(missing)}; deploy the team stack first")
+        return ref_type.from_outputs(source.__getitem__)
+    raise TypeError(f"network source must be a stack name, an outputs mapping or a network ref, not {source!r}")
+
+
+def deploy_box(team: Team, spec: BoxSpec, network: AwsNetworkRef | GcpNetworkRef,
+               opts: pulumi.ResourceOptions | None = None) -> Any:
+    """Register the box component (no exports); the plan calls this directly."""
+    if spec.cloud == "aws":
+        from .aws.box import DLAMI_PARAMETER
+        from .aws.box import Box as AwsBox
+
+        parameter = _cloud_setting(team, "aws", "ami_parameter") or DLAMI_PARAMETER
+        return AwsBox(spec.nomad, spec, network, opts, ami_parameter=parameter)  # type: ignore[arg-type]
+    if spec.cloud == "gcp":
+        from .gcp.box import Box as GcpBox
+        from .gcp.box import BoxImage
+
+        image = _cloud_setting(team, "gcp", "image_family")
+        return GcpBox(spec.nomad, spec, network, BoxImage(image) if image else BoxImage.default(),  # type: ignore[arg-type]
+                      opts)
+    raise ValueError(f"unknown cloud {spec.cloud!r}: use aws or gcp")
+
+
+def _cloud_setting(team: Team, cloud: str, name: str) -> str:
+    """An optional image override from the team file (clouds.aws.ami_parameter, clouds.gcp.image_family).
+
+    Read defensively: the team-file model may not define these fields (then the defaults apply).
+    """
+    conf = getattr(team.clouds, cloud, None)
+    value = getattr(conf, name, "") if conf is not None else ""
+    return value if isinstance(value, str) else ""
+
+
+def team_program(team: Team, cloud: str, region: str) -> Callable[[], None]:
+    """The inline program of one team network stack."""
+
+    def program() -> None:
+        import pulumi
+
+        network = deploy_team_network(team, cloud, region)
+        for key, value in network.outputs().items():
+            pulumi.export(key, value)
+        pulumi.export("team", team.team)
+        pulumi.export("cloud", cloud)
+        pulumi.export("region", region)
+
+    return program
+
+
+def box_program(team: Team, spec: BoxSpec, network: NetworkSource) -> Callable[[], None]:
+    """The inline program of one nomad's box stack."""
+
+    def program() -> None:
+        import pulumi
+
+        box = deploy_box(team, spec, network_ref(spec.cloud, network))
+        for key, value in box.outputs().items():
+            pulumi.export(key, value)
+        for key, value in (("team", spec.team), ("nomad", spec.nomad), ("cloud", spec.cloud),
+                           ("region", spec.region), ("instance_type", spec.instance_type),
+                           ("created", spec.created), ("ttl_hours", spec.ttl_hours), ("spot", spec.spot)):
+            pulumi.export(key, value)
+
+    return program
