@@ -51,6 +51,7 @@ def _check_name(value: str, what: str) -> str:
 class AwsCloud(Strict):
     account_id: str = ""
     regions: list[str] = Field(min_length=1)
+    ami_parameter: str = ""  # SSM parameter of the box image; empty: the Deep Learning Base OSS NVIDIA AMI
 
     @field_validator("account_id")
     @classmethod
@@ -64,6 +65,7 @@ class GcpCloud(Strict):
     project: str
     regions: list[str] = Field(min_length=1)
     billing_account: str = ""
+    image_family: str = ""  # Deep Learning VM image family; empty: the stacks' default
 
     @field_validator("project")
     @classmethod

@@ -237,6 +237,12 @@ CASES: dict[str, tuple[object, object, str]] = {
         ),
         "s3:*",
     ),
+    "SEC-020": (
+        res("aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+            policyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"),
+        res("aws:iam/rolePolicyAttachment:RolePolicyAttachment", policyArn="arn:aws:iam::aws:policy/AdministratorAccess"),
+        "AdministratorAccess",
+    ),
     "SEC-012": (
         res("gcp:compute/disk:Disk", diskEncryptionKey={"kmsKeySelfLink": "k"}, labels=LABELS),
         res("gcp:compute/disk:Disk", labels=LABELS),
@@ -361,3 +367,10 @@ def test_entry_points_route_subjects_to_their_rules():
     assert {v.rule_id for v in check_stack([PlannedResource("aws:s3/bucket:Bucket", "b", {"bucket": "b"})], CTX)} == {
         "SEC-010"
     }
+
+
+def test_wildcard_action_in_a_role_inline_policy_is_denied():
+    role = res("aws:iam/role:Role", inlinePolicies=[{"name": "x", "policy": json.dumps(
+        {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})}])
+    [verdict] = verdicts_of("SEC-011", role)
+    assert "allows *" in verdict.message

@@ -27,6 +27,8 @@ AWS_BUCKET_SSE = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSid
 AWS_BUCKET_VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
 AWS_ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 AWS_POLICY = "aws:iam/policy:Policy"
+AWS_ROLE = "aws:iam/role:Role"
+AWS_ROLE_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 AWS_KMS_KEY = "aws:kms/key:Key"
 GCP_INSTANCE = "gcp:compute/instance:Instance"
 GCP_DISK = "gcp:compute/disk:Disk"
@@ -204,9 +206,12 @@ def _statements(policy: Any) -> list[Mapping[str, Any]]:
 
 
 @resource_rule(id="SEC-011", title="No wildcard IAM actions on instance roles", severity=Severity.MANDATORY,
-               applies_to=(AWS_ROLE_POLICY, AWS_POLICY))
+               applies_to=(AWS_ROLE_POLICY, AWS_POLICY, AWS_ROLE))
 def no_wildcard_actions(r: PlannedResource, ctx: PolicyContext) -> Iterable[Violation]:
-    for i, statement in enumerate(_statements(r.props.get("policy"))):
+    documents = [p.get("policy") for p in r.props.get("inlinePolicies") or []] if r.type == AWS_ROLE \
+        else [r.props.get("policy")]
+    statements = [st for doc in documents for st in _statements(doc)]
+    for i, statement in enumerate(statements):
         if statement.get("Effect", "Allow") != "Allow":
             continue
         actions = statement.get("Action", [])
@@ -324,3 +329,21 @@ def gcp_bucket_private(r: PlannedResource, ctx: PolicyContext) -> Iterable[Viola
         yield Violation(f"{r.name}: {'; '.join(problems)}",
                         "set uniform_bucket_level_access=True, public_access_prevention='enforced', "
                         "versioning.enabled=True")
+
+
+BROAD_MANAGED_POLICIES = ("AdministratorAccess", "PowerUserAccess", "IAMFullAccess", "AmazonS3FullAccess",
+                          "AmazonEC2FullAccess")
+
+
+@resource_rule(id="SEC-020", title="No broad AWS managed policies on instance roles", severity=Severity.MANDATORY,
+               applies_to=(AWS_ROLE_ATTACHMENT, AWS_ROLE))
+def no_broad_managed_policies(r: PlannedResource, ctx: PolicyContext) -> Iterable[Violation]:
+    if r.type == AWS_ROLE_ATTACHMENT:
+        arns = [r.props.get("policyArn", "")]
+    else:
+        arns = list(r.props.get("managedPolicyArns") or [])
+    for arn in arns:
+        name = str(arn).rsplit("/", 1)[-1]
+        if name in BROAD_MANAGED_POLICIES:
+            yield Violation(f"{r.name}: attaches {name}; a compromised box would get far more than it needs",
+                            "attach AmazonSSMManagedInstanceCore and a policy scoped to the team bucket only")
