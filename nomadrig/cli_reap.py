@@ -1,0 +1,39 @@
+"""`nomadrig reap`: stop what the idle agent missed, destroy what stayed stopped or expired (data kept)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .cli_common import JsonOption, TeamFileOption, console, emit_json, err_console, handle_errors, load_team_file
+from .errors import ExitCode
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="reap")(handle_errors(reap))
+
+
+def reap(
+    apply: bool = typer.Option(False, "--apply", help="Act: stop, snapshot and destroy. Without it: a dry run."),
+    orphans: bool = typer.Option(False, "--orphans",
+                                 help="Also snapshot and terminate managed instances that no stack owns."),
+    show_all: bool = typer.Option(False, "--all", help="Also list the boxes the reaper keeps."),
+    json_out: bool = JsonOption,
+    team_file: Path = TeamFileOption,
+) -> None:
+    """Stop idle boxes the agent missed; destroy boxes stopped too long or past their TTL (data kept)."""
+    from .engine import box_stacks
+    from .reaper import report_dict, report_table, run_reaper
+
+    team = load_team_file(team_file)
+    report = run_reaper(team, apply=apply, orphans=orphans, stacks=box_stacks(team, console=err_console),
+                        progress=lambda message: err_console.print(message, markup=False))
+    if json_out:
+        emit_json(report_dict(report))
+    else:
+        console.print(report_table(report, show_keep=show_all))
+    for error in report.errors:
+        err_console.print(f"error: {error}", markup=False)
+    if report.errors:
+        raise typer.Exit(int(ExitCode.CLOUD_FAILURE))

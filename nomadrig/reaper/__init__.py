@@ -1,0 +1,34 @@
+"""The reaper (`nomadrig reap`): stop what the idle agent missed, destroy what stayed
+stopped or expired (data volume snapshotted and kept), report orphans, and never
+touch an unmanaged or protected resource. Dry run unless applied.
+
+Cloud SDKs are imported inside the adapters, so importing this package is cheap.
+"""
+
+from nomadrig.reaper.inventory import CpuWindow, ManagedInstance, SnapshotRef
+from nomadrig.reaper.lock import ReaperLockHeld
+from nomadrig.reaper.ports import BoxStacks, ReaperCloud, StackRef
+from nomadrig.reaper.render import report_dict, report_json, report_table
+from nomadrig.reaper.run import ActionRecord, ReapReport, run_reaper
+from nomadrig.reaper.verdicts import Action, ReapPolicy, Verdict, judge, judge_all
+
+__all__ = [
+    "Action",
+    "ActionRecord",
+    "BoxStacks",
+    "CpuWindow",
+    "ManagedInstance",
+    "ReapPolicy",
+    "ReapReport",
+    "ReaperCloud",
+    "ReaperLockHeld",
+    "SnapshotRef",
+    "StackRef",
+    "Verdict",
+    "judge",
+    "judge_all",
+    "report_dict",
+    "report_json",
+    "report_table",
+    "run_reaper",
+]

@@ -1,0 +1,273 @@
+"""One reaper run: list, judge, and (with apply) stop and destroy, keeping the data.
+
+The steps of a destroy are idempotent per instance id, so a run interrupted
+anywhere leaves nothing half-done that the next run cannot finish:
+
+1. stop the box if it runs (a snapshot of a stopped box is consistent);
+2. snapshot each data volume, tagged ``nomadrig:reap-of=<instance>``; a
+   snapshot an earlier run took after the last stop is reused, not repeated;
+3. wait until every snapshot of the box is completed (bounded); a box whose
+   snapshots are not complete is not destroyed this run;
+4. destroy the box stack (the stack retains the data volume).
+
+Dry run unless `apply`. Orphans (managed instances no stack owns) are only
+reported, unless `orphans` is set: then snapshot and terminate them directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nomadrig.reaper.inventory import RUNNING, STOPPED, CpuWindow, ManagedInstance, SnapshotRef
+from nomadrig.reaper.lock import DEFAULT_TTL, holding, lock_for
+from nomadrig.reaper.ports import BoxStacks, ReaperCloud, StackRef
+from nomadrig.reaper.verdicts import Action, ReapPolicy, Verdict, judge_all, needs_cpu, stack_index
+
+Progress = Callable[[str], None]
+DEFAULT_SNAPSHOT_TIMEOUT_S = 2 * 3600.0  # below the lock's 6 h expiry
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    """One thing the reaper did (or, in a dry run, would do), in order."""
+
+    seq: int
+    at: str
+    instance_id: str
+    step: str
+    detail: str
+
+
+@dataclass
+class ReapReport:
+    """The outcome of one run: every verdict, every step taken, every failure."""
+
+    team: str
+    applied: bool
+    orphans_enabled: bool
+    started_at: datetime
+    verdicts: list[Verdict] = field(default_factory=list)
+    actions: list[ActionRecord] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    finished_at: datetime | None = None
+
+    def count(self, action: Action) -> int:
+        return sum(1 for v in self.verdicts if v.action == action)
+
+    def log(self, instance_id: str, step: str, detail: str = "") -> None:
+        self.actions.append(
+            ActionRecord(
+                seq=len(self.actions) + 1,
+                at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+                instance_id=instance_id,
+                step=step,
+                detail=detail,
+            )
+        )
+
+    def steps_for(self, instance_id: str) -> list[str]:
+        return [a.step for a in self.actions if a.instance_id == instance_id]
+
+
+def default_clouds(team: Any) -> tuple[ReaperCloud | None, ReaperCloud | None]:
+    """AWS and GCP adapters for the clouds the team file declares (None where it declares none)."""
+    clouds = getattr(team, "clouds", None)
+    aws_conf = getattr(clouds, "aws", None)
+    gcp_conf = getattr(clouds, "gcp", None)
+    aws: ReaperCloud | None = None
+    gcp: ReaperCloud | None = None
+    if aws_conf is not None and getattr(aws_conf, "regions", None):
+        from nomadrig.reaper.aws import AwsReaperCloud
+
+        aws = AwsReaperCloud(aws_conf.regions)
+    if gcp_conf is not None and getattr(gcp_conf, "regions", None):
+        from nomadrig.reaper.gcp import GcpReaperCloud
+
+        gcp = GcpReaperCloud(gcp_conf.project, gcp_conf.regions)
+    return aws, gcp
+
+
+def run_reaper(
+    team: Any,
+    *,
+    apply: bool,
+    orphans: bool,
+    stacks: BoxStacks,
+    now: datetime | None = None,
+    aws: ReaperCloud | None = None,
+    gcp: ReaperCloud | None = None,
+    progress: Progress | None = None,
+    lock_url: str | None = None,
+    lock_ttl: timedelta = DEFAULT_TTL,
+    snapshot_timeout_s: float = DEFAULT_SNAPSHOT_TIMEOUT_S,
+) -> ReapReport:
+    """Run the reaper for `team` (a `nomadrig.config.Team`).
+
+    `aws`/`gcp` default to adapters for the clouds in the team file. With
+    `apply`, the run holds the team's lock (``ReaperLockHeld``, exit code 3,
+    when another run holds it); a dry run takes no lock since it changes nothing.
+    """
+    policy = ReapPolicy.from_team(team)
+    if aws is None and gcp is None:
+        aws, gcp = default_clouds(team)
+    clouds = [c for c in (aws, gcp) if c is not None]
+    say = progress or (lambda _message: None)
+    if not apply:
+        return _run(policy, clouds, stacks, now, say, apply=False, orphans=orphans, timeout_s=snapshot_timeout_s)
+    lock = lock_for(lock_url or team.state.backend_url, policy.team, ttl=lock_ttl)
+    with holding(lock):
+        say(f"holding the reaper lock at {lock.where}")
+        return _run(policy, clouds, stacks, now, say, apply=True, orphans=orphans, timeout_s=snapshot_timeout_s)
+
+
+def _run(
+    policy: ReapPolicy,
+    clouds: Sequence[ReaperCloud],
+    stacks: BoxStacks,
+    now: datetime | None,
+    say: Progress,
+    *,
+    apply: bool,
+    orphans: bool,
+    timeout_s: float,
+) -> ReapReport:
+    moment = now or datetime.now(UTC)
+    report = ReapReport(team=policy.team, applied=apply, orphans_enabled=orphans, started_at=moment)
+    stack_refs = stacks.list()
+    stack_by_instance = stack_index(stack_refs)
+    cloud_of: dict[str, ReaperCloud] = {}
+    reachable: list[ReaperCloud] = []
+    for cloud in clouds:
+        try:
+            instances = cloud.list_instances(policy.team)
+            say(f"{cloud.cloud}: {len(instances)} managed instances")
+            candidates = [i for i in instances if needs_cpu(i, stack_by_instance, policy)]
+            cpu: dict[str, CpuWindow] = (
+                cloud.cpu_windows(candidates, policy.max_idle_minutes, moment) if candidates else {}
+            )
+        except Exception as error:  # one cloud down (or its SDK missing) must not stop the other
+            report.errors.append(f"{cloud.cloud}: not reaped: {error}")
+            continue
+        reachable.append(cloud)
+        report.verdicts.extend(judge_all(instances, stack_refs, cpu, policy, moment))
+        cloud_of.update({i.instance_id: cloud for i in instances})
+    if not apply:
+        report.finished_at = datetime.now(UTC)
+        return report
+
+    for cloud in reachable:
+        mine = [v for v in report.verdicts if cloud_of.get(v.instance.instance_id) is cloud]
+        _apply_cloud(cloud, mine, report, say, orphans=orphans, stacks=stacks, timeout_s=timeout_s)
+    report.finished_at = datetime.now(UTC)
+    return report
+
+
+def _apply_cloud(
+    cloud: ReaperCloud,
+    verdicts: Sequence[Verdict],
+    report: ReapReport,
+    say: Progress,
+    *,
+    orphans: bool,
+    stacks: BoxStacks,
+    timeout_s: float,
+) -> None:
+    """Stop, snapshot, wait, destroy: each phase batched over the cloud's boxes."""
+    to_stop = [v.instance for v in verdicts if v.action == Action.STOP]
+    teardown = [
+        v for v in verdicts if v.action == Action.DESTROY or (orphans and v.action == Action.ORPHAN)
+    ]
+    running_teardown = [v.instance for v in teardown if v.instance.state == RUNNING]
+
+    stopped_now: dict[str, ManagedInstance] = {}
+    if to_stop or running_teardown:
+        say(f"{cloud.cloud}: stopping {len(to_stop) + len(running_teardown)} instances")
+        try:
+            for instance in cloud.stop([*to_stop, *running_teardown]):
+                stopped_now[instance.instance_id] = instance
+        except Exception as error:  # a failed batch must not stop the rest of the run
+            report.errors.append(f"{cloud.cloud}: stop failed: {error}")
+        for instance in to_stop:
+            if instance.instance_id in stopped_now:
+                report.log(instance.instance_id, "stop", "idle by the cloud's CPU metric")
+        for instance in running_teardown:
+            if instance.instance_id in stopped_now:
+                report.log(instance.instance_id, "stop-before-snapshot", "so the snapshot is consistent")
+
+    snapshots: dict[str, list[SnapshotRef]] = {}
+    ready: list[Verdict] = []
+    stopped_teardown: list[ManagedInstance] = []
+    for verdict in teardown:
+        instance = stopped_now.get(verdict.instance.instance_id, verdict.instance)
+        if instance.state != STOPPED:
+            # its stop failed (reported above) or it is changing state: a snapshot of a volume in use
+            # is not trustworthy, so never snapshot or destroy it; the next run picks it up
+            report.log(instance.instance_id, "deferred", f"{instance.state}, not stopped; next run")
+            continue
+        stopped_teardown.append(instance)
+    if stopped_teardown:
+        try:
+            snapshots, failures = cloud.ensure_snapshots(stopped_teardown)
+        except Exception as error:  # e.g. no permission to list snapshots: destroy nothing in this cloud
+            report.errors.append(f"{cloud.cloud}: snapshots failed, nothing destroyed: {error}")
+            return
+        for iid, message in failures.items():
+            report.errors.append(f"{iid}: snapshot failed: {message}")
+    for verdict in teardown:
+        iid = verdict.instance.instance_id
+        if iid not in snapshots:
+            continue
+        refs = snapshots[iid]
+        for ref in refs:
+            step = "snapshot-reused" if ref.completed else "snapshot-started"
+            report.log(iid, step, f"{ref.snapshot_id} of {ref.volume_id} ({ref.state})")
+        if not refs:
+            report.log(iid, "no-data-volume", "nothing to snapshot")
+        ready.append(verdict)
+
+    all_refs = [r for refs in snapshots.values() for r in refs]
+    if any(not r.completed for r in all_refs):
+        say(f"{cloud.cloud}: waiting for {sum(not r.completed for r in all_refs)} snapshots")
+        waited = {r.snapshot_id: r for r in cloud.wait_snapshots(all_refs, timeout_s)}
+        snapshots = {iid: [waited[r.snapshot_id] for r in refs] for iid, refs in snapshots.items()}
+        for iid, refs in snapshots.items():
+            for ref in refs:
+                if ref.completed and not any(
+                    a.instance_id == iid and a.step == "snapshot-reused" and ref.snapshot_id in a.detail
+                    for a in report.actions
+                ):
+                    report.log(iid, "snapshot-completed", ref.snapshot_id)
+
+    orphans_ready: list[ManagedInstance] = []
+    for verdict in ready:
+        iid = verdict.instance.instance_id
+        refs = snapshots[iid]
+        unfinished = [r for r in refs if not r.completed]
+        if unfinished:
+            states = ", ".join(f"{r.snapshot_id} {r.state}" for r in unfinished)
+            report.errors.append(f"{iid}: not destroyed, snapshot not completed ({states}); the next run continues")
+            continue
+        if verdict.action == Action.ORPHAN:
+            orphans_ready.append(verdict.instance)
+            continue
+        stack: StackRef | None = verdict.stack
+        assert stack is not None  # a destroy verdict always has its stack
+        say(f"destroying stack {stack.name} ({iid})")
+        try:
+            stacks.destroy(stack.name)
+        except Exception as error:
+            report.errors.append(f"{iid}: stack {stack.name} destroy failed: {error}; the next run retries")
+            continue
+        report.log(iid, "destroy", f"stack {stack.name}; data volume retained")
+
+    if orphans_ready:
+        try:
+            cloud.terminate(orphans_ready)
+        except Exception as error:
+            report.errors.append(f"{cloud.cloud}: terminating orphans failed: {error}")
+        else:
+            for instance in orphans_ready:
+                report.log(instance.instance_id, "terminate-orphan", "no stack owns it; data volume kept")
