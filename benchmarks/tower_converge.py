@@ -1,0 +1,114 @@
+"""How long `nomadrig tower apply` takes to converge a bare Debian, and to confirm it after.
+
+Run as root from the repository root, after scripts/ci-container-prereqs.sh::
+
+    .venv/bin/python benchmarks/tower_converge.py [--release trixie --release bookworm] [--out FILE]
+
+For each release: boot a bare container from the cached root file system,
+run the full tower playbook (first run: driver, CUDA toolkit, JAX CPU wheels
+from a local directory, ...) and then the same apply again (the idempotent
+run, which must change nothing). The package cache (apt-cacher-ng) is warmed
+by one untimed apply per release first, so the figure is the converge time of
+the roles, not of the network; --no-warmup skips that when the cache is known
+to be warm already (the result line then says "cache as found"). Prints and appends
+results with the machine and date to benchmarks/results/tower_converge.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from nomadrig import tower as towers  # noqa: E402
+from tests.harness import DebianContainer, check_prerequisites  # noqa: E402
+from tests.harness.fixtures import WORK_ROOT  # noqa: E402
+from tests.harness.towers import (  # noqa: E402
+    TOWER_RELEASES,
+    container_overrides,
+    container_team,
+    tower_container_spec,
+)
+
+RESULTS = REPO / "benchmarks" / "results" / "tower_converge.txt"
+
+
+def machine() -> str:
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores, {mem_gib:.0f} GiB, Python {platform.python_version()}, kernel {platform.release()}"
+
+
+def converge(release: str, key: Path, runs: Path) -> tuple[towers.RunReport, float, towers.RunReport, float]:
+    """Boot a bare container, apply twice, return both reports and wall times."""
+    spec = tower_container_spec(release)
+    container = DebianContainer(spec, WORK_ROOT / f"bench-{release}-{int(time.time())}", key)
+    container.boot(timeout=120)
+    try:
+        team = container_team(TOWER_RELEASES[release], container, key, name=f"bench-{release}")
+        options = towers.RunOptions(
+            ssh_key_file=key, overrides=container_overrides(), runs_dir=runs, strict_host_keys=False
+        )
+        name = team.towers[0].name
+        started = time.monotonic()
+        first = towers.run(team, name, "apply", options)
+        first_s = time.monotonic() - started
+        started = time.monotonic()
+        second = towers.run(team, name, "apply", options)
+        second_s = time.monotonic() - started
+        return first, first_s, second, second_s
+    finally:
+        container.close()
+        shutil.rmtree(container.workdir, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--release", action="append", choices=sorted(TOWER_RELEASES))
+    parser.add_argument("--no-warmup", action="store_true", help="Skip the untimed warm-up apply.")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    found = check_prerequisites()
+    if not found.ok:
+        print(found.reason, file=sys.stderr)
+        return 2
+    releases = args.release or ["trixie", "bookworm"]
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="nomadrig-bench-") as tmp:
+        key = Path(tmp) / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        for release in releases:
+            if not args.no_warmup:
+                converge(release, key, Path(tmp) / "runs")  # warm apt-cacher-ng; not timed
+            first, first_s, second, second_s = converge(release, key, Path(tmp) / "runs")
+            os_name = TOWER_RELEASES[release].os
+            cache = "as found" if args.no_warmup else "warmed by an untimed run"
+            ok = "ok" if first.succeeded and second.succeeded else "FAILED"
+            roles = ", ".join(f"{r} {s:.0f}" for r, s in first.role_seconds.items())
+            lines.append(
+                f"tower apply {os_name} ({release}), package cache {cache}: "
+                f"first run {first_s:.0f} s ({first.changed} changed), "
+                f"second run {second_s:.0f} s ({second.changed} changed) [{ok}]"
+            )
+            lines.append(f"  first run per role, s: {roles}")
+            print(lines[-2], lines[-1], sep="\n", flush=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines.append(f"machine: {machine()}; {stamp}")
+    print(lines[-1])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("a") as out:
+        out.write("\n".join(lines) + "\n\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

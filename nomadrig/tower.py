@@ -1,0 +1,483 @@
+"""Configure a tower: render its Ansible inputs, run the playbook, report what changed.
+
+The only module that talks to ansible-runner. A run gets a private data dir
+(0700) under ``~/.nomadrig/runs/<timestamp>-<tower>/`` holding the rendered
+inventory, the variables, ansible-runner's artefacts and the run report
+(``report.json`` + ``summary.txt``), so a failed run can be read afterwards
+and a tower's WireGuard key is on record.
+
+Modes: ``apply`` (playbooks/tower.yml), ``check`` (the same in Ansible's check
+mode with diffs: nothing on the tower changes) and ``verify``
+(playbooks/verify.yml only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any, Literal
+
+from .config import Nomad, Team, Tower
+from .errors import BadInputError, CloudError, InputProblem
+
+Mode = Literal["apply", "check", "verify"]
+MODES: tuple[Mode, ...] = ("apply", "check", "verify")
+
+#: The checkout that holds roles/ and playbooks/ (a team forks the repository).
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_RUNS_DIR = Path("~/.nomadrig/runs")
+
+#: Roles in playbooks/tower.yml order; every variable is prefixed with one.
+ROLES = (
+    "preflight",
+    "base",
+    "hardening",
+    "nvidia_driver",
+    "cuda",
+    "frameworks",
+    "gpu_containers",
+    "remote_access",
+    "agent",
+    "verify",
+)
+PLAYBOOKS: dict[Mode, str] = {"apply": "tower.yml", "check": "tower.yml", "verify": "verify.yml"}
+
+#: The tower's WireGuard address space; the tower is .1, nomads follow in team-file order.
+WIREGUARD_NETWORK = IPv4Network("10.77.0.0/24")
+TOWER_PUBLIC_KEY_FILE = "/etc/wireguard/nomadrig-tower.pub"
+_WG_KEY_RE = re.compile(r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")
+
+
+# -- variables ------------------------------------------------------------------
+
+
+def tower_nomads(team: Team, tower: Tower) -> list[Nomad]:
+    """The nomads who get an account on the tower: those it names, else everyone."""
+    if not tower.nomads:
+        return list(team.nomads)
+    by_name = {n.name: n for n in team.nomads}
+    missing = [name for name in tower.nomads if name not in by_name]
+    if missing:
+        index = team.towers.index(tower)
+        raise BadInputError(
+            "team file",
+            [
+                InputProblem(
+                    f"towers[{index}].nomads",
+                    f"names {', '.join(map(repr, missing))}, who are not in nomads.",
+                    "Add them under nomads: or remove them from the tower's list.",
+                )
+            ],
+        )
+    return [by_name[name] for name in tower.nomads]
+
+
+def wireguard_address(position: int) -> str:
+    """The WireGuard address of the nomad at position (0-based) in the tower's list."""
+    hosts = list(WIREGUARD_NETWORK.hosts())
+    if position + 1 >= len(hosts):
+        raise ValueError(f"more than {len(hosts) - 1} nomads do not fit in {WIREGUARD_NETWORK}")
+    return f"{hosts[position + 1]}/32"
+
+
+def _gpu_vars(team: Team, tower: Tower) -> list[dict[str, Any]]:
+    from .catalog import load_catalog
+
+    catalog = load_catalog()
+    index = team.towers.index(tower)
+    gpus: list[dict[str, Any]] = []
+    problems: list[InputProblem] = []
+    for i, gpu in enumerate(tower.gpus):
+        model = catalog.gpu(gpu.model)
+        if model is None or model.tdp_w is None:
+            reason = "is not in the GPU catalog" if model is None else "has no known TDP in the catalog"
+            problems.append(
+                InputProblem(
+                    f"towers[{index}].gpus[{i}].model",
+                    f"{gpu.model!r} {reason}, so the PSU headroom cannot be checked.",
+                    "Use a model listed by `nomadrig catalog list --towers`, e.g. 'RTX 4090'.",
+                )
+            )
+            continue
+        gpus.append({"model": model.model, "count": gpu.count, "tdp_w": model.tdp_w})
+    if problems:
+        raise BadInputError("team file", problems)
+    return gpus
+
+
+def tower_vars(team: Team, tower: Tower, *, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The role variables for one tower, from the team file, then ``overrides``.
+
+    Pure apart from reading the shipped GPU catalog. Overrides must name a
+    role's variable (``<role>_...``): a typo would otherwise be ignored by
+    Ansible and the default silently used.
+    """
+    nomads = tower_nomads(team, tower)
+    policy = team.policy
+    variables: dict[str, Any] = {
+        "preflight_min_ram_gb": policy.tower_min_ram_gb,
+        "preflight_min_free_disk_gb": policy.tower_min_free_disk_gb,
+        "preflight_data_encryption": policy.tower_data_encryption,
+        "preflight_psu_margin_pct": policy.psu_margin_pct,
+        "preflight_gpus": _gpu_vars(team, tower),
+        "preflight_cpu_tdp_w": tower.cpu_tdp_watts,
+        "preflight_psu_watts": tower.psu_watts,
+        "base_nomads": [{"name": n.name, "ssh_key": n.ssh_key, "comment": n.email or n.name} for n in nomads],
+        "hardening_ssh_port": tower.ssh_port,
+        "hardening_wireguard_port": tower.wireguard_port,
+        "nvidia_driver_channel": tower.driver_channel,
+        "nvidia_driver_branch": tower.driver_branch,
+        "cuda_channel": tower.driver_channel,
+        "cuda_version": tower.cuda_version,
+        "frameworks_list": list(tower.frameworks),
+        "frameworks_cuda_version": tower.cuda_version,
+        "frameworks_device": "cuda" if tower.gpus else "cpu",
+        "gpu_containers_enabled": tower.gpu_containers,
+        "remote_access_wireguard_port": tower.wireguard_port,
+        "remote_access_network": str(WIREGUARD_NETWORK),
+        "remote_access_peers": [
+            {"name": n.name, "public_key": n.wireguard_public_key, "address": wireguard_address(i)}
+            for i, n in enumerate(nomads)
+            if n.wireguard_public_key
+        ],
+        "verify_require_gpu": bool(tower.gpus),
+    }
+    if overrides:
+        unknown = [key for key in overrides if not key.startswith(tuple(f"{role}_" for role in ROLES))]
+        if unknown:
+            raise BadInputError(
+                "overrides",
+                [
+                    InputProblem(
+                        key,
+                        "is not a tower role variable.",
+                        f"Prefix it with a role name: {', '.join(ROLES)}.",
+                    )
+                    for key in unknown
+                ],
+            )
+        variables.update(overrides)
+    return variables
+
+
+def inventory(tower: Tower, *, ssh_key_file: Path | None, strict_host_keys: bool = True) -> dict[str, Any]:
+    """The Ansible inventory for one tower: group ``towers``, one host."""
+    host: dict[str, Any] = {
+        "ansible_host": tower.address,
+        "ansible_port": tower.ssh_port,
+        "ansible_user": tower.ssh_user,
+        "ansible_python_interpreter": "auto_silent",
+    }
+    if ssh_key_file is not None:
+        host["ansible_ssh_private_key_file"] = str(Path(ssh_key_file).expanduser())
+    if not strict_host_keys:
+        host["ansible_ssh_common_args"] = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+    return {"towers": {"hosts": {tower.name: host}}}
+
+
+def find_tower(team: Team, name: str) -> Tower:
+    """The tower called name, or an error listing the ones that exist."""
+    for tower in team.towers:
+        if tower.name == name:
+            return tower
+    known = ", ".join(t.name for t in team.towers) or "none declared"
+    raise BadInputError(
+        "team file", [InputProblem("towers", f"no tower named {name!r} (towers: {known}).", "Use one of those names.")]
+    )
+
+
+# -- the run report ---------------------------------------------------------------
+
+
+@dataclass
+class RunReport:
+    """What one run did to one tower; saved as report.json and summary.txt."""
+
+    tower: str
+    host: str
+    mode: Mode
+    started: str
+    status: str = "unknown"
+    rc: int | None = None
+    duration_s: float = 0.0
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+    changed_tasks: list[str] = field(default_factory=list)
+    failed_tasks: list[dict[str, str]] = field(default_factory=list)
+    role_seconds: dict[str, float] = field(default_factory=dict)
+    tower_public_key: str | None = None
+    run_dir: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "successful" and self.failed == 0 and self.unreachable == 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunReport:
+        return cls(**json.loads(text))
+
+    def summary(self) -> str:
+        """The human summary: outcome, counts, time per role, what changed, what failed."""
+        verdict = "OK" if self.succeeded else "FAILED"
+        lines = [
+            f"tower {self.tower} ({self.host}), {self.mode}: {verdict} in {self.duration_s:.0f} s",
+            f"  tasks ok {self.ok}, changed {self.changed}, failed {self.failed}, "
+            f"unreachable {self.unreachable}, skipped {self.skipped}",
+        ]
+        if self.role_seconds:
+            lines.append("  time per role: " + ", ".join(f"{r} {s:.0f} s" for r, s in self.role_seconds.items()))
+        if self.changed_tasks:
+            lines.append(f"  changed ({len(self.changed_tasks)}):")
+            lines += [f"    - {name}" for name in self.changed_tasks]
+        for failure in self.failed_tasks:
+            lines.append(f"  FAILED: {failure['task']}: {failure['msg']}")
+        if self.tower_public_key:
+            lines.append(f"  WireGuard public key: {self.tower_public_key}")
+        lines.append(f"  run dir: {self.run_dir}")
+        return "\n".join(lines)
+
+
+ProgressCallback = Callable[[str, str, int, int | None], None]
+
+
+def _failure_message(result: Mapping[str, Any]) -> str:
+    """The most useful text of a failed task; for a loop, the failed items' own messages."""
+    items = [r for r in result.get("results", []) or [] if isinstance(r, Mapping) and r.get("failed")]
+    if items:
+        return "; ".join(f"{r.get('item', '?')}: {_failure_message(r)}" for r in items)
+    return str(result.get("msg") or result.get("stderr") or result.get("reason") or "see the run dir")
+
+
+class _EventCollector:
+    """Turns ansible-runner's event stream into the report and live progress."""
+
+    def __init__(self, report: RunReport, progress: ProgressCallback | None, total: int | None) -> None:
+        self.report = report
+        self.progress = progress
+        self.total = total
+        self.done = 0
+        self._role: str | None = None
+        self._role_started = 0.0
+
+    def _close_role(self) -> None:
+        if self._role is not None:
+            spent = time.monotonic() - self._role_started
+            self.report.role_seconds[self._role] = round(self.report.role_seconds.get(self._role, 0.0) + spent, 1)
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data", {}) or {}
+        role = data.get("role") or "(play)"
+        task = data.get("task", "")
+        label = f"{role} : {task}" if data.get("role") else task
+        if kind == "playbook_on_task_start":
+            if role != self._role:
+                self._close_role()
+                self._role, self._role_started = role, time.monotonic()
+            if self.progress:
+                self.progress(self.report.tower, label, self.done, self.total)
+        elif kind in ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"):
+            self.done += 1
+            result = data.get("res", {}) or {}
+            if kind == "runner_on_ok" and result.get("changed"):
+                self.report.changed_tasks.append(label)
+            if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+                message = _failure_message(result)
+                self.report.failed_tasks.append({"task": label, "msg": str(message)[:2000]})
+        elif kind == "playbook_on_stats":
+            self._close_role()
+            self._role = None
+            host = self.report.tower
+
+            def count(key: str) -> int:
+                return int((data.get(key) or {}).get(host, 0))
+
+            self.report.ok, self.report.changed, self.report.failed = count("ok"), count("changed"), count("failures")
+            self.report.unreachable, self.report.skipped = count("dark"), count("skipped")
+        return True  # keep ansible-runner's own artefacts too
+
+
+# -- running ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run: which key, where to keep runs, and test-only relaxations."""
+
+    ssh_key_file: Path | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    runs_dir: Path = DEFAULT_RUNS_DIR
+    project_root: Path = PROJECT_ROOT
+    #: Only for throwaway test hosts whose host key changes every boot.
+    strict_host_keys: bool = True
+    progress: ProgressCallback | None = None
+    fetch_public_key: bool = True
+
+
+def _new_run_dir(runs_dir: Path, tower: Tower) -> Path:
+    root = runs_dir.expanduser()
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    run_dir = root / f"{stamp}-{tower.name}"
+    run_dir.mkdir(mode=0o700)
+    os.chmod(run_dir, 0o700)  # mkdir's mode is masked by the umask
+    return run_dir
+
+
+def _runner_env(project_root: Path) -> dict[str, str]:
+    return {
+        "ANSIBLE_ROLES_PATH": str(project_root / "roles"),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+    }
+
+
+def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions | None = None) -> RunReport:
+    """Run one mode against one tower and return (and save) its report.
+
+    Raises BadInputError for a bad team file or overrides (nothing ran) and
+    CloudError when Ansible could not be started at all; a run in which tasks
+    failed returns a report with ``succeeded`` false.
+    """
+    import ansible_runner
+
+    if mode not in MODES:
+        raise BadInputError("arguments", [InputProblem("mode", f"{mode!r} is not a mode.", f"Use one of {MODES}.")])
+    options = options or RunOptions()
+    tower = find_tower(team, tower_name)
+    variables = tower_vars(team, tower, overrides=options.overrides)
+    playbook = options.project_root / "playbooks" / PLAYBOOKS[mode]
+    if not playbook.exists():
+        raise CloudError(f"{playbook} does not exist: run nomadrig from its repository checkout.")
+    run_dir = _new_run_dir(options.runs_dir, tower)
+    report = RunReport(
+        tower=tower.name,
+        host=tower.address,
+        mode=mode,
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
+        run_dir=str(run_dir),
+    )
+    hosts = inventory(tower, ssh_key_file=options.ssh_key_file, strict_host_keys=options.strict_host_keys)
+    (run_dir / "inventory.json").write_text(json.dumps(hosts, indent=2))
+    (run_dir / "vars.json").write_text(json.dumps(variables, indent=2))
+    collector = _EventCollector(report, options.progress, total=None)
+    started = time.monotonic()
+    try:
+        result = ansible_runner.run(
+            private_data_dir=str(run_dir),
+            playbook=str(playbook),
+            inventory=hosts,
+            extravars=variables,
+            cmdline="--check --diff" if mode == "check" else None,
+            envvars=_runner_env(options.project_root),
+            event_handler=collector,
+            quiet=True,
+        )
+    except Exception as exc:  # ansible-runner raises plain exceptions for a broken setup
+        raise CloudError(f"ansible-runner could not start: {exc}. Its files are in {run_dir}.") from exc
+    report.duration_s = round(time.monotonic() - started, 1)
+    report.status, report.rc = result.status, result.rc
+    if report.status != "successful" and not report.failed_tasks and not report.unreachable:
+        stdout = (run_dir / "artifacts").glob("*/stdout")
+        tail = next((p.read_text(errors="replace")[-2000:] for p in stdout), "")
+        report.failed_tasks.append({"task": "(ansible-playbook)", "msg": f"rc {result.rc}: {tail}"})
+    if mode == "apply" and report.succeeded and options.fetch_public_key:
+        report.tower_public_key = read_tower_public_key(team, tower.name, options)
+    (run_dir / "report.json").write_text(report.to_json())
+    (run_dir / "summary.txt").write_text(report.summary() + "\n")
+    return report
+
+
+def read_tower_public_key(team: Team, tower_name: str, options: RunOptions | None = None) -> str | None:
+    """Read the tower's WireGuard public key over SSH (Ansible's slurp, with sudo).
+
+    Returns None when the file is not there yet (remote_access has not run).
+    """
+    import base64
+    import tempfile
+
+    import ansible_runner
+
+    options = options or RunOptions()
+    tower = find_tower(team, tower_name)
+    hosts = inventory(tower, ssh_key_file=options.ssh_key_file, strict_host_keys=options.strict_host_keys)
+    with tempfile.TemporaryDirectory(prefix="nomadrig-slurp-") as private:
+        result = ansible_runner.run(
+            private_data_dir=private,
+            host_pattern="towers",
+            module="ansible.builtin.slurp",
+            module_args=f"src={TOWER_PUBLIC_KEY_FILE}",
+            inventory=hosts,
+            cmdline="--become",
+            envvars=_runner_env(options.project_root),
+            quiet=True,
+        )
+        for event in result.events:
+            if event.get("event") == "runner_on_ok":
+                content = event["event_data"]["res"].get("content", "")
+                key = base64.b64decode(content).decode().strip()
+                return key if _WG_KEY_RE.match(key) else None
+    return None
+
+
+def latest_report(tower_name: str, runs_dir: Path = DEFAULT_RUNS_DIR, *, with_key: bool = False) -> RunReport | None:
+    """The newest saved report for a tower (optionally: the newest that has its WireGuard key)."""
+    root = runs_dir.expanduser()
+    if not root.is_dir():
+        return None
+    for path in sorted(root.glob(f"*-{tower_name}/report.json"), reverse=True):
+        report = RunReport.from_json(path.read_text())
+        if report.tower == tower_name and (not with_key or report.tower_public_key):
+            return report
+    return None
+
+
+# -- WireGuard peers ---------------------------------------------------------------
+
+
+def peer_configs(team: Team, tower: Tower, tower_public_key: str) -> dict[str, str]:
+    """Each nomad's wg-quick client config for the tower.
+
+    The private key line is an instruction, not a key: nomads generate their
+    key pair on their own laptop, and only the public half goes in the team file.
+    """
+    configs: dict[str, str] = {}
+    tower_address = next(WIREGUARD_NETWORK.hosts())
+    for position, nomad in enumerate(tower_nomads(team, tower)):
+        note = (
+            ""
+            if nomad.wireguard_public_key
+            else "# NOTE: nomads[].wireguard_public_key is empty for you: the tower will not accept this\n"
+            "# peer until you add the public key to the team file and run `nomadrig tower apply` again.\n"
+        )
+        configs[nomad.name] = (
+            f"# WireGuard config for {nomad.name} -> tower {tower.name} (/etc/wireguard/{tower.name}.conf)\n"
+            f"{note}"
+            "[Interface]\n"
+            "# On your laptop: wg genkey | tee privatekey | wg pubkey > publickey\n"
+            "# Paste privatekey below (it never leaves your laptop); publickey goes in the team file.\n"
+            "PrivateKey = <output of `wg genkey`>\n"
+            f"Address = {wireguard_address(position)}\n"
+            "\n"
+            "[Peer]\n"
+            f"PublicKey = {tower_public_key}\n"
+            f"Endpoint = {tower.address}:{tower.wireguard_port}\n"
+            f"AllowedIPs = {tower_address}/32\n"
+            "PersistentKeepalive = 25\n"
+        )
+    return configs

@@ -1,0 +1,93 @@
+"""A booted container dressed as a tower: the team file and overrides the tower tests share.
+
+The tower tests, the provider test and the converge benchmark all need the
+same thing: the example team, its tower pointed at a container, the nomads
+given keys made at test time, and the few variables that differ in a
+GPU-less container (the CPU framework path from a local wheel directory).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nomadrig.config import Team, TowerGpu, load_team
+from tests.harness.container import ContainerSpec, DebianContainer
+from tests.harness.wheels import cpu_jax_wheels
+
+EXAMPLE_TEAM = Path(__file__).resolve().parents[2] / "examples" / "team.yaml"
+WHEELS_IN_CONTAINER = "/opt/nomadrig-wheels"
+
+
+@dataclass(frozen=True)
+class TowerRelease:
+    """A Debian release and the GPU stack Debian's non-free archive has for it."""
+
+    codename: str
+    os: str
+    driver_branch: str
+    cuda_version: str
+
+
+TOWER_RELEASES = {
+    "bookworm": TowerRelease("bookworm", "debian-12", "535", "11.8"),
+    "trixie": TowerRelease("trixie", "debian-13", "550", "12.4"),
+}
+
+
+def wireguard_public_key() -> str:
+    """A fresh WireGuard (X25519) public key for a test nomad; the private half is discarded."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    raw = X25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def tower_container_spec(release: str) -> ContainerSpec:
+    """A container of release with the CPU JAX wheels for its Python mounted read-only."""
+    wheels = cpu_jax_wheels(release)
+    return ContainerSpec(release=release, bind_ro={str(wheels): WHEELS_IN_CONTAINER})
+
+
+def container_team(release: TowerRelease, container: DebianContainer, nomad_key: Path, name: str) -> Team:
+    """The example team with one tower, ``name``, at the container's address.
+
+    It connects as the installer-style ``admin`` account (sudo), declares an
+    RTX 4090 as a real tower would, and gives two nomads the test SSH key and
+    fresh WireGuard keys. The RAM minimum is lowered because the container has
+    whatever RAM the CI machine has; the RAM rule has its own tests.
+    """
+    team = load_team(EXAMPLE_TEAM)
+    public = nomad_key.with_suffix(".pub").read_text().strip()
+    nomads = [
+        n.model_copy(update={"ssh_key": public, "wireguard_public_key": wireguard_public_key()}) for n in team.nomads
+    ]
+    tower = team.towers[0].model_copy(
+        update={
+            "name": name,
+            "address": container.ip,
+            "ssh_user": "admin",
+            "os": release.os,
+            "gpus": [TowerGpu(model="RTX 4090", count=1)],
+            "driver_branch": release.driver_branch,
+            "cuda_version": release.cuda_version,
+            "frameworks": ["jax"],
+            "nomads": [nomads[0].name, nomads[-1].name],
+        }
+    )
+    policy = team.policy.model_copy(update={"tower_min_ram_gb": 1})
+    return team.model_copy(update={"nomads": nomads, "towers": [tower], "policy": policy})
+
+
+def container_overrides() -> dict[str, Any]:
+    """What differs in a GPU-less container from a real tower: the CPU framework path."""
+    return {
+        "frameworks_device": "cpu",
+        "frameworks_packages": ["jax"],
+        "frameworks_find_links": WHEELS_IN_CONTAINER,
+        "frameworks_no_index": True,
+        "verify_require_gpu": False,
+    }

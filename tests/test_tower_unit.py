@@ -1,0 +1,245 @@
+"""What nomadrig.tower renders from a team file, without Ansible or a tower."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from nomadrig.catalog import load_catalog
+from nomadrig.cli_tower import parse_overrides
+from nomadrig.config import Team, TowerGpu, load_team
+from nomadrig.errors import BadInputError
+from nomadrig.tower import (
+    RunReport,
+    _EventCollector,
+    _new_run_dir,
+    inventory,
+    latest_report,
+    peer_configs,
+    tower_vars,
+)
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "team.yaml"
+WG_KEY_ADA = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
+WG_KEY_LINUS = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
+
+
+@pytest.fixture
+def team() -> Team:
+    return load_team(EXAMPLE)
+
+
+def with_tower(team: Team, **changes: object) -> Team:
+    tower = team.towers[0].model_copy(update=changes)
+    return team.model_copy(update={"towers": [tower]})
+
+
+def with_wireguard_keys(team: Team, keys: dict[str, str]) -> Team:
+    nomads = [n.model_copy(update={"wireguard_public_key": keys.get(n.name, "")}) for n in team.nomads]
+    return team.model_copy(update={"nomads": nomads})
+
+
+def test_gpu_tdp_comes_from_the_catalog(team: Team) -> None:
+    variables = tower_vars(team, team.towers[0])
+    declared = team.towers[0].gpus[0]
+    catalog_tdp = load_catalog().gpu(declared.model).tdp_w
+    assert variables["preflight_gpus"] == [{"model": declared.model, "count": declared.count, "tdp_w": catalog_tdp}]
+    assert variables["preflight_psu_watts"] == team.towers[0].psu_watts
+    assert variables["preflight_cpu_tdp_w"] == team.towers[0].cpu_tdp_watts
+
+
+def test_unknown_gpu_model_is_refused_with_the_field_path(team: Team) -> None:
+    team = with_tower(team, gpus=[TowerGpu(model="Imaginary 9999", count=1)])
+    with pytest.raises(BadInputError) as error:
+        tower_vars(team, team.towers[0])
+    assert "towers[0].gpus[0].model" in error.value.render()
+    assert "Imaginary 9999" in error.value.render()
+
+
+def test_only_the_towers_nomads_get_accounts(team: Team) -> None:
+    variables = tower_vars(team, team.towers[0])
+    assert [n["name"] for n in variables["base_nomads"]] == team.towers[0].nomads
+    by_name = {n.name: n for n in team.nomads}
+    for account in variables["base_nomads"]:
+        assert account["ssh_key"] == by_name[account["name"]].ssh_key
+
+
+def test_a_tower_without_a_nomad_list_gets_every_nomad(team: Team) -> None:
+    team = with_tower(team, nomads=[])
+    names = [n["name"] for n in tower_vars(team, team.towers[0])["base_nomads"]]
+    assert names == [n.name for n in team.nomads]
+
+
+def test_wireguard_peers_are_the_nomads_with_keys_at_distinct_addresses(team: Team) -> None:
+    team = with_wireguard_keys(
+        with_tower(team, nomads=["ada", "grace", "linus"]), {"ada": WG_KEY_ADA, "linus": WG_KEY_LINUS}
+    )
+    peers = tower_vars(team, team.towers[0])["remote_access_peers"]
+    assert [(p["name"], p["public_key"]) for p in peers] == [("ada", WG_KEY_ADA), ("linus", WG_KEY_LINUS)]
+    addresses = [p["address"] for p in peers]
+    assert len(set(addresses)) == 2
+    assert "10.77.0.1/32" not in addresses  # the tower's own address
+
+
+def test_tower_settings_reach_the_roles(team: Team) -> None:
+    team = with_tower(
+        team,
+        driver_channel="cuda_repo",
+        driver_branch="535",
+        cuda_version="11.8",
+        frameworks=["jax"],
+        ssh_port=2222,
+        wireguard_port=51999,
+        gpu_containers=True,
+    )
+    v = tower_vars(team, team.towers[0])
+    assert (v["nvidia_driver_channel"], v["cuda_channel"]) == ("cuda_repo", "cuda_repo")
+    assert v["nvidia_driver_branch"] == "535"
+    assert (v["cuda_version"], v["frameworks_cuda_version"]) == ("11.8", "11.8")
+    assert v["frameworks_list"] == ["jax"]
+    assert v["hardening_ssh_port"] == 2222
+    assert v["hardening_wireguard_port"] == v["remote_access_wireguard_port"] == 51999
+    assert v["gpu_containers_enabled"] is True
+
+
+def test_a_tower_without_gpus_gets_the_cpu_path(team: Team) -> None:
+    team = with_tower(team, gpus=[])
+    v = tower_vars(team, team.towers[0])
+    assert v["frameworks_device"] == "cpu"
+    assert v["verify_require_gpu"] is False
+    assert v["preflight_gpus"] == []
+
+
+def test_policy_settings_become_preflight_limits(team: Team) -> None:
+    policy = team.policy.model_copy(update={"tower_min_ram_gb": 64, "psu_margin_pct": 30})
+    team = team.model_copy(update={"policy": policy})
+    v = tower_vars(team, team.towers[0])
+    assert (v["preflight_min_ram_gb"], v["preflight_psu_margin_pct"]) == (64, 30)
+
+
+def test_overrides_win_over_the_team_file(team: Team) -> None:
+    v = tower_vars(team, team.towers[0], overrides={"nvidia_driver_branch": "535", "agent_mode": "shutdown"})
+    assert v["nvidia_driver_branch"] == "535"
+    assert v["agent_mode"] == "shutdown"
+
+
+def test_an_override_that_names_no_role_is_refused(team: Team) -> None:
+    with pytest.raises(BadInputError) as error:
+        tower_vars(team, team.towers[0], overrides={"driver_branch": "535"})
+    assert "driver_branch" in error.value.render()
+    assert "nvidia_driver" in error.value.render()  # the fix lists the role prefixes
+
+
+def test_inventory_puts_the_tower_in_group_towers(team: Team, tmp_path: Path) -> None:
+    tower = team.towers[0]
+    hosts = inventory(tower, ssh_key_file=tmp_path / "id")["towers"]["hosts"]
+    assert list(hosts) == [tower.name]
+    host = hosts[tower.name]
+    assert (host["ansible_host"], host["ansible_port"], host["ansible_user"]) == (
+        tower.address,
+        tower.ssh_port,
+        tower.ssh_user,
+    )
+    assert host["ansible_ssh_private_key_file"] == str(tmp_path / "id")
+    assert "ansible_ssh_common_args" not in host  # host keys are checked unless a test says otherwise
+
+
+def test_peer_configs_carry_no_private_key(team: Team) -> None:
+    team = with_wireguard_keys(team, {"ada": WG_KEY_ADA})
+    tower = team.towers[0]
+    configs = peer_configs(team, tower, WG_KEY_LINUS)
+    assert set(configs) == set(tower.nomads)
+    ada = configs["ada"]
+    assert f"PublicKey = {WG_KEY_LINUS}" in ada
+    assert f"Endpoint = {tower.address}:{tower.wireguard_port}" in ada
+    assert "PrivateKey = <" in ada and "wg genkey" in ada
+    address = tower_vars(team, tower)["remote_access_peers"][0]["address"]
+    assert f"Address = {address}" in ada  # the same address the tower was configured with
+    assert "NOTE" in configs["linus"]  # no public key in the team file yet
+
+
+def test_run_dirs_are_private(tmp_path: Path, team: Team) -> None:
+    run_dir = _new_run_dir(tmp_path / "runs", team.towers[0])
+    assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+    assert run_dir.name.endswith(f"-{team.towers[0].name}")
+
+
+def _event(kind: str, task: str = "", role: str = "", **data: object) -> dict[str, object]:
+    return {"event": kind, "event_data": {"task": task, "role": role, **data}}
+
+
+def test_the_event_stream_becomes_the_report() -> None:
+    report = RunReport(tower="t1", host="192.0.2.1", mode="apply", started="now")
+    seen: list[tuple[str, int]] = []
+    collect = _EventCollector(report, lambda host, task, done, total: seen.append((task, done)), total=None)
+    events = [
+        _event("playbook_on_task_start", "Install the driver", "nvidia_driver"),
+        _event("runner_on_ok", "Install the driver", "nvidia_driver", res={"changed": True}),
+        _event("playbook_on_task_start", "Probe", "preflight"),
+        _event("runner_on_failed", "Probe", "preflight", ignore_errors=True, res={"msg": "ignored"}),
+        _event("playbook_on_task_start", "Load nftables", "hardening"),
+        _event("runner_on_failed", "Load nftables", "hardening", res={"msg": "syntax error"}),
+        _event("playbook_on_stats", changed={"t1": 1}, failures={"t1": 1}, ok={"t1": 1}, dark={}, skipped={}),
+    ]
+    for event in events:
+        collect(event)
+    assert report.changed_tasks == ["nvidia_driver : Install the driver"]
+    assert report.failed_tasks == [{"task": "hardening : Load nftables", "msg": "syntax error"}]
+    assert (report.changed, report.failed, report.ok) == (1, 1, 1)
+    assert set(report.role_seconds) == {"nvidia_driver", "preflight", "hardening"}
+    assert seen[-1] == ("hardening : Load nftables", 2)
+    report.status = "failed"
+    assert not report.succeeded
+    assert "FAILED: hardening : Load nftables: syntax error" in report.summary()
+
+
+def test_latest_report_prefers_the_newest_with_a_key(tmp_path: Path) -> None:
+    for stamp, key in (("20260101T000000Z", WG_KEY_ADA), ("20260102T000000Z", None)):
+        run_dir = tmp_path / f"{stamp}-t1"
+        run_dir.mkdir()
+        report = RunReport(tower="t1", host="h", mode="apply", started=stamp, tower_public_key=key)
+        (run_dir / "report.json").write_text(report.to_json())
+    assert latest_report("t1", tmp_path).started == "20260102T000000Z"
+    assert latest_report("t1", tmp_path, with_key=True).tower_public_key == WG_KEY_ADA
+    assert latest_report("other", tmp_path) is None
+
+
+def test_cli_overrides_are_yaml_values() -> None:
+    assert parse_overrides(["frameworks_no_index=true", "frameworks_packages=[jax==0.4.30]", "agent_mode=report"]) == {
+        "frameworks_no_index": True,
+        "frameworks_packages": ["jax==0.4.30"],
+        "agent_mode": "report",
+    }
+    with pytest.raises(BadInputError):
+        parse_overrides(["no-equals-sign"])
+
+
+def test_cli_has_the_tower_commands() -> None:
+    result = subprocess.run(
+        ["python", "-m", "nomadrig.cli", "tower", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=EXAMPLE.parents[1],
+    )
+    assert result.returncode == 0, result.stderr
+    for command in ("apply", "check", "verify", "peers"):
+        assert command in result.stdout
+
+
+def test_a_failed_loop_reports_the_failed_items_messages() -> None:
+    report = RunReport(tower="t1", host="h", mode="apply", started="now")
+    collect = _EventCollector(report, None, total=None)
+    result = {
+        "msg": "One or more items failed",
+        "results": [
+            {"item": "torch", "failed": False},
+            {"item": "jax", "failed": True, "msg": "No module named 'packaging'"},
+        ],
+    }
+    collect(_event("runner_on_failed", "Install the frameworks", "frameworks", res=result))
+    assert report.failed_tasks == [
+        {"task": "frameworks : Install the frameworks", "msg": "jax: No module named 'packaging'"}
+    ]
