@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins: list[str] = []
+pytest_plugins = ["tests.harness.fixtures"]
 
 
 @pytest.fixture(autouse=True)

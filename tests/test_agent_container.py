@@ -26,8 +26,6 @@ import pytest
 from nomadrig.agent import bundle
 from tests.harness import ContainerSpec, DebianContainer
 
-# The harness fixtures (boot_container, debian_release, ...); harmless if tests/conftest.py loads them too.
-pytest_plugins = ["tests.harness.fixtures"]
 pytestmark = pytest.mark.container
 
 REPO = Path(__file__).resolve().parent.parent

@@ -20,8 +20,6 @@ from stacks.aws.box import data_device_path as aws_device_path
 from stacks.gcp.box import data_device_path as gcp_device_path
 from tests.harness import ContainerSpec, DebianContainer
 
-# The harness fixtures (boot_container, ...); harmless if tests/conftest.py loads them too.
-pytest_plugins = ["tests.harness.fixtures"]
 pytestmark = pytest.mark.container
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "team.yaml"
