@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -338,7 +339,12 @@ def _new_run_dir(runs_dir: Path, tower: Tower) -> Path:
 
 
 def _runner_env(project_root: Path) -> dict[str, str]:
+    """The playbook's environment. ansible-playbook sits beside this Python, which a user who runs
+    `.venv/bin/nomadrig` without activating the venv does not have on PATH."""
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", os.defpath)
     return {
+        "PATH": path if venv_bin in path.split(os.pathsep) else os.pathsep.join([venv_bin, path]),
         "ANSIBLE_ROLES_PATH": str(project_root / "roles"),
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_NOCOLOR": "1",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,7 @@ def test_the_agent_role_installs_the_timer_and_a_second_run_changes_nothing(
 
     def apply() -> str:
         done = subprocess.run(
-            ["ansible-playbook", "-i", str(inventory), str(playbook)],
+            [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), str(playbook)],
             capture_output=True,
             text=True,
             env=env,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -219,7 +220,7 @@ def test_cli_overrides_are_yaml_values() -> None:
 
 def test_cli_has_the_tower_commands() -> None:
     result = subprocess.run(
-        ["python", "-m", "nomadrig.cli", "tower", "--help"],
+        [sys.executable, "-m", "nomadrig.cli", "tower", "--help"],
         capture_output=True,
         text=True,
         cwd=EXAMPLE.parents[1],
