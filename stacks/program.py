@@ -130,26 +130,16 @@ def deploy_box(team: Team, spec: BoxSpec, network: AwsNetworkRef | GcpNetworkRef
         from .aws.box import DLAMI_PARAMETER
         from .aws.box import Box as AwsBox
 
-        parameter = _cloud_setting(team, "aws", "ami_parameter") or DLAMI_PARAMETER
+        parameter = (team.clouds.aws.ami_parameter if team.clouds.aws else "") or DLAMI_PARAMETER
         return AwsBox(spec.nomad, spec, network, opts, ami_parameter=parameter)  # type: ignore[arg-type]
     if spec.cloud == "gcp":
         from .gcp.box import Box as GcpBox
         from .gcp.box import BoxImage
 
-        image = _cloud_setting(team, "gcp", "image_family")
+        image = team.clouds.gcp.image_family if team.clouds.gcp else ""
         return GcpBox(spec.nomad, spec, network, BoxImage(image) if image else BoxImage.default(),  # type: ignore[arg-type]
                       opts)
     raise ValueError(f"unknown cloud {spec.cloud!r}: use aws or gcp")
-
-
-def _cloud_setting(team: Team, cloud: str, name: str) -> str:
-    """An optional image override from the team file (clouds.aws.ami_parameter, clouds.gcp.image_family).
-
-    Read defensively: the team-file model may not define these fields (then the defaults apply).
-    """
-    conf = getattr(team.clouds, cloud, None)
-    value = getattr(conf, name, "") if conf is not None else ""
-    return value if isinstance(value, str) else ""
 
 
 def team_program(team: Team, cloud: str, region: str) -> Callable[[], None]:
