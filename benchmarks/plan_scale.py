@@ -5,7 +5,10 @@ Run: .venv/bin/python benchmarks/plan_scale.py [--runs 3] [--sizes 1 10 100] [--
 Each run is the real command (`python -m nomadrig.cli plan --json`, a new
 process, so imports count) on a team file made from examples/team.yaml with
 its three nomads repeated under new names (AWS eu-west-1 + us-east-1, GCP
-us-central1, as in the example). Peak memory is the child's maximum RSS.
+us-central1, as in the example), once as the plan chooses (worker processes
+when they are quicker) and once with `--workers 1` (one process).
+Peak memory is the largest sum of the RSS of the command and its workers,
+sampled every 20 ms from /proc (Linux). CPU time is that of the whole tree.
 Prints the median wall time per size and the machine; --out also writes it.
 """
 
@@ -43,22 +46,50 @@ def team_file(nomads: int, directory: Path) -> Path:
     return path
 
 
-def one_run(path: Path) -> tuple[float, float, float]:
-    """Wall seconds, CPU seconds (user + system) and peak RSS (MB) of one `nomadrig plan --json` process.
+def tree_rss_kb(root: int) -> int:
+    """The RSS of a process and all its descendants, in KiB (0 once it has gone)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def one_run(path: Path, workers: int | None) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system, all processes) and peak tree RSS (MB) of one plan.
 
     CPU time is what the plan costs whatever else the machine runs; wall time is what a user waits.
     """
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    before, cpu_before = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+    cpu_before = usage.ru_utime + usage.ru_stime
+    command = [sys.executable, "-m", "nomadrig.cli", "plan", "--team", str(path), "--json"]
+    if workers is not None:
+        command += ["--workers", str(workers)]
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "nomadrig.cli", "plan", "--team", str(path), "--json"],
-                          capture_output=True, text=True, cwd=ROOT)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    peak = 0
+    while process.poll() is None:
+        peak = max(peak, tree_rss_kb(process.pid))
+        time.sleep(0.02)
     wall = time.perf_counter() - start
-    if done.returncode not in (0, 1):
-        raise SystemExit(f"nomadrig plan failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    if process.returncode not in (0, 1):
+        raise SystemExit(f"nomadrig plan failed ({process.returncode}):\n{stderr[-2000:]}")
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    # ru_maxrss of children is the largest child so far; sizes run in increasing order, so it is this one's.
-    return wall, usage.ru_utime + usage.ru_stime - cpu_before, max(usage.ru_maxrss, before) / 1024
+    return wall, usage.ru_utime + usage.ru_stime - cpu_before, peak / 1024
 
 
 def machine() -> str:
@@ -77,13 +108,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for size in sorted(args.sizes):
             path = team_file(size, Path(tmp))
-            runs = [one_run(path) for _ in range(args.runs)]
-            walls, cpus = [w for w, _, _ in runs], [c for _, c, _ in runs]
-            peak = max(m for _, _, m in runs)
-            lines.append(f"nomadrig plan, {size} nomads: median {statistics.median(walls):.1f} s wall, "
-                         f"{statistics.median(cpus):.1f} s CPU ({args.runs} runs, wall min {min(walls):.1f} s, "
-                         f"max {max(walls):.1f} s), peak {peak:.0f} MB")
-            print(lines[-1], flush=True)
+            for workers, label in ((None, "default"), (1, "--workers 1")):
+                runs = [one_run(path, workers) for _ in range(args.runs)]
+                walls, cpus = [w for w, _, _ in runs], [c for _, c, _ in runs]
+                peak = max(m for _, _, m in runs)
+                lines.append(f"nomadrig plan, {size} nomads, {label}: median {statistics.median(walls):.1f} s wall, "
+                             f"{statistics.median(cpus):.1f} s CPU ({args.runs} runs, wall min {min(walls):.1f} s, "
+                             f"max {max(walls):.1f} s), peak {peak:.0f} MB")
+                print(lines[-1], flush=True)
     lines.append(machine())
     load = os.getloadavg()
     lines.append(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (other jobs on the machine)")

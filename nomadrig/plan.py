@@ -6,11 +6,18 @@ boxes register in one mock run (one event loop, so 100 boxes take seconds);
 each resource is then attributed to the stack it would live in (a team
 network stack per cloud and region, a box stack per nomad) and the policy
 runs per stack, exactly as CrossGuard would run it on `pulumi preview`.
+
+A big team's boxes are split across worker processes (one per core, at most
+`MAX_WORKERS`): the Pulumi SDK runs one resource at a time on one core, and
+the boxes do not depend on each other. Each worker registers the team networks
+its boxes need; the parent merges the records by URN, so a network two workers
+both registered counts once, and the plan is the same as a single run's.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,6 +27,7 @@ from .policy import PlannedResource, PolicyContext, TeamPlan, Verdict, check_box
 
 if TYPE_CHECKING:
     from stacks.mocks import PlanMocks
+    from stacks.record import RecordedResource
 
     from .config import Team
     from .cost import BoxCost, TeamProjection
@@ -27,6 +35,12 @@ if TYPE_CHECKING:
 
 # Inputs too long to print or to put in JSON; shown as size + digest.
 BULKY_INPUTS = ("userData", "userDataBase64", "user-data")
+# What a run of the programs costs, in boxes registered (about 40 ms each on a 2-core CI machine): importing a
+# cloud's SDK and registering its first resources (AWS about 1.3 s, GCP 2.2 s), and starting a worker process.
+SDK_IMPORT_BOXES = {"aws": 30, "gcp": 55}
+WORKER_START_BOXES = 8
+# Past four workers each one mostly imports SDKs (and holds ~200 MB) for little gain.
+MAX_WORKERS = 4
 
 
 @dataclass
@@ -136,7 +150,11 @@ def select_specs(team: Team, nomad: str | None = None) -> list[BoxSpec]:
 
 
 def new_mocks(team: Team) -> PlanMocks:
-    """Mocks answering with the team's own account and project (tests replace this to add transforms)."""
+    """Mocks answering with the team's own account and project.
+
+    Tests replace this to add transforms; a replacement acts in this process
+    only, so such a test plans one nomad or passes its mocks to `plan_team`.
+    """
     from stacks.mocks import MockScope, PlanMocks
 
     aws, gcp = team.clouds.aws, team.clouds.gcp
@@ -166,14 +184,117 @@ def run_programs(team: Team, specs: Sequence[BoxSpec], mocks: PlanMocks | None =
     return mocks
 
 
-def attribute(team: Team, specs: Sequence[BoxSpec], mocks: PlanMocks) -> list[StackPlan]:
+def plan_workers() -> int:
+    """How many worker processes this machine gives the plan: the cores this process may use, capped."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
+
+
+def run_cost(specs: Sequence[BoxSpec]) -> int:
+    """What running the programs for these boxes in one process costs, in boxes (see `SDK_IMPORT_BOXES`)."""
+    return len(specs) + sum(SDK_IMPORT_BOXES.get(cloud, 0) for cloud in {s.cloud for s in specs})
+
+
+def split_specs(specs: Sequence[BoxSpec], workers: int) -> list[list[BoxSpec]]:
+    """The boxes in the fewest runs (at most `workers`) that finish soonest; one run means: no workers.
+
+    Boxes are cut into contiguous runs in (cloud, region) order, so neighbours
+    share a team network and an SDK. One more run must save more than a
+    worker's start (`WORKER_START_BOXES`) to be worth its process.
+    """
+    ordered = sorted(specs, key=lambda s: (s.cloud, s.region))
+    best = [ordered]
+    for count in range(2, workers + 1):
+        runs = cheapest_runs(ordered, count)
+        if max(map(run_cost, runs)) + WORKER_START_BOXES < max(map(run_cost, best)):
+            best = runs
+    return best
+
+
+def cheapest_runs(ordered: Sequence[BoxSpec], count: int) -> list[list[BoxSpec]]:
+    """At most `count` contiguous runs whose costliest run is as cheap as it can be.
+
+    A binary search on that cost; for a given limit, filling each run greedily
+    needs the fewest runs, as costs only grow when a run grows.
+    """
+
+    def fill(limit: int) -> list[list[BoxSpec]]:
+        runs: list[list[BoxSpec]] = [[]]
+        clouds: set[str] = set()
+        for spec in ordered:
+            grown = len(runs[-1]) + 1 + sum(SDK_IMPORT_BOXES.get(c, 0) for c in clouds | {spec.cloud})
+            if runs[-1] and grown > limit:
+                runs.append([])
+                clouds = set()
+            runs[-1].append(spec)
+            clouds.add(spec.cloud)
+        return runs
+
+    low, high = 1, run_cost(ordered)
+    while low < high:
+        middle = (low + high) // 2
+        if len(fill(middle)) <= count:
+            high = middle
+        else:
+            low = middle + 1
+    return [run for run in fill(low) if run]
+
+
+def record_resources(team: Team, specs: Sequence[BoxSpec], mocks: PlanMocks | None = None,
+                     workers: int | None = None) -> list[RecordedResource]:
+    """Every resource the programs register for these boxes, each once (in one process or in several).
+
+    `workers`: at most this many processes (default `plan_workers()`); 1 runs
+    everything here. Mocks passed in (tests with transforms) run here, in this
+    process: their transforms are closures that cannot travel to a worker.
+    """
+    runs = [] if mocks is not None else split_specs(specs, plan_workers() if workers is None else workers)
+    if len(runs) < 2:
+        return run_programs(team, specs, mocks).resources
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(runs)) as waiters:  # threads only wait on the workers' pipes
+        records = list(waiters.map(lambda run: _in_worker(team, run), runs))
+    merged: dict[str, RecordedResource] = {}
+    for record in records:
+        for resource in record:
+            merged.setdefault(resource.urn, resource)
+    return list(merged.values())
+
+
+def _in_worker(team: Team, specs: Sequence[BoxSpec]) -> list[RecordedResource]:
+    """Run the programs for some boxes in a `nomadrig.plan_worker` process; raise what it raised."""
+    import pickle
+    import signal
+    import subprocess
+    import sys
+
+    payload = pickle.dumps(list(sys.path)) + pickle.dumps((team, list(specs)))
+    done = subprocess.run([sys.executable, "-m", "nomadrig.plan_worker"], input=payload, stdout=subprocess.PIPE,
+                          check=False)
+    if done.returncode == -signal.SIGINT:  # Ctrl-C, seen first by the worker: the command was interrupted
+        raise KeyboardInterrupt
+    if done.returncode < 0:
+        raise RuntimeError(f"a plan worker was killed by {signal.Signals(-done.returncode).name} (out of memory?)")
+    if done.returncode != 0 or not done.stdout:
+        raise RuntimeError(f"a plan worker exited with {done.returncode} and no result (its error is above)")
+    status, value = pickle.loads(done.stdout)
+    if status == "error":
+        raise value
+    return value
+
+
+def attribute(team: Team, specs: Sequence[BoxSpec], resources: Sequence[RecordedResource]) -> list[StackPlan]:
     """Group the recorded resources by the stack they would live in (their top-level component)."""
     from stacks.program import team_stack_name
 
-    by_urn = {r.urn: r for r in mocks.resources}
+    by_urn = {r.urn: r for r in resources}
     spec_by_nomad = {s.nomad: s for s in specs}
     stacks: dict[str, StackPlan] = {}
-    for rec in mocks.resources:
+    for rec in resources:
         if rec.parent in by_urn or rec.custom:
             continue
         kind = rec.type.rsplit(":", 1)[-1]
@@ -190,7 +311,7 @@ def attribute(team: Team, specs: Sequence[BoxSpec], mocks: PlanMocks) -> list[St
             urn = by_urn[urn].parent
         return urn
 
-    for rec in mocks.resources:
+    for rec in resources:
         if not rec.custom or rec.type.startswith("pulumi:providers:"):
             continue
         owner = stacks.get(top(rec.urn))
@@ -205,14 +326,18 @@ def attribute(team: Team, specs: Sequence[BoxSpec], mocks: PlanMocks) -> list[St
     return sorted(stacks.values(), key=lambda s: (order[s.kind], s.stack))
 
 
-def plan_team(team: Team, nomad: str | None = None, mocks: PlanMocks | None = None) -> PlanResult:
-    """The whole offline plan: programs under mocks, resource + stack + box + team rules, costs."""
+def plan_team(team: Team, nomad: str | None = None, mocks: PlanMocks | None = None,
+              workers: int | None = None) -> PlanResult:
+    """The whole offline plan: programs under mocks, resource + stack + box + team rules, costs.
+
+    `workers`: at most this many processes run the programs (default: one per core, see `record_resources`).
+    """
     from .cost import box_cost, team_projection
 
     ctx = PolicyContext.from_team(team)
     all_specs = select_specs(team)
     specs = select_specs(team, nomad) if nomad else all_specs
-    stacks = attribute(team, specs, run_programs(team, specs, mocks))
+    stacks = attribute(team, specs, record_resources(team, specs, mocks, workers))
     for stack in stacks:
         stack.verdicts = check_stack(stack.resources, ctx)
         if stack.spec is not None:

@@ -25,6 +25,8 @@ from typing import Any
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 
+from .record import RecordedResource
+
 MOCK_ACCOUNT_ID = "123456789012"
 
 
@@ -34,20 +36,6 @@ def _digits(seed: str, n: int) -> str:
 
 def _hex(seed: str, n: int) -> str:
     return hashlib.sha256(seed.encode()).hexdigest()[:n]
-
-
-@dataclass(frozen=True)
-class RecordedResource:
-    """One registered resource: its type token, logical name, inputs (camelCase), URN and parent URN."""
-
-    type: str
-    name: str
-    inputs: Mapping[str, Any]
-    urn: str
-    parent: str
-    custom: bool
-    retain_on_delete: bool = False
-    protect: bool = False
 
 
 @dataclass

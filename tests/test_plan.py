@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -136,3 +139,69 @@ def test_cli_start_up_imports_no_pulumi() -> None:
            "('pulumi', 'pulumi_aws', 'pulumi_gcp', 'boto3', 'jinja2')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
+
+
+def _by_urn(resources: list[Any]) -> dict[str, Any]:
+    return {r.urn: r for r in resources}
+
+
+def test_plan_in_worker_processes_records_exactly_what_one_process_records() -> None:
+    team = load_team(EXAMPLE)
+    specs = box_specs(team)
+    alone = _by_urn(nomadrig.plan.run_programs(team, specs).resources)
+    split = nomadrig.plan.record_resources(team, specs, workers=2)
+    assert len(split) == len(alone), "a team network registered by two workers must count once"
+    assert _by_urn(split) == alone
+    assert {r.type for r in split} >= {"aws:ec2/instance:Instance", "gcp:compute/instance:Instance"}
+
+
+def test_a_failure_in_a_plan_worker_reaches_the_caller_as_itself() -> None:
+    team = load_team(EXAMPLE)
+    good, *_ = box_specs(team)
+    lost = dataclasses.replace(good, nomad="lost", cloud="gcp", region="mars-north1")  # no network to stand in
+    with pytest.raises(KeyError, match="mars-north1"):
+        nomadrig.plan.run_programs(team, [lost])
+    with pytest.raises(KeyError, match="mars-north1"):
+        nomadrig.plan.record_resources(team, [good, lost], workers=2)
+
+
+def _specs(*clouds_and_counts: tuple[str, str, int]) -> list[Any]:
+    team = load_team(EXAMPLE)
+    template = box_specs(team)[0]
+    return [dataclasses.replace(template, nomad=f"{cloud}-{region}-{i}", cloud=cloud, region=region)
+            for cloud, region, count in clouds_and_counts for i in range(count)]
+
+
+def test_split_keeps_each_box_once_and_never_uses_more_runs_than_workers() -> None:
+    specs = _specs(("aws", "eu-west-1", 40), ("aws", "us-east-1", 35), ("gcp", "us-central1", 25))
+    for workers in (1, 2, 3, 4):
+        runs = nomadrig.plan.split_specs(specs, workers)
+        assert 1 <= len(runs) <= workers
+        assert sorted(s.nomad for run in runs for s in run) == sorted(s.nomad for s in specs)
+
+
+def test_split_gives_each_cloud_its_own_worker_rather_than_loading_both_sdks_twice() -> None:
+    specs = _specs(("aws", "eu-west-1", 34), ("aws", "us-east-1", 33), ("gcp", "us-central1", 33))
+    runs = nomadrig.plan.split_specs(specs, 2)
+    assert [sorted({s.cloud for s in run}) for run in runs] == [["aws"], ["gcp"]]
+
+
+def test_a_small_one_cloud_team_plans_in_one_process() -> None:
+    specs = _specs(("aws", "eu-west-1", 3))
+    assert nomadrig.plan.split_specs(specs, 4) == [specs]
+
+
+def test_a_big_one_cloud_team_is_shared_among_workers() -> None:
+    specs = _specs(("aws", "us-east-1", 120))
+    runs = nomadrig.plan.split_specs(specs, 2)
+    assert [len(run) for run in runs] == [60, 60]
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0, reason="needs root and unshare(1)")
+def test_whole_team_plan_with_workers_runs_without_any_network() -> None:
+    # Not even loopback is up in a fresh network namespace: the plan and its worker processes need none.
+    done = subprocess.run(["unshare", "--net", sys.executable, "-m", "nomadrig.cli", "plan", "--team", str(EXAMPLE),
+                           "--json"], capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert plan["ok"] and sorted(s["nomad"] for s in plan["stacks"] if s["kind"] == "box") == ["ada", "grace", "linus"]

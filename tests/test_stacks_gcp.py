@@ -80,7 +80,7 @@ def test_accelerator_optimised_machine_gets_no_guest_accelerators(plan: PlanResu
 def test_n1_machine_gets_its_gpus_as_guest_accelerators(team: Team) -> None:
     spec = dataclasses.replace(box_spec(team, "grace"), instance_type="n1-standard-8+t4",
                                machine_type="n1-standard-8", accelerator_type="nvidia-tesla-t4", gpu_count=2)
-    box = next(s for s in attribute(team, [spec], run_programs(team, [spec])) if s.kind == "box")
+    box = next(s for s in attribute(team, [spec], run_programs(team, [spec]).resources) if s.kind == "box")
     instance = one(box, INSTANCE)
     assert instance["guestAccelerators"] == [{"type": "nvidia-tesla-t4", "count": 2}]
     assert instance["scheduling"]["onHostMaintenance"] == "TERMINATE"
