@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from .cli_common import JsonOption, TeamFileOption, console, emit_json, handle_errors, load_team_file
+from .cli_common import JsonOption, TeamFileOption, console, emit_json, err_console, handle_errors, load_team_file
 from .errors import ExitCode
 
 if TYPE_CHECKING:
@@ -36,7 +36,10 @@ def plan(
     from .plan import plan_team
 
     team = load_team_file(team_file)
-    result = plan_team(team, nomad, workers=workers)
+    boxes = 1 if nomad else len(team.nomads)
+    # On stderr, and only on a terminal: --json output and pipes stay clean.
+    with err_console.status(f"Running the stacks of {boxes} box{'es' if boxes != 1 else ''} under Pulumi mocks…"):
+        result = plan_team(team, nomad, workers=workers)
     if json_out:
         emit_json(result.as_dict())
     else:
