@@ -1,8 +1,8 @@
 """The offline plan: run the real Pulumi programs under mocks and judge every resource they declare.
 
 No credentials, no network, no Pulumi CLI: `pulumi.runtime.set_mocks` stands in
-for the engine, `stacks.mocks.PlanMocks` for the clouds. All team networks and
-boxes register in one mock run (one event loop, so 100 boxes take seconds);
+for the engine, `stacks.mocks.PlanMocks` for the clouds. A process registers
+its team networks and boxes in one mock run (one event loop, not a stack each);
 each resource is then attributed to the stack it would live in (a team
 network stack per cloud and region, a box stack per nomad) and the policy
 runs per stack, exactly as CrossGuard would run it on `pulumi preview`.
@@ -195,7 +195,11 @@ def plan_workers() -> int:
 
 def run_cost(specs: Sequence[BoxSpec]) -> int:
     """What running the programs for these boxes in one process costs, in boxes (see `SDK_IMPORT_BOXES`)."""
-    return len(specs) + sum(SDK_IMPORT_BOXES.get(cloud, 0) for cloud in {s.cloud for s in specs})
+    return _cost(len(specs), {s.cloud for s in specs})
+
+
+def _cost(boxes: int, clouds: set[str]) -> int:
+    return boxes + sum(SDK_IMPORT_BOXES.get(cloud, 0) for cloud in clouds)
 
 
 def split_specs(specs: Sequence[BoxSpec], workers: int) -> list[list[BoxSpec]]:
@@ -225,8 +229,7 @@ def cheapest_runs(ordered: Sequence[BoxSpec], count: int) -> list[list[BoxSpec]]
         runs: list[list[BoxSpec]] = [[]]
         clouds: set[str] = set()
         for spec in ordered:
-            grown = len(runs[-1]) + 1 + sum(SDK_IMPORT_BOXES.get(c, 0) for c in clouds | {spec.cloud})
-            if runs[-1] and grown > limit:
+            if runs[-1] and _cost(len(runs[-1]) + 1, clouds | {spec.cloud}) > limit:
                 runs.append([])
                 clouds = set()
             runs[-1].append(spec)
