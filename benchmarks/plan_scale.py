@@ -78,16 +78,18 @@ def one_run(path: Path, workers: int | None) -> tuple[float, float, float]:
     command = [sys.executable, "-m", "nomadrig.cli", "plan", "--team", str(path), "--json"]
     if workers is not None:
         command += ["--workers", str(workers)]
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
-    peak = 0
-    while process.poll() is None:
-        peak = max(peak, tree_rss_kb(process.pid))
-        time.sleep(0.02)
-    wall = time.perf_counter() - start
-    stderr = process.stderr.read().decode() if process.stderr else ""
-    if process.returncode not in (0, 1):
-        raise SystemExit(f"nomadrig plan failed ({process.returncode}):\n{stderr[-2000:]}")
+    # stderr to a file, not a pipe: nobody reads a pipe while the plan runs, and a full one would stall it.
+    with tempfile.TemporaryFile() as stderr:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT)
+        peak = 0
+        while process.poll() is None:
+            peak = max(peak, tree_rss_kb(process.pid))
+            time.sleep(0.02)
+        wall = time.perf_counter() - start
+        if process.returncode not in (0, 1):
+            stderr.seek(0)
+            raise SystemExit(f"nomadrig plan failed ({process.returncode}):\n{stderr.read().decode()[-2000:]}")
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, usage.ru_utime + usage.ru_stime - cpu_before, peak / 1024
 
