@@ -48,8 +48,15 @@ def systemd_escape_path(path: str) -> str:
 
 
 def yamlstr(value: Any) -> str:
-    """A YAML double-quoted scalar (JSON's string syntax is a subset), whatever the text holds."""
-    return json.dumps(str(value))
+    """A one-line YAML double-quoted scalar that reads back as exactly the text, whatever it holds.
+
+    PyYAML's own emitter, not JSON's: JSON writes a character beyond U+FFFF as a surrogate pair, which
+    YAML refuses, and leaves U+2028/U+0085 raw, which YAML folds as line breaks.
+    """
+    import yaml
+
+    quoted = yaml.dump(str(value), Dumper=yaml.SafeDumper, default_style='"', allow_unicode=False, width=2**31 - 1)
+    return quoted.rstrip("\n").removesuffix("\n...")
 
 
 def agent_config(spec: BoxSpec) -> dict[str, Any]:
