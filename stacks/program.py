@@ -16,11 +16,16 @@ Programs (inline programs for ``auto.create_or_select_stack(program=...)``)
     ``team_program(team, cloud, region) -> Callable[[], None]``
         Registers the ``nomadrig:<cloud>:TeamNetwork`` component and exports
         its outputs (keys: ``AWS_NETWORK_OUTPUTS`` / ``GCP_NETWORK_OUTPUTS``).
+        A team network holds no box identity: each box stack makes its own
+        (an AWS role, a GCP service account) limited to its nomad's prefix of
+        the team bucket, so ``service_account_email`` is a GCP *box* output,
+        no longer a team network output.
     ``box_program(team, spec, network) -> Callable[[], None]``
         Registers the ``nomadrig:<cloud>:Box`` component for ``spec`` and
         exports ``instance_id`` / ``data_volume_id`` / ``availability_zone`` /
         ``private_ip`` / ``role_name`` (AWS) or ``instance_name`` / ``zone`` /
-        ``project`` / ``data_disk_name`` / ``instance_self_link`` (GCP), plus
+        ``project`` / ``data_disk_name`` / ``instance_self_link`` /
+        ``service_account_email`` (GCP), plus
         ``team``, ``nomad``, ``cloud``, ``region``, ``instance_type``,
         ``created``, ``ttl_hours``, ``spot``. A GCP box's zone is the first
         zone of its region that is up (sorted), not always ``<region>-a``:
@@ -57,8 +62,7 @@ if TYPE_CHECKING:
 
 AWS_NETWORK_OUTPUTS = ("vpc_id", "subnet_ids", "availability_zones", "security_group_id", "kms_key_arn",
                        "bucket_name", "bucket_arn")
-GCP_NETWORK_OUTPUTS = ("network_self_link", "subnetwork_self_link", "kms_key_id", "service_account_email",
-                       "bucket_name", "network_tag")
+GCP_NETWORK_OUTPUTS = ("network_self_link", "subnetwork_self_link", "kms_key_id", "bucket_name", "network_tag")
 
 
 def team_stack_name(team_name: str, cloud: str, region: str) -> str:
@@ -137,8 +141,7 @@ def deploy_box(team: Team, spec: BoxSpec, network: AwsNetworkRef | GcpNetworkRef
         from .gcp.box import BoxImage
 
         image = team.clouds.gcp.image_family if team.clouds.gcp else ""
-        return GcpBox(spec.nomad, spec, network, BoxImage(image) if image else BoxImage.default(),  # type: ignore[arg-type]
-                      opts)
+        return GcpBox(spec.nomad, spec, network, BoxImage.from_setting(image), opts)  # type: ignore[arg-type]
     raise ValueError(f"unknown cloud {spec.cloud!r}: use aws or gcp")
 
 

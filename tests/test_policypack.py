@@ -153,3 +153,29 @@ def test_stack_policy_denies_a_bucket_without_its_companions(plan: PlanResult, p
     bare = [r for r in network.resources if not r.type.startswith("aws:s3/bucket") or r.type == "aws:s3/bucket:Bucket"]
     messages = stack_violations(policies["SEC-010"], bare)
     assert len(messages) == 3 and all("datasets" in m for m in messages)
+
+
+def _public_storage_cases() -> dict[str, tuple[str, Any, bool]]:
+    from tests.test_box_least_privilege import AWS_CASES, _gcs
+
+    return {
+        "S3 ACL grant to AllUsers": ("SEC-021", AWS_CASES["BucketAclV2 grant to AllUsers"][0], True),
+        "S3 ACL public-read-write": ("SEC-021", AWS_CASES["BucketAclV2 public-read-write"][0], True),
+        "S3 ACL private": ("SEC-021", AWS_CASES["BucketAclV2 private"][0], False),
+        "GCS binding to allUsers": ("SEC-022", _gcs("binding", "allUsers"), True),
+        "GCS policy to allAuthenticatedUsers": ("SEC-022", _gcs("policy", "allAuthenticatedUsers"), True),
+        "GCS member for a service account": ("SEC-022", _gcs("member", "serviceAccount:b@p.iam.gserviceaccount.com"),
+                                             False),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_public_storage_cases()))
+def test_public_storage_grants_are_denied_by_the_pack_on_the_sdks_own_inputs(case: str, policies: dict) -> None:
+    from tests.test_box_least_privilege import register
+
+    rule_id, build, public = _public_storage_cases()[case]
+    [recorded] = register(build)
+    resource = PlannedResource(recorded.type, recorded.name, recorded.inputs, recorded.urn)
+    messages = resource_violations(policies[rule_id], resource)
+    assert bool(messages) is public, messages
+    assert policies[rule_id].enforcement_level == EnforcementLevel.MANDATORY

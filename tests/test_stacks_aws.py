@@ -15,7 +15,7 @@ import yaml
 from nomadrig.config import Team, load_team
 from nomadrig.plan import PlanResult, StackPlan, plan_team
 from nomadrig.policy import mandatory
-from stacks.aws.box import DLAMI_PARAMETER, SSM_CORE_POLICY, data_device_path
+from stacks.aws.box import DLAMI_PARAMETER, SESSION_MANAGER_ACTIONS, data_device_path
 from stacks.mocks import MockScope, PlanMocks, alter_inputs
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "team.yaml"
@@ -130,12 +130,13 @@ def test_user_data_mounts_the_data_volume_by_its_nvme_id(plan: PlanResult) -> No
     assert config["users"][1]["ssh_authorized_keys"] == [box.spec.ssh_key]
 
 
-def test_instance_role_has_only_ssm_core_and_the_nomads_bucket_prefix(plan: PlanResult) -> None:
+def test_instance_role_has_only_session_manager_and_the_nomads_bucket_prefix(plan: PlanResult) -> None:
     box = plan.stack("ada")
-    attachments = [r.props["policyArn"] for r in box.resources
-                   if r.type == "aws:iam/rolePolicyAttachment:RolePolicyAttachment"]
-    assert attachments == [SSM_CORE_POLICY]
-    policy = json.loads(one(box, "aws:iam/rolePolicy:RolePolicy")["policy"])
+    assert not [r for r in box.resources if r.type == "aws:iam/rolePolicyAttachment:RolePolicyAttachment"]
+    inline = {r.name: json.loads(r.props["policy"]) for r in box.resources if r.type == "aws:iam/rolePolicy:RolePolicy"}
+    assert sorted(inline) == ["ada-datasets", "ada-session-manager"]
+    assert [a for st in inline["ada-session-manager"]["Statement"] for a in st["Action"]] == list(SESSION_MANAGER_ACTIONS)
+    policy = inline["ada-datasets"]
     resources = [res for st in policy["Statement"] for res in st["Resource"]]
     s3_objects = [r for r in resources if r.startswith("arn:aws:s3:::") and r.endswith("/*")]
     assert s3_objects and all(r.endswith("/ada/*") for r in s3_objects)
@@ -211,7 +212,7 @@ def _open_ingress(props: dict[str, Any]) -> None:
 
 def _wildcard_action(props: dict[str, Any]) -> None:
     policy = json.loads(props["policy"])
-    policy["Statement"][1]["Action"] = ["s3:*"]
+    policy["Statement"][-1]["Action"] = ["s3:*"]
     props["policy"] = json.dumps(policy)
 
 

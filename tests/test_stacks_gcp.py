@@ -14,7 +14,7 @@ from nomadrig.config import Team, load_team
 from nomadrig.plan import PlanResult, StackPlan, attribute, plan_team, run_programs
 from nomadrig.policy import mandatory
 from nomadrig.spec import box_spec
-from stacks.gcp.box import DEFAULT_IMAGE_FAMILY, data_device_path
+from stacks.gcp.box import DEFAULT_IMAGE_FAMILY, BoxImage, data_device_path
 from stacks.gcp.network import IAP_RANGE
 from stacks.mocks import MockScope, PlanMocks, alter_inputs
 
@@ -124,10 +124,20 @@ def test_egress_through_cloud_nat_and_private_google_access(plan: PlanResult) ->
     assert nat["sourceSubnetworkIpRangesToNat"] == "ALL_SUBNETWORKS_ALL_IP_RANGES"
 
 
-def test_box_service_account_has_only_log_and_metric_writer_roles(plan: PlanResult) -> None:
+def test_box_service_account_has_only_log_and_metric_writer_project_roles(plan: PlanResult) -> None:
+    grace = plan.stack("grace")
+    email = f"{one(grace, 'gcp:serviceaccount/account:Account')['accountId']}@vision-lab-research.iam.gserviceaccount.com"
+    grants = [(r.props["role"], r.props["member"]) for r in grace.resources
+              if r.type == "gcp:projects/iAMMember:IAMMember"]
+    assert sorted(grants) == [("roles/logging.logWriter", f"serviceAccount:{email}"),
+                              ("roles/monitoring.metricWriter", f"serviceAccount:{email}")]
+
+
+def test_team_network_holds_no_box_identity(plan: PlanResult) -> None:
     network = plan.stack(NETWORK_STACK)
-    roles = sorted(r.props["role"] for r in network.resources if r.type == "gcp:projects/iAMMember:IAMMember")
-    assert roles == ["roles/logging.logWriter", "roles/monitoring.metricWriter"]
+    identity = [r.type for r in network.resources if r.type.startswith(("gcp:serviceaccount/", "gcp:projects/"))
+                or (r.type.startswith("gcp:storage/") and "IAM" in r.type)]
+    assert identity == []
 
 
 def test_compute_engine_service_agent_may_use_the_disk_key(plan: PlanResult) -> None:
@@ -204,10 +214,26 @@ def test_flipped_security_default_is_denied_by_its_rule(team: Team, flip: str) -
     assert rule_id in denied, f"{flip}: expected {rule_id} among {denied}"
 
 
-def test_team_can_pick_another_deep_learning_image_family(team: Team) -> None:
-    family = "projects/deeplearning-platform-release/global/images/family/common-cu129-ubuntu-2204-nvidia-580"
+FAMILY = "common-cu129-ubuntu-2204-nvidia-580"
+
+
+@pytest.mark.parametrize("setting, image", [
+    (f"projects/deeplearning-platform-release/global/images/family/{FAMILY}",
+     f"projects/deeplearning-platform-release/global/images/family/{FAMILY}"),
+    (FAMILY, f"projects/deeplearning-platform-release/global/images/family/{FAMILY}"),
+    (f"projects/vision-lab-images/global/images/family/{FAMILY}",
+     f"projects/vision-lab-images/global/images/family/{FAMILY}"),
+])
+def test_team_can_pick_another_image_family_bare_or_as_a_full_path(team: Team, setting: str, image: str) -> None:
     # clouds.gcp.image_family is optional in the team file; model_copy stands in for a file that sets it.
-    gcp_conf = team.clouds.gcp.model_copy(update={"image_family": family})
+    gcp_conf = team.clouds.gcp.model_copy(update={"image_family": setting})
     custom = team.model_copy(update={"clouds": team.clouds.model_copy(update={"gcp": gcp_conf})})
     instance = one(plan_team(custom, "grace").stack("grace"), INSTANCE)
-    assert instance["bootDisk"]["initializeParams"]["image"] == family
+    assert instance["bootDisk"]["initializeParams"]["image"] == image
+
+
+@pytest.mark.parametrize("setting", ["https://evil.example/image", "projects/vision-lab-images/global/images/family/x\nfoo",
+                                     "projects/x/global/images/family/Upper", "family/only", "-dash-first"])
+def test_an_image_setting_of_no_known_shape_is_refused_naming_the_field(setting: str) -> None:
+    with pytest.raises(ValueError, match="clouds.gcp.image_family"):
+        BoxImage.from_setting(setting)

@@ -22,6 +22,12 @@ AWS_SG_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 AWS_SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 AWS_SUBNET = "aws:ec2/subnet:Subnet"
 AWS_BUCKET = "aws:s3/bucket:Bucket"
+AWS_BUCKET_V2 = "aws:s3/bucketV2:BucketV2"
+AWS_BUCKET_ACL = "aws:s3/bucketAcl:BucketAcl"
+AWS_BUCKET_ACL_V2 = "aws:s3/bucketAclV2:BucketAclV2"
+AWS_BUCKET_OBJECT = "aws:s3/bucketObject:BucketObject"
+AWS_BUCKET_OBJECT_V2 = "aws:s3/bucketObjectv2:BucketObjectv2"
+AWS_OBJECT_COPY = "aws:s3/objectCopy:ObjectCopy"
 AWS_BUCKET_PAB = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
 AWS_BUCKET_SSE = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
 AWS_BUCKET_VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
@@ -34,6 +40,18 @@ GCP_INSTANCE = "gcp:compute/instance:Instance"
 GCP_DISK = "gcp:compute/disk:Disk"
 GCP_FIREWALL = "gcp:compute/firewall:Firewall"
 GCP_BUCKET = "gcp:storage/bucket:Bucket"
+GCP_BUCKET_IAM_MEMBER = "gcp:storage/bucketIAMMember:BucketIAMMember"
+GCP_BUCKET_IAM_BINDING = "gcp:storage/bucketIAMBinding:BucketIAMBinding"
+GCP_BUCKET_IAM_POLICY = "gcp:storage/bucketIAMPolicy:BucketIAMPolicy"
+GCP_FOLDER_IAM_MEMBER = "gcp:storage/managedFolderIamMember:ManagedFolderIamMember"
+GCP_FOLDER_IAM_BINDING = "gcp:storage/managedFolderIamBinding:ManagedFolderIamBinding"
+GCP_FOLDER_IAM_POLICY = "gcp:storage/managedFolderIamPolicy:ManagedFolderIamPolicy"
+GCP_BUCKET_ACL = "gcp:storage/bucketACL:BucketACL"
+GCP_DEFAULT_OBJECT_ACL = "gcp:storage/defaultObjectACL:DefaultObjectACL"
+GCP_OBJECT_ACL = "gcp:storage/objectACL:ObjectACL"
+GCP_BUCKET_ACCESS_CONTROL = "gcp:storage/bucketAccessControl:BucketAccessControl"
+GCP_DEFAULT_OBJECT_ACCESS_CONTROL = "gcp:storage/defaultObjectAccessControl:DefaultObjectAccessControl"
+GCP_OBJECT_ACCESS_CONTROL = "gcp:storage/objectAccessControl:ObjectAccessControl"
 WORLD = ("0.0.0.0/0", "::/0")
 IAP_RANGE = "35.235.240.0/20"
 
@@ -331,8 +349,10 @@ def gcp_bucket_private(r: PlannedResource, ctx: PolicyContext) -> Iterable[Viola
                         "versioning.enabled=True")
 
 
+# AmazonSSMManagedInstanceCore belongs here too: besides Session Manager it lets the box read every SSM
+# parameter of the account (ssm:GetParameter*), where teams keep secrets.
 BROAD_MANAGED_POLICIES = ("AdministratorAccess", "PowerUserAccess", "IAMFullAccess", "AmazonS3FullAccess",
-                          "AmazonEC2FullAccess")
+                          "AmazonEC2FullAccess", "AmazonSSMManagedInstanceCore")
 
 
 @resource_rule(id="SEC-020", title="No broad AWS managed policies on instance roles", severity=Severity.MANDATORY,
@@ -346,4 +366,119 @@ def no_broad_managed_policies(r: PlannedResource, ctx: PolicyContext) -> Iterabl
         name = str(arn).rsplit("/", 1)[-1]
         if name in BROAD_MANAGED_POLICIES:
             yield Violation(f"{r.name}: attaches {name}; a compromised box would get far more than it needs",
-                            "attach AmazonSSMManagedInstanceCore and a policy scoped to the team bucket only")
+                            "use inline policies with the Session Manager actions and the nomad's bucket prefix "
+                            "only (stacks.aws.box does)")
+
+
+def _items(value: Any) -> list[Any]:
+    """A list input as a list; absent (or not a list at all) as empty."""
+    return list(value) if isinstance(value, list | tuple) else []
+
+
+# Canned ACLs that open an S3 bucket or object beyond the account (AWS's names; absent means "private").
+AWS_PUBLIC_CANNED_ACLS = ("public-read", "public-read-write", "authenticated-read")
+# The grantee groups behind them: everyone, and every AWS account in the world.
+AWS_PUBLIC_GROUPS = ("acs.amazonaws.com/groups/global/allusers", "acs.amazonaws.com/groups/global/authenticatedusers")
+AWS_PUBLIC_ACL_TYPES = (AWS_BUCKET_ACL_V2, AWS_BUCKET_ACL, AWS_BUCKET, AWS_BUCKET_V2, AWS_BUCKET_OBJECT,
+                        AWS_BUCKET_OBJECT_V2, AWS_OBJECT_COPY)
+
+
+def _aws_public_group(uri: Any) -> str | None:
+    """The public group a grantee URI names (http or https, any case), or None."""
+    text = str(uri or "").strip().rstrip("/").lower()
+    for group in AWS_PUBLIC_GROUPS:
+        if text.endswith("//" + group) or text == group:
+            return group.rsplit("/", 1)[-1]
+    return None
+
+
+def aws_public_acl_findings(props: Mapping[str, Any]) -> list[str]:
+    """What makes an S3 ACL input public: a public canned `acl`, or a grant to AllUsers/AuthenticatedUsers.
+
+    Grants come as `accessControlPolicy.grants[].grantee.uri` (BucketAcl/BucketAclV2) or as the legacy
+    `grants[].uri` (Bucket, BucketV2, ObjectCopy).
+    """
+    found = []
+    acl = props.get("acl")
+    if isinstance(acl, str) and acl.strip().lower() in AWS_PUBLIC_CANNED_ACLS:
+        found.append(f"acl {acl.strip()!r}")
+    policy_grants = [(dig(g, "grantee", "uri"), dig(g, "permission")) for g in
+                     _items(dig(props, "accessControlPolicy", "grants"))]
+    legacy_grants = [(dig(g, "uri"), ",".join(map(str, _items(dig(g, "permissions"))))) for g in
+                     _items(props.get("grants"))]
+    for uri, permission in policy_grants + legacy_grants:
+        group = _aws_public_group(uri)
+        if group:
+            found.append(f"{permission or 'a'} grant to {group}")
+    return found
+
+
+@resource_rule(id="SEC-021", title="No public S3 ACL on buckets or objects (AWS)", severity=Severity.MANDATORY,
+               applies_to=AWS_PUBLIC_ACL_TYPES)
+def aws_no_public_acl(r: PlannedResource, ctx: PolicyContext) -> Iterable[Violation]:
+    """An ACL that names AllUsers or AuthenticatedUsers hands the team's data to the whole internet."""
+    for finding in aws_public_acl_findings(r.props):
+        yield Violation(f"{r.name}: {finding}; anyone on the internet (or any AWS account) could reach the data",
+                        "drop the ACL (keep acl absent or 'private') and share through IAM policies of named roles")
+
+
+# GCS's principals for "everyone" and "anyone signed in to Google" (IAM members and ACL entities alike).
+GCS_PUBLIC_PRINCIPALS = ("allusers", "allauthenticatedusers")
+# Predefined ACLs that grant to them, in the JSON API's names (gsutil's dashed names fold to the same).
+GCS_PUBLIC_PREDEFINED_ACLS = ("publicread", "publicreadwrite", "authenticatedread")
+GCS_IAM_MEMBER_TYPES = (GCP_BUCKET_IAM_MEMBER, GCP_FOLDER_IAM_MEMBER)
+GCS_IAM_BINDING_TYPES = (GCP_BUCKET_IAM_BINDING, GCP_FOLDER_IAM_BINDING)
+GCS_IAM_POLICY_TYPES = (GCP_BUCKET_IAM_POLICY, GCP_FOLDER_IAM_POLICY)
+GCS_ACL_TYPES = (GCP_BUCKET_ACL, GCP_DEFAULT_OBJECT_ACL, GCP_OBJECT_ACL)
+GCS_ACCESS_CONTROL_TYPES = (GCP_BUCKET_ACCESS_CONTROL, GCP_DEFAULT_OBJECT_ACCESS_CONTROL, GCP_OBJECT_ACCESS_CONTROL)
+
+
+def _gcs_public(principal: Any) -> bool:
+    return str(principal or "").strip().lower() in GCS_PUBLIC_PRINCIPALS
+
+
+def _policy_bindings(policy_data: Any) -> list[Mapping[str, Any]]:
+    """The bindings of an IAM policy document (`policyData`, JSON text or already a mapping)."""
+    if isinstance(policy_data, str):
+        try:
+            policy_data = json.loads(policy_data)
+        except json.JSONDecodeError:
+            return []  # the API refuses a document that does not parse: nothing would be granted
+    if not isinstance(policy_data, Mapping):
+        return []
+    return [b for b in _items(policy_data.get("bindings")) if isinstance(b, Mapping)]
+
+
+def gcs_public_findings(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Every grant of a GCS IAM or ACL input to allUsers / allAuthenticatedUsers, as "<role> to <principal>"."""
+    grants: list[tuple[Any, Any]] = []  # (role, principal)
+    if resource_type in GCS_IAM_MEMBER_TYPES:
+        grants.append((props.get("role"), props.get("member")))
+    elif resource_type in GCS_IAM_BINDING_TYPES:
+        grants += [(props.get("role"), m) for m in _items(props.get("members"))]
+    elif resource_type in GCS_IAM_POLICY_TYPES:
+        grants += [(b.get("role"), m) for b in _policy_bindings(props.get("policyData"))
+                   for m in _items(b.get("members"))]
+    elif resource_type in GCS_ACCESS_CONTROL_TYPES:
+        grants.append((props.get("role"), props.get("entity")))
+    elif resource_type in GCS_ACL_TYPES:
+        for pair in _items(props.get("roleEntities")):
+            role, _, entity = str(pair).partition(":")
+            grants.append((role, entity))
+    found = [f"{role or 'a role'} to {str(p).strip()}" for role, p in grants if _gcs_public(p)]
+    for key in ("predefinedAcl", "defaultAcl"):
+        canned = props.get(key)
+        if isinstance(canned, str) and canned.replace("-", "").replace("_", "").lower() in GCS_PUBLIC_PREDEFINED_ACLS:
+            found.append(f"{key} {canned!r}")
+    return found
+
+
+@resource_rule(id="SEC-022", title="No GCS grant to allUsers or allAuthenticatedUsers", severity=Severity.MANDATORY,
+               applies_to=(*GCS_IAM_MEMBER_TYPES, *GCS_IAM_BINDING_TYPES, *GCS_IAM_POLICY_TYPES, *GCS_ACL_TYPES,
+                           *GCS_ACCESS_CONTROL_TYPES))
+def gcs_no_public_grant(r: PlannedResource, ctx: PolicyContext) -> Iterable[Violation]:
+    """A bucket, managed folder or object granted to allUsers/allAuthenticatedUsers is public, whatever else holds."""
+    for finding in gcs_public_findings(r.type, r.props):
+        yield Violation(f"{r.name}: grants {finding}; anyone on the internet could reach the team's data",
+                        "grant to named principals only (serviceAccount:, user:, group:), as the boxes' own "
+                        "service accounts are")

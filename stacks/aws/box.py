@@ -21,7 +21,17 @@ from .network import AwsNetworkRef
 
 # Deep Learning Base OSS NVIDIA Driver GPU AMI (Ubuntu 22.04): drivers preinstalled, so the box boots ready.
 DLAMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
-SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+# What SSM Agent needs on the instance for Session Manager, and nothing else: AWS's "minimal Session Manager
+# permissions" policy, from "Create a custom IAM role for Session Manager":
+# https://docs.aws.amazon.com/systems-manager/latest/userguide/getting-started-create-iam-instance-profile.html
+# The managed AmazonSSMManagedInstanceCore it replaces also grants ssm:GetParameter(s) on every parameter of the
+# account, Run Command and State Manager. nomadrig turns on neither session logs (which would add
+# s3:GetEncryptionConfiguration) nor KMS-encrypted sessions (kms:Decrypt on the session key), so neither is here.
+# None of these actions has a resource type in IAM (the Service Authorization Reference lists only the
+# ssm:SourceInstanceARN / ec2:SourceInstanceARN condition keys), so "*" is the only resource they accept.
+SESSION_MANAGER_ACTIONS = ("ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel",
+                           "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel",
+                           "ssmmessages:OpenDataChannel")
 DATA_DEVICE_NAME = "/dev/sdf"
 
 
@@ -35,18 +45,44 @@ def packed_user_data(text: str) -> str:
     return base64.b64encode(gzip_user_data(text)).decode()
 
 
-def role_policy(bucket_arn: str, kms_key_arn: str, prefix: str) -> str:
-    """Read/write on the nomad's own prefix of the dataset bucket, and the key that encrypts it; nothing else."""
+def own_prefix_list_condition(prefix: str) -> dict[str, dict[str, list[str]]]:
+    """The `s3:prefix` values a box may list with: its nomad's folder and what lies below it, nothing beside it.
+
+    The trailing slash matters: a bare "ada" (or "ada*") would let ada list "adam/..." too.
+    """
+    return {"StringLike": {"s3:prefix": [f"{prefix}/", f"{prefix}/*"]}}
+
+
+def session_manager_policy() -> str:
+    """The inline policy that lets SSM Agent open Session Manager channels (the box's only way in)."""
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "SessionManagerOnly", "Effect": "Allow", "Action": list(SESSION_MANAGER_ACTIONS),
+                       "Resource": ["*"]}],
+    })
+
+
+def role_policy(bucket_arn: str, kms_key_arn: str, prefix: str, region: str) -> str:
+    """Read/write on the nomad's own prefix of the dataset bucket, and the team key only as S3 uses it there.
+
+    The key statement names this box's role alone (an identity policy; the key policy delegates to IAM) and
+    holds only through S3 in the box's region for objects of this bucket: the box cannot call KMS directly,
+    nor through EC2 (its volumes are attached by EC2 under grants the launching principal made).
+    """
     return json.dumps({
         "Version": "2012-10-17",
         "Statement": [
             {"Sid": "ListOwnPrefix", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket_arn],
-             "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}}},
+             "Condition": own_prefix_list_condition(prefix)},
             {"Sid": "ReadWriteOwnPrefix", "Effect": "Allow",
              "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
              "Resource": [f"{bucket_arn}/{prefix}/*"]},
-            {"Sid": "UseTeamKeyForTheBucket", "Effect": "Allow",
-             "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": [kms_key_arn]},
+            # With S3 Bucket Keys the encryption context is the bucket's ARN; without, the object's.
+            {"Sid": "TeamKeyOnlyThroughS3ForThisBucket", "Effect": "Allow",
+             "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": [kms_key_arn],
+             "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"},
+                           "StringLike": {"kms:EncryptionContext:aws:s3:arn": [bucket_arn,
+                                                                               f"{bucket_arn}/{prefix}/*"]}}},
         ],
     })
 
@@ -69,10 +105,10 @@ class Box(pulumi.ComponentResource):
             f"{name}-box", description=f"nomadrig box of {spec.nomad} ({spec.team})", tags=tags, opts=child,
             assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [
                 {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
-        aws.iam.RolePolicyAttachment(f"{name}-ssm", role=self.role.name, policy_arn=SSM_CORE_POLICY, opts=child)
+        aws.iam.RolePolicy(f"{name}-session-manager", role=self.role.id, policy=session_manager_policy(), opts=child)
         aws.iam.RolePolicy(f"{name}-datasets", role=self.role.id, opts=child,
                            policy=pulumi.Output.all(network.bucket_arn, network.kms_key_arn).apply(
-                               lambda args: role_policy(args[0], args[1], spec.nomad)))
+                               lambda args: role_policy(args[0], args[1], spec.nomad, spec.region)))
         profile = aws.iam.InstanceProfile(f"{name}-box", role=self.role.name, tags=tags, opts=child)
 
         # Retained on delete: destroying the box stack leaves the data (and the reaper snapshots it first).

@@ -74,25 +74,44 @@ def _two_zones(region: str, names: list[str]) -> list[str]:
     return list(names[:2])
 
 
-def key_policy(account_id: str, region: str) -> str:
-    """The account administers the key (through IAM); anyone in the account may use it only through EC2.
+SPOT_SERVICE_ROLE_PATH = "role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot"
+KEY_USE_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey",
+                   "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey")
 
-    The EC2 clause is what lets the spot service-linked role start a spot box
-    with volumes encrypted under this key, without naming a role that may not
-    exist yet.
+
+def spot_service_role_arn(account_id: str) -> str:
+    """The service-linked role EC2 uses to start and stop spot boxes (AWSServiceRoleForEC2Spot)."""
+    return f"arn:aws:iam::{account_id}:{SPOT_SERVICE_ROLE_PATH}"
+
+
+def key_policy(account_id: str, region: str) -> str:
+    """The account administers the key through IAM; beside that, only the spot service role may use it, via EC2.
+
+    Every other principal (the person running `up`, the reaper, each box's role) gets the key only from its
+    own IAM policy: a box role's reaches it through S3, for its bucket only (stacks.aws.box.role_policy).
+    No statement is account-wide.
+
+    A persistent spot box is restarted by EC2 as AWSServiceRoleForEC2Spot, which must be able to use the
+    key and to create grants for the EBS volumes it attaches (kms:CreateGrant only with
+    kms:GrantIsForAWSResource, as AWS documents for service-linked roles and customer managed keys:
+    https://docs.aws.amazon.com/autoscaling/ec2/userguide/key-policy-requirements-EBS-encryption.html).
+    The role may not exist yet when the key is made, and a key policy that names a missing principal is
+    refused; so the statements match it by `aws:PrincipalArn`, which holds for nobody else.
     """
+    through_ec2_as_spot = {
+        "StringEquals": {"kms:CallerAccount": account_id, "kms:ViaService": f"ec2.{region}.amazonaws.com"},
+        "ArnEquals": {"aws:PrincipalArn": spot_service_role_arn(account_id)},
+    }
     return json.dumps({
         "Version": "2012-10-17",
         "Statement": [
             {"Sid": "AccountAdministersThroughIam", "Effect": "Allow",
              "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"}, "Action": "kms:*", "Resource": "*"},
-            {"Sid": "UseThroughEc2InThisAccount", "Effect": "Allow", "Principal": {"AWS": "*"},
-             "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo",
-                        "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey",
-                        "kms:CreateGrant"],
-             "Resource": "*",
-             "Condition": {"StringEquals": {"kms:CallerAccount": account_id,
-                                            "kms:ViaService": f"ec2.{region}.amazonaws.com"}}},
+            {"Sid": "SpotServiceUsesTheKeyThroughEc2", "Effect": "Allow", "Principal": {"AWS": "*"},
+             "Action": list(KEY_USE_ACTIONS), "Resource": "*", "Condition": through_ec2_as_spot},
+            {"Sid": "SpotServiceGrantsOnlyToAwsResources", "Effect": "Allow", "Principal": {"AWS": "*"},
+             "Action": ["kms:CreateGrant"], "Resource": "*",
+             "Condition": {**through_ec2_as_spot, "Bool": {"kms:GrantIsForAWSResource": "true"}}},
         ],
     })
 

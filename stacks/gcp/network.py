@@ -3,11 +3,12 @@
 Boxes have no external address: they reach the internet through Cloud NAT and
 Google APIs through private Google access; people reach them only through IAP
 TCP forwarding, whose source range is the one ingress the firewall admits.
+No identity lives here: each box makes its own service account, limited to
+its nomad's prefix of the dataset bucket (stacks.gcp.box).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 IAP_RANGE = "35.235.240.0/20"
 SUBNET_CIDR = "10.43.0.0/20"
 BOX_NETWORK_TAG = "nomadrig-box"
-BOX_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
 KEY_ROTATION = "7776000s"  # 90 days
 BUDGET_ALERT_FRACTIONS = (0.8, 1.0)
 
@@ -49,11 +49,6 @@ class TeamNetworkSettings:
     def labels(self) -> dict[str, str]:
         return {"nomadrig-managed": "true", "nomadrig-team": self.team}
 
-    @property
-    def short_id(self) -> str:
-        """Service account ids are project-wide and at most 30 characters: hash team + region."""
-        return hashlib.sha256(f"{self.team}/{self.region}".encode()).hexdigest()[:8]
-
 
 @dataclass(frozen=True)
 class GcpNetworkRef:
@@ -61,17 +56,17 @@ class GcpNetworkRef:
 
     subnetwork_self_link: pulumi.Input[str]
     kms_key_id: pulumi.Input[str]
-    service_account_email: pulumi.Input[str]
+    bucket_name: pulumi.Input[str]
     network_tag: pulumi.Input[str]
 
     @classmethod
     def from_outputs(cls, get: Callable[[str], Any]) -> GcpNetworkRef:
         return cls(subnetwork_self_link=get("subnetwork_self_link"), kms_key_id=get("kms_key_id"),
-                   service_account_email=get("service_account_email"), network_tag=get("network_tag"))
+                   bucket_name=get("bucket_name"), network_tag=get("network_tag"))
 
 
 class TeamNetwork(pulumi.ComponentResource):
-    """VPC + subnet, Cloud NAT, IAP-only firewall, box service account, CMEK key, dataset bucket, budget."""
+    """VPC + subnet, Cloud NAT, IAP-only firewall, CMEK key, dataset bucket, budget."""
 
     def __init__(self, name: str, settings: TeamNetworkSettings, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nomadrig:gcp:TeamNetwork", name, None, opts)
@@ -93,14 +88,6 @@ class TeamNetwork(pulumi.ComponentResource):
                               log_config=gcp.compute.RouterNatLogConfigArgs(enable=True, filter="ERRORS_ONLY"),
                               opts=child)
 
-        self.service_account = gcp.serviceaccount.Account(
-            f"{name}-boxes", account_id=f"nomadrig-{settings.short_id}",
-            display_name=f"nomadrig boxes of {settings.team} in {settings.region}", opts=child)
-        member = self.service_account.email.apply(lambda email: f"serviceAccount:{email}")
-        for role in BOX_ROLES:
-            gcp.projects.IAMMember(f"{name}-{role.rsplit('.', 1)[-1]}", project=settings.project, role=role,
-                                   member=member, opts=child)
-
         gcp.compute.Firewall(f"{name}-iap-ssh", network=network.id, direction="INGRESS", priority=1000,
                              source_ranges=[IAP_RANGE], target_tags=[BOX_NETWORK_TAG],
                              allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=["22"])],
@@ -120,8 +107,6 @@ class TeamNetwork(pulumi.ComponentResource):
             f"{name}-datasets", location=settings.region.upper(), uniform_bucket_level_access=True,
             public_access_prevention="enforced", versioning=gcp.storage.BucketVersioningArgs(enabled=True),
             force_destroy=False, labels=labels, opts=child)
-        gcp.storage.BucketIAMMember(f"{name}-datasets-boxes", bucket=self.bucket.name, role="roles/storage.objectUser",
-                                    member=member, opts=child)
 
         if settings.billing_account:
             channels = [gcp.monitoring.NotificationChannel(
@@ -143,7 +128,6 @@ class TeamNetwork(pulumi.ComponentResource):
             "network_self_link": network.self_link,
             "subnetwork_self_link": subnet.self_link,
             "kms_key_id": self.key.id,
-            "service_account_email": self.service_account.email,
             "bucket_name": self.bucket.name,
             "network_tag": BOX_NETWORK_TAG,
         }
