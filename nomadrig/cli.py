@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from .cli_common import (
+    DataTable,
     JsonOption,
     TeamFileOption,
     console,
@@ -54,7 +55,8 @@ def validate(
         emit_json({"file": str(path), "valid": True, "team": team.team, "nomads": len(team.nomads),
                    "towers": len(team.towers)})
     else:
-        console.print(f"{path}: ok: team {team.team}, {len(team.nomads)} nomads, {len(team.towers)} towers")
+        console.print(f"{path}: ok: team {team.team}, {len(team.nomads)} nomads, {len(team.towers)} towers",
+                      markup=False)
 
 
 @catalog_app.callback()
@@ -73,8 +75,6 @@ def catalog_list(
     """List GPU instance types and prices (or tower builds), filtered."""
     if ctx.invoked_subcommand:
         return
-    from rich.table import Table
-
     from .catalog import load_catalog
 
     cat = load_catalog()
@@ -87,7 +87,7 @@ def catalog_list(
         if json_out:
             emit_json([t.__dict__ for t in rows])
             return
-        table = Table(title=f"tower builds (catalog {cat.catalog_date})")
+        table = DataTable(title=f"tower builds (catalog {cat.catalog_date})")
         for col in ("build", "GPUs", "VRAM GB", "GPU TDP W", "typical W", "parts $", "source"):
             table.add_column(col)
         for t in rows:
@@ -103,7 +103,7 @@ def catalog_list(
                     "on_demand_usd_hr": p.on_demand_usd_hr, "spot_usd_hr": p.spot_usd_hr,
                     "price_source": p.source, "price_date": p.date} for it, p in found])
         return
-    table = Table(title=f"GPU instance types (catalog {cat.catalog_date})")
+    table = DataTable(title=f"GPU instance types (catalog {cat.catalog_date})")
     for col in ("cloud", "type", "GPUs", "VRAM GB", "vCPU", "RAM GB", "region", "$/h", "spot $/h"):
         table.add_column(col, justify="right" if col in ("VRAM GB", "vCPU", "RAM GB", "$/h", "spot $/h") else "left")
     for it, p in found:
@@ -111,7 +111,7 @@ def catalog_list(
                       str(it.vcpu), f"{it.ram_gb:g}", p.region, _money(p.on_demand_usd_hr), _money(p.spot_usd_hr))
     console.print(table)
     if not found:
-        console.print("no instance type matches these filters")
+        console.print("no instance type matches these filters", markup=False)
 
 
 def _money(value: float | None) -> str:
@@ -143,7 +143,7 @@ def catalog_refresh(
         emit_json(summary)
     else:
         console.print(f"wrote {report.path}: {summary['refreshed']} prices refreshed, {summary['kept']} kept, "
-                      f"{summary['dropped_outside_allowed_regions']} outside the allowed regions dropped")
+                      f"{summary['dropped_outside_allowed_regions']} outside the allowed regions dropped", markup=False)
 
 
 @policy_app.command("list")
@@ -152,8 +152,6 @@ def policy_list(team_file: Path = typer.Option(None, "--team", "-t",
                                                help="Show the severities and switches this team's file sets."),
                 json_out: bool = JsonOption) -> None:
     """List every rule with its id, kind, severity and parameters."""
-    from rich.table import Table
-
     from .policy import all_rules
     from .policy.model import PolicyContext
     from .policy.registry import effective
@@ -167,7 +165,7 @@ def policy_list(team_file: Path = typer.Option(None, "--team", "-t",
     if json_out:
         emit_json(rows)
         return
-    table = Table(title=f"{len(rows)} policy rules")
+    table = DataTable(title=f"{len(rows)} policy rules")
     for col in ("id", "kind", "severity", "on", "title"):
         table.add_column(col)
     for r in rows:
@@ -179,8 +177,6 @@ def policy_list(team_file: Path = typer.Option(None, "--team", "-t",
 @handle_errors
 def cost(team_file: Path = TeamFileOption, json_out: bool = JsonOption) -> None:
     """Project the team's monthly cost per nomad against its budget."""
-    from rich.table import Table
-
     from .cost import team_projection
     from .policy import PolicyContext, TeamPlan, check_team
     from .spec import box_specs
@@ -193,8 +189,8 @@ def cost(team_file: Path = TeamFileOption, json_out: bool = JsonOption) -> None:
         emit_json({**projection.as_dict(), "assumptions": team.usage.model_dump(),
                    "verdicts": [v.as_dict() for v in verdicts]})
     else:
-        table = Table(title=f"team {team.team}: {team.usage.hours_per_day:g} h/day x "
-                            f"{team.usage.days_per_month:g} days/month")
+        table = DataTable(title=f"team {team.team}: {team.usage.hours_per_day:g} h/day x "
+                                f"{team.usage.days_per_month:g} days/month")
         for col in ("nomad", "cloud", "region", "type", "spot", "$/h", "$/month", "note"):
             table.add_column(col, justify="right" if "$" in col else "left")
         for b in projection.boxes:
@@ -207,7 +203,7 @@ def cost(team_file: Path = TeamFileOption, json_out: bool = JsonOption) -> None:
         console.print(table)
         pct = projection.budget_used_pct
         console.print(f"total ${projection.total_usd:,.2f}/month of ${team.budgets.monthly_usd:,.0f} budget"
-                      + (f" ({pct:g}%)" if pct is not None else ""))
+                      + (f" ({pct:g}%)" if pct is not None else ""), markup=False)
         for v in verdicts:
             console.print(f"{v.severity.value} {v.rule_id}: {v.message}\n  fix: {v.fix}", markup=False)
     if any(v.mandatory for v in verdicts):
@@ -231,8 +227,6 @@ def advise(
     json_out: bool = JsonOption,
 ) -> None:
     """Cloud or tower? Compare notebook+cloud (on-demand, spot) with notebook+tower and show break-even."""
-    from rich.table import Table
-
     from .advise import AdviceInputs, pick_tower, render_chart
     from .advise import advise as compute
     from .catalog import load_catalog
@@ -265,7 +259,7 @@ def advise(
     if json_out:
         emit_json(advice.as_dict())
         return
-    table = Table(title=f"{hours_per_week:g} GPU h/week: {instance.instance_type} ({region}) vs tower {build.name}")
+    table = DataTable(title=f"{hours_per_week:g} GPU h/week: {instance.instance_type} ({region}) vs tower {build.name}")
     for col in ("option", "upfront $", "$/month", f"after {months} months $", "break-even"):
         table.add_column(col, justify="right" if col != "option" else "left")
     for o in advice.options:
@@ -277,7 +271,7 @@ def advise(
     console.print(f"prices: {advice.price.source} ({advice.price.date}); tower: {build.source} ({build.date})",
                   markup=False)
     if chart:
-        console.print(f"chart written to {chart}")
+        console.print(f"chart written to {chart}", markup=False)
 
 
 def _register_extensions() -> None:

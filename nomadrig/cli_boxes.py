@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from .cli_common import JsonOption, TeamFileOption, console, emit_json, err_console, handle_errors, load_team_file
+from .cli_common import (
+    DataTable,
+    JsonOption,
+    TeamFileOption,
+    console,
+    emit_json,
+    err_console,
+    handle_errors,
+    load_team_file,
+)
 from .errors import BadInputError, CloudError, ExitCode, InputProblem
 
 if TYPE_CHECKING:
@@ -207,8 +216,6 @@ def _confirm_purge(spec: BoxSpec, volume_ids: list[str], yes: bool) -> None:
 
 def ls(team_file: Path = TeamFileOption, json_out: bool = JsonOption) -> None:
     """List the team's stacks (boxes, towers, networks): state, cloud, region, type, $/h, age."""
-    from rich.table import Table
-
     team = load_team_file(team_file)
     statuses = _engine(team).list_stacks()
     present = {s.name for s in statuses}
@@ -216,7 +223,7 @@ def ls(team_file: Path = TeamFileOption, json_out: bool = JsonOption) -> None:
     if json_out:
         emit_json({"team": team.team, "stacks": [s.as_dict() for s in statuses], "not_created": missing})
         return
-    table = Table(title=f"team {team.team}: stacks", title_justify="left")
+    table = DataTable(title=f"team {team.team}: stacks", title_justify="left")
     for col in ("stack", "kind", "state", "cloud", "region", "type", "$/h", "age"):
         table.add_column(col, justify="right" if col in ("$/h", "age") else "left")
     for s in statuses:
@@ -252,7 +259,11 @@ def outputs(name: str = typer.Argument(..., help="A nomad, a tower, or a stack n
 
 def ssh_config(write: bool = typer.Option(False, "--write", help="Write the block into ~/.ssh/config."),
                team_file: Path = TeamFileOption, json_out: bool = JsonOption) -> None:
-    """Print (or --write) the ssh Host entries of the team's boxes: SSM on AWS, IAP on GCP."""
+    """Print (or --write) the ssh Host entries of the team's boxes: SSM on AWS, IAP on GCP.
+
+    Every stack output is checked against the cloud's real shapes first: one bad value refuses the whole
+    block (exit 3) and ~/.ssh/config is left byte for byte as it was.
+    """
     from .spec import box_specs
     from .sshconfig import box_accesses, default_config_path, render_block, write_block
 

@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.markup import escape
+from rich.table import Table
 
 from .errors import BadInputError, ExitCode, InputProblem, NomadrigError
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# emoji=False: a tag or name holding ":thumbs_up:" is printed as written, like any other data.
+console = Console(highlight=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,15 +52,42 @@ def load_team_file(path: Path | None):  # -> Team (import kept lazy for start-up
     return load_team(resolve_team_file(path))
 
 
+def literal(value: object) -> str:
+    """`value` as console markup that prints exactly as written.
+
+    Team-file text, stack outputs, tags, labels and cloud answers are data:
+    rich would read ``[red]`` in them as a style, ``[link=...]`` as a link,
+    and raise MarkupError on a stray ``[/]``. Use this for every such value in
+    a line that also carries markup; a line that is data only is printed with
+    ``markup=False`` instead.
+    """
+    return escape(str(value))
+
+
+class DataTable(Table):
+    """A rich table whose title, caption and text cells are data, printed as written, never read as markup.
+
+    A cell that is deliberately styled is passed as a ``rich.text.Text`` (or
+    another renderable), which is kept as it is.
+    """
+
+    def __init__(self, *headers: str, title: str | None = None, caption: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*headers, title=None if title is None else literal(title),
+                         caption=None if caption is None else literal(caption), **kwargs)
+
+    def add_row(self, *renderables: RenderableType | None, **kwargs: Any) -> None:
+        super().add_row(*(literal(r) if isinstance(r, str) else r for r in renderables), **kwargs)
+
+
 def emit_json(data: Any) -> None:
     """JSON on stdout only, nothing else, so scripts can pipe it."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def fail(message: str, code: ExitCode, fix: str = "") -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {literal(message)}")
     if fix:
-        err_console.print(f"  {fix}")
+        err_console.print(f"  {fix}", markup=False)
     return typer.Exit(int(code))
 
 
@@ -74,7 +104,7 @@ def handle_errors(func: F) -> F:
             err_console.print(exc.render(), markup=False, highlight=False)
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
-            err_console.print("interrupted")
+            err_console.print("interrupted", markup=False)
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
@@ -82,7 +112,7 @@ def handle_errors(func: F) -> F:
             if os.environ.get("NOMADRIG_DEBUG"):
                 raise
             err_console.print(f"internal error: {exc.__class__.__name__}: {exc}", markup=False)
-            err_console.print("  Re-run with NOMADRIG_DEBUG=1 for the traceback and report it.")
+            err_console.print("  Re-run with NOMADRIG_DEBUG=1 for the traceback and report it.", markup=False)
             raise typer.Exit(int(ExitCode.CLOUD_FAILURE)) from None
 
     return wrapper  # type: ignore[return-value]

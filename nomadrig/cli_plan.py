@@ -10,7 +10,17 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from .cli_common import JsonOption, TeamFileOption, console, emit_json, err_console, handle_errors, load_team_file
+from .cli_common import (
+    DataTable,
+    JsonOption,
+    TeamFileOption,
+    console,
+    emit_json,
+    err_console,
+    handle_errors,
+    literal,
+    load_team_file,
+)
 from .errors import ExitCode
 
 if TYPE_CHECKING:
@@ -48,19 +58,20 @@ def plan(
         raise typer.Exit(int(ExitCode.POLICY_VIOLATION))
 
 
-def _mark(verdicts: list) -> str:
+def _mark(verdicts: list):  # -> rich.text.Text
+    """The policy cell: rule ids coloured by severity, built as Text so no id is ever read as markup."""
+    from rich.text import Text
+
     if not verdicts:
-        return "[green]ok[/]"
-    return ", ".join(f"[{'red' if v.mandatory else 'yellow'}]{v.rule_id}[/]" for v in verdicts)
+        return Text("ok", style="green")
+    return Text(", ").join(Text(v.rule_id, style="red" if v.mandatory else "yellow") for v in verdicts)
 
 
-def _stack_table(stack: StackPlan):  # -> rich.table.Table
-    from rich.table import Table
-
+def _stack_table(stack: StackPlan) -> DataTable:
     title = f"{stack.stack}  ({stack.kind}, {stack.cloud} {stack.region})"
     if stack.cost and stack.cost.hourly_usd is not None:
         title += f"  ${stack.cost.hourly_usd:.3f}/h, ${stack.cost.monthly_usd:,.2f}/month"
-    table = Table(title=title, title_justify="left", show_lines=False)
+    table = DataTable(title=title, title_justify="left", show_lines=False)
     table.add_column("resource type")
     table.add_column("name")
     table.add_column("on destroy")
@@ -71,18 +82,22 @@ def _stack_table(stack: StackPlan):  # -> rich.table.Table
     return table
 
 
+def _print_verdict(verdict, indent: str) -> None:
+    """One verdict: the rule id coloured by severity, the message and fix as written (they quote user values)."""
+    colour = "red" if verdict.mandatory else "yellow"
+    console.print(f"{indent}[{colour}]{literal(verdict.rule_id)} {literal(verdict.severity.value)}[/] "
+                  f"{literal(verdict.message)}")
+    console.print(f"{indent}  fix: {verdict.fix}", markup=False)
+
+
 def print_plan(result: PlanResult) -> None:
     for stack in result.stacks:
         console.print(_stack_table(stack))
         for verdict in stack.verdicts:
-            colour = "red" if verdict.mandatory else "yellow"
-            console.print(f"  [{colour}]{verdict.rule_id} {verdict.severity.value}[/] {verdict.message}", markup=True)
-            console.print(f"    fix: {verdict.fix}", markup=False)
+            _print_verdict(verdict, "  ")
         console.print()
     for verdict in result.team_verdicts:
-        colour = "red" if verdict.mandatory else "yellow"
-        console.print(f"[{colour}]{verdict.rule_id} {verdict.severity.value}[/] {verdict.message}")
-        console.print(f"  fix: {verdict.fix}", markup=False)
+        _print_verdict(verdict, "")
     projection = result.projection
     budget = f" of ${projection.budget_usd:,.2f} ({projection.budget_used_pct}%)" if projection.budget_usd else ""
     console.print(f"projected monthly cost: ${projection.total_usd:,.2f}{budget}"

@@ -24,7 +24,7 @@ def reap(
 ) -> None:
     """Stop idle boxes the agent missed; destroy boxes stopped too long or past their TTL (data kept)."""
     from .engine import box_stacks
-    from .reaper import report_dict, report_table, run_reaper
+    from .reaper import report_dict, report_table, run_reaper, unreadable_lines
 
     team = load_team_file(team_file)
     report = run_reaper(team, apply=apply, orphans=orphans, stacks=box_stacks(team, console=err_console),
@@ -33,7 +33,9 @@ def reap(
         emit_json(report_dict(report))
     else:
         console.print(report_table(report, show_keep=show_all))
+        for line in unreadable_lines(report):  # data: tag values are printed as written, never as markup
+            console.print(line, markup=False, soft_wrap=True)
     for error in report.errors:
-        err_console.print(f"error: {error}", markup=False)
+        err_console.print(f"error: {error}", markup=False, soft_wrap=True)
     if report.errors:
         raise typer.Exit(int(ExitCode.CLOUD_FAILURE))

@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from .cli_common import JsonOption, TeamFileOption, console, emit_json, handle_errors, load_team_file
+from .cli_common import JsonOption, TeamFileOption, console, emit_json, handle_errors, literal, load_team_file
 from .errors import BadInputError, ExitCode, InputProblem
 
 tower_app = typer.Typer(help="On-prem GPU towers: configure over SSH with Ansible.", no_args_is_help=True)
@@ -61,11 +61,11 @@ def _run(
     from . import tower as towers
 
     team = load_team_file(team_file)
-    status = Status(f"{tower}: starting ansible-playbook", console=console)
+    status = Status(f"{literal(tower)}: starting ansible-playbook", console=console)
 
     def progress(host: str, task: str, done: int, total: int | None) -> None:
         of = f"/{total}" if total else ""
-        status.update(f"{host}: [{done}{of} tasks done] {task}")
+        status.update(literal(f"{host}: [{done}{of} tasks done] {task}"))
 
     options = towers.RunOptions(
         ssh_key_file=ssh_key,

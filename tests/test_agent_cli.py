@@ -371,6 +371,75 @@ def test_the_installed_package_runs_as_nomadrig_agent_under_the_oldest_python(tm
     print(f"ran under {python}: {version.strip()}")
 
 
+@pytest.fixture
+def compact_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The compact package (what boxes run) imported as ``nomadrig_agent`` from a temporary install."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(install(tmp_path / "install", compact=True)))
+    for name in [m for m in sys.modules if m.split(".")[0] == "nomadrig_agent"]:
+        monkeypatch.delitem(sys.modules, name)
+    package = importlib.import_module("nomadrig_agent")
+    for module in ("config", "decision", "jupyter", "lease", "sampler", "untrusted"):
+        importlib.import_module(f"nomadrig_agent.{module}")
+    yield package
+    for name in [m for m in sys.modules if m.split(".")[0] == "nomadrig_agent"]:
+        del sys.modules[name]
+
+
+SCENARIOS = sorted((FIXTURES / "scenarios").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_the_compact_package_decides_exactly_like_the_source(compact_agent: Any, path: Path):
+    from nomadrig.agent import config as source_config
+    from nomadrig.agent import decision as source_decision
+
+    scenario = json.loads(path.read_text())
+
+    def replay(config_module: Any, decision_module: Any) -> list[dict[str, Any]]:
+        config = config_module.AgentConfig.from_dict(scenario["config"])
+        history: list[dict[str, Any]] = []
+        decisions = []
+        for sample in json.loads(json.dumps(scenario["samples"])):
+            history.append(sample)
+            decision = decision_module.decide(history, config, now=sample["t"])
+            sample["action"] = decision.action
+            decisions.append(decision.to_dict())
+        return decisions
+
+    assert replay(compact_agent.config, compact_agent.decision) == replay(source_config, source_decision)
+
+
+def test_the_compact_package_samples_and_refuses_like_the_source(compact_agent: Any, tmp_path: Path):
+    from nomadrig.agent import config as source_config
+    from nomadrig.agent import jupyter as source_jupyter
+    from nomadrig.agent import lease as source_lease
+    from tests.test_agent_hostile import BROKEN_SERVER_FILES
+
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    for number, breaker in enumerate(BROKEN_SERVER_FILES.values()):
+        breaker(runtime / f"jpserver-{number}.json")
+    (runtime / "kernel-77777777-0000-0000-0000-000000000000.json").write_text("{}")
+
+    def refused(call: Any) -> str:
+        try:
+            call()
+        except ValueError as error:
+            return f"{type(error).__name__}: {error}"
+        return "accepted"
+
+    bad_configs = [{"mode": "x"}, {"grace_minutes": "ten"}, {"ssh_port": 0}, {"nope": 1}, []]
+    assert compact_agent.jupyter.sample_jupyter([str(runtime)]) == source_jupyter.sample_jupyter([str(runtime)])
+    for raw in bad_configs:
+        assert refused(lambda r=raw: compact_agent.config.AgentConfig.from_dict(r)) == refused(
+            lambda r=raw: source_config.AgentConfig.from_dict(r))
+    for text in ("90m", "0h", "6 weeks", ""):
+        assert refused(lambda t=text: compact_agent.lease.parse_duration(t)) == refused(
+            lambda t=text: source_lease.parse_duration(t))
+
+
 def test_cloud_init_entries_decode_to_the_bundle_files():
     plain = {f.path: f for f in bundle.agent_files({"mode": "shutdown"}, compact=True)}
     for entry in bundle.cloud_init_write_files({"mode": "shutdown"}, encode=True):

@@ -155,3 +155,13 @@ def test_refreshed_catalog_is_what_later_commands_read(tmp_path, monkeypatch):
     monkeypatch.setenv("NOMADRIG_CATALOG", str(refreshed))
     assert load_catalog().price("aws", "g4dn.xlarge", "us-east-1").on_demand_usd_hr == 0.5
     monkeypatch.delenv("NOMADRIG_CATALOG")
+
+
+
+def test_a_team_file_path_with_markup_is_printed_as_written(tmp_path):
+    path = tmp_path / "[bold red]team[" / "]x.yaml"  # the path reads .../[bold red]team[/]x.yaml
+    path.parent.mkdir()
+    path.write_text(EXAMPLE.read_text())
+    result = runner.invoke(app, ["validate", str(path)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert f"{tmp_path}/[bold red]team[/]x.yaml: ok: team vision-lab" in result.stdout

@@ -34,7 +34,7 @@ def specs():
 
 
 OUTPUTS = {
-    "vision-lab-ada": {"instance_id": "i-0abc123", "data_volume_id": "vol-0abc"},
+    "vision-lab-ada": {"instance_id": "i-0abc123def4567890", "data_volume_id": "vol-0abc"},
     "vision-lab-grace": {
         "instance_name": "vision-lab-grace",
         "zone": "us-central1-b",
@@ -48,7 +48,7 @@ def test_aws_host_goes_through_ssm_to_the_instance_id(specs):
     block = render_block("vision-lab", box_accesses(specs, OUTPUTS))
     assert (
         "Host vision-lab-ada\n"
-        "    HostName i-0abc123\n"
+        "    HostName i-0abc123def4567890\n"
         "    User ada\n"
         "    ProxyCommand aws ssm start-session --target %h --document-name AWS-StartSSHSession "
         "--parameters 'portNumber=%p' --region eu-west-1\n"
@@ -157,7 +157,7 @@ def test_cli_write_twice_leaves_one_block_and_the_users_entries_unchanged(monkey
     fake.scenario(
         outputs={
             "vision-lab-ada": {
-                "instance_id": "i-0feedbeef",
+                "instance_id": "i-0feedbeef00c0ffee",
                 "data_volume_id": "vol-0feed",
                 "nomad": "ada",
                 "cloud": "aws",
@@ -182,7 +182,7 @@ def test_cli_write_twice_leaves_one_block_and_the_users_entries_unchanged(monkey
     text = config.read_text()
     assert text.count("# BEGIN nomadrig vision-lab") == 1 and text.count("# END nomadrig vision-lab") == 1
     assert text.startswith(USER_CONFIG)
-    assert "Host vision-lab-ada\n    HostName i-0feedbeef\n" in text
+    assert "Host vision-lab-ada\n    HostName i-0feedbeef00c0ffee\n" in text
     assert "already up to date" in second.output
     assert (home / ".ssh" / "config.nomadrig.bak").read_text() == USER_CONFIG
 
@@ -204,4 +204,4 @@ def test_a_login_name_from_the_outputs_replaces_the_nomad_as_user(specs):
     outputs = {**OUTPUTS, "vision-lab-grace": {**OUTPUTS["vision-lab-grace"], "ssh_user": "grace_vision_lab_example"}}
     block = render_block("vision-lab", box_accesses(specs, outputs))
     assert "Host vision-lab-grace\n    HostName vision-lab-grace\n    User grace_vision_lab_example\n" in block
-    assert "Host vision-lab-ada\n    HostName i-0abc123\n    User ada\n" in block
+    assert "Host vision-lab-ada\n    HostName i-0abc123def4567890\n    User ada\n" in block

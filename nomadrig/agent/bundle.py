@@ -20,6 +20,7 @@ import base64
 import gzip
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,10 +59,16 @@ def package_modules() -> list[str]:
 
 
 def compact_source(source: str) -> str:
-    """The same module without docstrings and comments, for size-limited user data.
+    """The same module without docstrings, comments or function annotations, short local names, one-space indents.
 
     EC2 caps user data at 16 KB; the annotated sources are several times that.
-    Re-emitting the syntax tree keeps the code identical in meaning.
+    Re-emitting the syntax tree keeps the code identical in meaning: function
+    annotations are never evaluated (every module has ``from __future__ import
+    annotations``; class-body annotations, which dataclasses read, are kept),
+    local variables are private to their function (see `_shorten_locals`), and
+    ``ast.unparse`` writes every string on one line, so the leading spaces of
+    each line are indentation only. tests/test_agent_cli.py runs the compact
+    package against the original on the same inputs.
     """
     tree = ast.parse(source)
     for node in ast.walk(tree):
@@ -74,7 +81,99 @@ def compact_source(source: str) -> str:
             and isinstance(body[0].value.value, str)
         ):
             node.body = body[1:] or [ast.Pass()]
-    return ast.unparse(tree) + "\n"
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            _strip_annotations(node)
+    _shorten_locals(tree)
+    lines = []
+    for line in ast.unparse(tree).split("\n"):
+        code = line.lstrip(" ")
+        lines.append(" " * ((len(line) - len(code)) // 4) + code)
+    return "\n".join(lines) + "\n"
+
+
+def _strip_annotations(function: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
+    """Drop a function's parameter and return annotations, and turn annotated assignments in it into plain ones."""
+    for arg in _arguments(function.args):
+        arg.annotation = None
+    if isinstance(function, ast.Lambda):
+        return
+    function.returns = None
+    for node in ast.walk(function):
+        for field in ("body", "orelse", "finalbody"):
+            statements = getattr(node, field, None)
+            if isinstance(statements, list) and statements:
+                kept = [_plain_assignment(s) for s in statements]
+                setattr(node, field, [s for s in kept if s is not None] or [ast.Pass()])
+
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+_DYNAMIC_SCOPE = frozenset({"locals", "vars", "eval", "exec", "dir"})
+
+
+def _shorten_locals(tree: ast.Module) -> None:
+    """Rename the local variables of every top-level function and method to ``_0``, ``_1``, ...
+
+    Only names that are certainly private to the function change: assigned in
+    its own scope (not only in a nested function or comprehension, where the
+    same name could be a global read elsewhere), and neither a parameter (callers may pass it by keyword) of it or of a
+    function nested in it, nor declared global or nonlocal, nor bound by an
+    import, def or class. Nested functions are renamed with their outer one,
+    one mapping for both, so closures keep their meaning; a function that
+    reads its scope dynamically (``locals()``, ``eval``...) is left as it is.
+    """
+    taken = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    for function in _outermost_functions(tree):
+        nodes = list(ast.walk(function))
+        if any(isinstance(n, ast.Name) and n.id in _DYNAMIC_SCOPE for n in nodes):
+            continue
+        own = list(_own_scope(function))
+        stored = {n.id for n in own if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))}
+        stored |= {n.name for n in own if isinstance(n, ast.ExceptHandler) and n.name}
+        kept = {a.arg for n in nodes if isinstance(n, _SCOPES) for a in _arguments(n.args)}
+        kept |= {name for n in nodes if isinstance(n, (ast.Global, ast.Nonlocal)) for name in n.names}
+        kept |= {(a.asname or a.name).split(".")[0] for n in nodes if isinstance(n, (ast.Import, ast.ImportFrom))
+                 for a in n.names}
+        kept |= {n.name for n in nodes if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        fresh = (f"_{i}" for i in range(10**6) if f"_{i}" not in taken)
+        mapping = {name: next(fresh) for name in sorted(stored - kept)}
+        for node in nodes:
+            if isinstance(node, ast.Name) and node.id in mapping:
+                node.id = mapping[node.id]
+            elif isinstance(node, ast.ExceptHandler) and node.name in mapping:
+                node.name = mapping[node.name]
+
+
+def _own_scope(function: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[ast.AST]:
+    """The nodes of `function`'s own scope: not inside a nested function, lambda, class or comprehension."""
+    pending: list[ast.AST] = [*function.body]
+    while pending:
+        node = pending.pop()
+        yield node
+        if not isinstance(node, (*_SCOPES, ast.ClassDef, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            pending.extend(ast.iter_child_nodes(node))
+
+
+def _outermost_functions(tree: ast.Module) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+    """Module-level functions and methods of module-level classes (functions nested in them go with them)."""
+    found = []
+    for node in tree.body:
+        members = node.body if isinstance(node, ast.ClassDef) else [node]
+        found += [m for m in members if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    return found
+
+
+def _arguments(arguments: ast.arguments) -> list[ast.arg]:
+    every = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs, arguments.vararg, arguments.kwarg]
+    return [a for a in every if a is not None]
+
+
+def _plain_assignment(statement: ast.stmt) -> ast.stmt | None:
+    """``x: T = v`` -> ``x = v``; a bare ``x: T`` (no value, no effect) is dropped."""
+    if not isinstance(statement, ast.AnnAssign) or not isinstance(statement.target, ast.Name):
+        return statement
+    if statement.value is None:
+        return None
+    return ast.copy_location(ast.Assign(targets=[statement.target], value=statement.value), statement)
 
 
 def _read(path: str) -> str:

@@ -4,8 +4,11 @@ Rules, in the order they bite:
 
 * A sample is *active* when any signal is active, *unknown* when CPU or SSH
   could not be read (they always exist on Linux, so failing means the agent
-  is blind), and *quiet* otherwise. GPU, Jupyter and the lease fall back:
-  when they cannot be read the decision is made on the rest and says so.
+  is blind), and *quiet* otherwise. GPU, Jupyter, the lease and cloud-init
+  fall back: when they cannot be read the decision is made on the rest and
+  says so. So a box user who breaks their own Jupyter files can neither stop
+  the box by it nor keep it up forever; a reading that fails in any way,
+  however malformed the sample, is unknown for that signal only.
 * Idleness is counted in *observed* seconds of consecutive quiet samples.
   Within one boot the boot-time clock measures the time between samples, so
   a wall-clock jump (forward or back) neither adds nor removes idle time.
@@ -21,12 +24,14 @@ Rules, in the order they bite:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .config import AgentConfig
+from .untrusted import printable
 
 ACTIONS = ("none", "warn", "shutdown", "report")
 SIGNALS = ("gpu", "cpu", "ssh", "jupyter", "lease", "cloud_init")
@@ -149,6 +154,7 @@ def _ssh(part: dict[str, Any], config: AgentConfig) -> SignalReading:
 
 
 def _jupyter(part: dict[str, Any], sample_time: float, config: AgentConfig) -> SignalReading:
+    """Busy or recently active kernels are activity; a time ahead of the sample (beyond clock skew) is not."""
     if part.get("status") != "ok":
         return SignalReading(
             "unknown", "Jupyter unreadable ({}); deciding on the other signals".format(part.get("detail", ""))
@@ -161,7 +167,7 @@ def _jupyter(part: dict[str, Any], sample_time: float, config: AgentConfig) -> S
         if kernel.get("state") == "busy":
             return SignalReading("active", "kernel {} is executing".format(kernel.get("id", "?")[:8]))
     latest = max((k.get("last_activity") or 0.0) for k in kernels)
-    if latest and sample_time - latest <= recent:
+    if latest and -CLOCK_JUMP_TOLERANCE_SECONDS <= sample_time - latest <= recent:
         return SignalReading("active", f"a kernel executed or started {format_duration(sample_time - latest)} ago")
     count = part.get("count_kernels", len(kernels))
     since = (
@@ -180,6 +186,8 @@ def _lease(part: dict[str, Any], sample_time: float) -> SignalReading:
     until = part.get("until")
     if until is None:
         return SignalReading("quiet", "no lease")
+    if isinstance(until, bool) or not isinstance(until, (int, float)) or not math.isfinite(until):
+        return SignalReading("unknown", f"lease end {until!r} is not a time; deciding on the other signals")
     who = " by {}".format(part["by"]) if part.get("by") else ""
     if sample_time < until:
         return SignalReading(
@@ -189,6 +197,9 @@ def _lease(part: dict[str, Any], sample_time: float) -> SignalReading:
 
 
 def _cloud_init(part: dict[str, Any]) -> SignalReading:
+    if part.get("status", "ok") != "ok":
+        return SignalReading("unknown", "cloud-init state unreadable ({}); deciding on the other signals".format(
+            part.get("detail", "")))
     if part.get("running"):
         return SignalReading("active", "cloud-init is still setting the box up")
     return SignalReading("quiet", part.get("detail", "cloud-init not running"))
@@ -208,10 +219,11 @@ def read_signals(sample: dict[str, Any], config: AgentConfig) -> dict[str, Signa
     readings = {}
     for name in SIGNALS:
         part = sample.get(name)
-        if not isinstance(part, dict):
-            readings[name] = SignalReading("unknown", "not in the sample")
-        else:
-            readings[name] = readers[name](part)
+        try:
+            reading = readers[name](part) if isinstance(part, dict) else SignalReading("unknown", "not in the sample")
+        except Exception as error:  # noqa: BLE001 - a malformed part is this signal's problem only
+            reading = SignalReading("unknown", f"{name} unreadable in the sample ({type(error).__name__}: {error})")
+        readings[name] = SignalReading(reading.state, printable(reading.detail))
     return readings
 
 

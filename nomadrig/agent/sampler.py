@@ -9,7 +9,7 @@ decision compares them to tell observed time from time nobody watched.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from . import SAMPLE_VERSION
 from .cloudinit import sample_cloud_init
@@ -20,6 +20,7 @@ from .gpu import Runner, find_nvidia_smi, run_command, sample_gpu
 from .jupyter import Fetcher, fetch_json, runtime_dirs, sample_jupyter
 from .lease import sample_lease
 from .netstat import sample_ssh
+from .untrusted import printable, why
 
 
 def boot_time_seconds() -> float:
@@ -43,6 +44,21 @@ class Clock:
         return boot_time_seconds()
 
 
+def guarded(name: str, observe: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One signal's observation; whatever goes wrong in it is recorded as its error, never raised.
+
+    Sources read what box users control (see ``untrusted``): a failure there
+    must neither end the tick nor hide the other signals.
+    """
+    try:
+        part = observe()
+        if not isinstance(part, dict):
+            raise TypeError(f"the {name} sampler returned {type(part).__name__}")
+        return part
+    except Exception as error:  # noqa: BLE001 - the isolation boundary of one signal
+        return {"status": "error", "detail": printable(f"{name} could not be sampled: {why(error)}")}
+
+
 def take_sample(
     config: AgentConfig,
     paths: Paths,
@@ -50,7 +66,7 @@ def take_sample(
     runner: Runner = run_command,
     fetch: Fetcher = fetch_json,
 ) -> dict[str, Any]:
-    """Observe every signal once. Never raises for a signal: failures are recorded in it."""
+    """Observe every signal once. Never raises for a signal: failures are recorded in it (see `guarded`)."""
     clock = clock or Clock()
 
     def read_proc(name: str) -> str | None:
@@ -64,12 +80,16 @@ def take_sample(
         "mono": round(started_boot, 3),
         "boot_id": boot_id,
     }
-    sample["gpu"] = sample_gpu(find_nvidia_smi(config.nvidia_smi), runner)
-    sample["cpu"] = sample_cpu(read_proc)
-    sample["ssh"] = sample_ssh(read_proc, config.ssh_port)
-    sample["jupyter"] = sample_jupyter(runtime_dirs(paths.under_root, config.jupyter_runtime_dirs), fetch)
-    sample["lease"] = sample_lease(paths.state_dir(config))
-    sample["cloud_init"] = sample_cloud_init(paths.under_root("/run/cloud-init"))
+    sources: dict[str, Callable[[], dict[str, Any]]] = {
+        "gpu": lambda: sample_gpu(find_nvidia_smi(config.nvidia_smi), runner),
+        "cpu": lambda: sample_cpu(read_proc),
+        "ssh": lambda: sample_ssh(read_proc, config.ssh_port),
+        "jupyter": lambda: sample_jupyter(runtime_dirs(paths.under_root, config.jupyter_runtime_dirs), fetch),
+        "lease": lambda: sample_lease(paths.state_dir(config)),
+        "cloud_init": lambda: sample_cloud_init(paths.under_root("/run/cloud-init")),
+    }
+    for name, observe in sources.items():
+        sample[name] = guarded(name, observe)
     sample["took_s"] = round(clock.boot() - started_boot, 3)
     return sample
 
@@ -86,7 +106,7 @@ def summarise_for_history(sample: dict[str, Any], keep: int = 8) -> dict[str, An
         part = sample.get(signal)
         if isinstance(part, dict) and isinstance(part.get(key), list) and len(part[key]) > keep:
             items = part[key]
-            if key == "kernels":
+            if key == "kernels":  # well-formed: the Jupyter sampler checks every field it keeps
                 items = sorted(
                     items, key=lambda k: (k.get("state") == "busy", k.get("last_activity") or 0), reverse=True
                 )
@@ -95,3 +115,4 @@ def summarise_for_history(sample: dict[str, Any], keep: int = 8) -> dict[str, An
             copy[key] = items[:keep]
             trimmed[signal] = copy
     return trimmed
+

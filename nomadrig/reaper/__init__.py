@@ -8,7 +8,7 @@ Cloud SDKs are imported inside the adapters, so importing this package is cheap.
 from nomadrig.reaper.inventory import CpuWindow, ManagedInstance, SnapshotRef
 from nomadrig.reaper.lock import ReaperLockHeld
 from nomadrig.reaper.ports import BoxStacks, ReaperCloud, StackRef
-from nomadrig.reaper.render import report_dict, report_json, report_table
+from nomadrig.reaper.render import report_dict, report_json, report_table, unreadable_lines
 from nomadrig.reaper.run import ActionRecord, ReapReport, run_reaper
 from nomadrig.reaper.verdicts import Action, ReapPolicy, Verdict, judge, judge_all
 
@@ -31,4 +31,5 @@ __all__ = [
     "report_json",
     "report_table",
     "run_reaper",
+    "unreadable_lines",
 ]

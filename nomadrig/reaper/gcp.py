@@ -55,6 +55,18 @@ def region_of_zone(zone: str) -> str:
     return zone.rsplit("-", 1)[0]
 
 
+def _api_time(value: str | None) -> datetime | None:
+    """A Compute Engine RFC 3339 field, or None when it is absent or unreadable.
+
+    An unknown time makes the verdicts keep the box (no TTL fallback, no
+    stop age); it must not end the listing of every other instance.
+    """
+    try:
+        return parse_timestamp(value or None)
+    except ValueError:
+        return None
+
+
 def instance_from_gce(raw: Any, zone: str) -> ManagedInstance:
     """Translate one Compute Engine instance (message or fake with the same attributes)."""
     status = _STATES.get(raw.status, raw.status.lower())
@@ -67,8 +79,8 @@ def instance_from_gce(raw: Any, zone: str) -> ManagedInstance:
         name=raw.name,
         state=status,
         instance_type=_last(raw.machine_type),
-        launched_at=parse_timestamp(raw.last_start_timestamp or raw.creation_timestamp or None),
-        stopped_since=parse_timestamp(raw.last_stop_timestamp or None) if status == STOPPED else None,
+        launched_at=_api_time(raw.last_start_timestamp or raw.creation_timestamp),
+        stopped_since=_api_time(raw.last_stop_timestamp) if status == STOPPED else None,
         tags=normalise_tags(dict(raw.labels)),
         data_volume_ids=data_disks,
     )

@@ -59,7 +59,17 @@ class LockInfo:
     token: str
 
     def expired(self, now: datetime) -> bool:
-        return now >= datetime.fromisoformat(self.expires_at)
+        """Whether the holder's protection has run out.
+
+        The record lives beside the shared state, where anyone on the team can
+        write it: an expiry that no reaper could have written (not a time, or
+        past year 9999 in UTC) protects nobody, and must not stop every run.
+        """
+        try:
+            expires = datetime.fromisoformat(self.expires_at)
+            return now >= (expires.astimezone(UTC) if expires.tzinfo else expires.replace(tzinfo=UTC))
+        except (TypeError, ValueError, OverflowError):
+            return True
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), indent=1).encode()
