@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 # Ops that change nothing are counted but not shown: an idempotent `up` would
 # otherwise list every resource of the stack.
@@ -134,13 +136,14 @@ class UpdateProgress:
 
     def table(self) -> Table:
         now = self.clock()
-        table = Table(title=f"{self.action} {self.stack}", title_justify="left", expand=False)
+        # Stack, type and resource names come from the team file and the state: data, never markup.
+        table = Table(title=escape(f"{self.action} {self.stack}"), title_justify="left", expand=False)
         for col in ("status", "type", "name", "time"):
             table.add_column(col, justify="right" if col == "time" else "left")
         for row in self.rows.values():
             style = "red" if row.failed else ("green" if row.finished is not None else "yellow")
             elapsed = "" if row.planning else f"{row.elapsed(now):.0f}s"
-            table.add_row(f"[{style}]{row.status}[/]", row.type, row.name, elapsed)
+            table.add_row(Text(row.status, style=style), Text(row.type), Text(row.name), elapsed)
         unchanged = sum(self.quiet.values())
         if unchanged:
             table.caption = f"{unchanged} unchanged"
@@ -174,7 +177,7 @@ class ProgressDisplay:
                               transient=False)
             self._live.__enter__()
         else:
-            self.console.print(f"{self.progress.action} {self.progress.stack} ...")
+            self.console.print(f"{self.progress.action} {self.progress.stack} ...", markup=False, highlight=False)
         return self
 
     def on_event(self, event: Any) -> None:
