@@ -167,19 +167,24 @@ SMALL = {
         gcp,n1-standard-8+1xt4,n1-standard-8,nvidia-tesla-t4,T4,1,16,8,30,test,2026-01-01
         """,
     "prices.csv": """\
-        cloud,instance_type,region,on_demand_usd_hr,spot_usd_hr,source,date
-        aws,t.small,us-east-1,0.5,0.2,test,2026-01-01
-        aws,t.small,eu-west-1,0.6,,test,2026-01-01
-        aws,l.big,us-east-1,5.0,2.0,test,2026-01-03
-        gcp,n1-standard-8+1xt4,us-central1,0.7,0.25,test,2026-01-01
+        cloud,instance_type,region,on_demand_usd_hr,spot_usd_hr,source,effective_date,read_date
+        aws,t.small,us-east-1,0.5,0.2,test,2026-01-01,2026-01-02
+        aws,t.small,eu-west-1,0.6,,test,,2026-01-02
+        aws,l.big,us-east-1,5.0,2.0,test,2026-01-03,2026-01-03
+        gcp,n1-standard-8+1xt4,us-central1,0.7,0.25,test,2026-01-01,2026-01-02
         """,
     "towers.csv": """\
-        name,gpu_model,gpu_count,gpu_vram_gb,gpu_tdp_w,cpu_tdp_w,typical_power_w,parts_cost_usd,source,date
-        one-t4,T4,1,16,70,,70,,test,2026-01-01
+        name,gpu_model,gpu_count,gpu_vram_gb,gpu_tdp_w,gpu_price_usd,platform_price_usd,cpu_tdp_w,platform_w,idle_w,psu_w,psu_efficiency_pct,ram_gb,disk_gb,source,date
+        one-t4,T4,1,16,70,900,1000,65,40,50,650,90,32,1000,test,2026-01-01
         """,
     "profiles.csv": """\
         profile,cloud,instance_type,description
         t4-16gb,aws,t.small,test
+        """,
+    "rates.csv": """\
+        cloud,item,region,usd,unit,source,effective_date,read_date
+        aws,disk,us-east-1,0.08,GB-month,test,2026-01-01,2026-01-02
+        aws,disk,*,0.1,GB-month,test,,2026-01-02
         """,
 }
 
@@ -242,6 +247,21 @@ def test_regions_are_those_with_a_price_row(small):
 
 def test_total_vram_multiplies_per_gpu_memory(small):
     assert small.instance("aws", "l.big").total_vram_gb == 96
+
+
+def test_a_rate_for_the_region_wins_over_the_every_region_rate(small):
+    assert small.rate("aws", "disk", "us-east-1").usd == 0.08
+    assert small.rate("aws", "disk", "eu-west-1").usd == 0.1
+    assert small.rate("gcp", "disk", "us-central1") is None
+
+
+def test_a_price_without_an_effective_date_is_stale_and_a_recent_one_is_not(small):
+    import datetime as dt
+
+    today = dt.date(2026, 2, 1)
+    assert small.price("aws", "t.small", "eu-west-1").stale(today)  # undated
+    assert not small.price("aws", "t.small", "us-east-1").stale(today)  # 31 days old
+    assert small.price("aws", "t.small", "us-east-1").stale(dt.date(2026, 4, 2))  # 91 days old
 
 
 # --- validation errors name file, line and column ----------------------------------------
@@ -310,6 +330,22 @@ def test_gcp_attached_gpu_key_must_follow_the_naming_rule(tmp_path):
     folder_prices.write_text(folder_prices.read_text().replace("n1-standard-8+1xt4", "n1-standard-8-t4"))
     with pytest.raises(CatalogError, match=r"keyed 'n1-standard-8\+1xt4'"):
         load_catalog(folder)
+
+
+def test_unknown_rate_unit_is_refused(tmp_path):
+    folder = broken(tmp_path, "rates.csv", "0.08,GB-month", "0.08,GB/month")
+    with pytest.raises(CatalogError, match=r"^rates\.csv:2:unit: unit is 'GB/month'"):
+        load_catalog(folder)
+
+
+def test_bad_effective_date_is_refused(tmp_path):
+    folder = broken(tmp_path, "prices.csv", "test,2026-01-01,2026-01-02", "test,Sep 2026,2026-01-02")
+    with pytest.raises(CatalogError, match=r"^prices\.csv:2:effective_date: effective_date is 'Sep 2026'"):
+        load_catalog(folder)
+
+
+def test_every_rate_names_its_source_and_read_date(catalog):
+    assert catalog.rates() and all(r.source.strip() and r.read_date for r in catalog.rates())
 
 
 def test_unknown_cloud_is_refused(tmp_path):

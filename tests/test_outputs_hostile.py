@@ -270,7 +270,7 @@ def hostile_catalog(tmp_path: Path, monkeypatch) -> Path:
         path = catalog / name
         path.write_text(path.read_text().replace("g4dn.xlarge", "[bold red]g4dn[/]"))
     towers = catalog / "towers.csv"
-    towers.write_text(towers.read_text().replace("4x-rtx3090-budget,", "[/],", 1))
+    towers.write_text(towers.read_text().replace("1x-rtx4090,", "[/],", 1))
     monkeypatch.setenv("NOMADRIG_CATALOG", str(catalog))
     return catalog
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from .errors import CatalogError, CatalogRefreshError
 from .gpu_names import gpu_key
 from .loader import DEFAULT_DATA_DIR, Catalog, load_catalog
-from .models import GpuModel, InstanceType, Price, Profile, TowerBuild
+from .models import STALE_AFTER_DAYS, GpuModel, InstanceType, Price, Profile, Rate, Throughput, TowerBuild, is_stale
 
 __all__ = [
     "DEFAULT_DATA_DIR",
@@ -21,7 +21,11 @@ __all__ = [
     "InstanceType",
     "Price",
     "Profile",
+    "Rate",
+    "STALE_AFTER_DAYS",
+    "Throughput",
     "TowerBuild",
     "gpu_key",
+    "is_stale",
     "load_catalog",
 ]

@@ -8,27 +8,34 @@ wrong price inside a cost projection.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import functools
 import math
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CatalogError
 from .gpu_names import gpu_key, gpu_keys
-from .models import GpuModel, InstanceType, Price, Profile, TowerBuild
+from .models import GpuModel, InstanceType, Price, Profile, Rate, Throughput, TowerBuild
 
 DEFAULT_DATA_DIR = Path(__file__).parent / "data"
 CLOUDS = ("aws", "gcp")
 
 INSTANCE_COLUMNS = ("cloud", "instance_type", "machine_type", "accelerator_type", "gpu_model", "gpu_count",
                     "gpu_vram_gb", "vcpu", "ram_gb", "source", "date")
-PRICE_COLUMNS = ("cloud", "instance_type", "region", "on_demand_usd_hr", "spot_usd_hr", "source", "date")
+PRICE_COLUMNS = ("cloud", "instance_type", "region", "on_demand_usd_hr", "spot_usd_hr", "source", "effective_date",
+                 "read_date")
+RATE_COLUMNS = ("cloud", "item", "region", "usd", "unit", "source", "effective_date", "read_date")
+RATE_UNITS = ("GB-month", "h", "GB", "key-month", "version-month", "VM-h")
+#: Bumped whenever a catalog file's columns change; a refreshed catalog of another format is not used.
+CATALOG_FORMAT = 2
 GPU_COLUMNS = ("gpu_model", "vram_gb", "tdp_w", "source", "date")
-TOWER_COLUMNS = ("name", "gpu_model", "gpu_count", "gpu_vram_gb", "gpu_tdp_w", "cpu_tdp_w", "typical_power_w",
-                 "parts_cost_usd", "source", "date")
+TOWER_COLUMNS = ("name", "gpu_model", "gpu_count", "gpu_vram_gb", "gpu_tdp_w", "gpu_price_usd", "platform_price_usd",
+                 "cpu_tdp_w", "platform_w", "idle_w", "psu_w", "psu_efficiency_pct", "ram_gb", "disk_gb", "source",
+                 "date")
+THROUGHPUT_COLUMNS = ("gpu_model", "train_rel_3090", "source", "date")
 PROFILE_COLUMNS = ("profile", "cloud", "instance_type", "description")
 
 
@@ -73,14 +80,22 @@ class Row:
         value = self.number(column, required=required, integer=True)
         return None if value is None else int(value)
 
-    def date(self) -> str:
-        raw = self.text("date")
+    def date(self, column: str = "date", *, required: bool = True) -> str | None:
+        """An ISO date cell; empty is allowed only where `required` is False (the date is not known)."""
+        raw = self.text(column, required=required)
+        if not raw:
+            return None
         try:
             dt.date.fromisoformat(raw)
         except ValueError:
-            raise self.fail("date", f"date is {raw!r}, not an ISO date",
+            raise self.fail(column, f"{column} is {raw!r}, not an ISO date",
                             "Write the date the figure was published or observed as YYYY-MM-DD.") from None
         return raw
+
+    def required_date(self, column: str = "date") -> str:
+        value = self.date(column)
+        assert value is not None
+        return value
 
 
 def read_rows(path: Path, columns: tuple[str, ...]) -> Iterator[Row]:
@@ -137,7 +152,7 @@ def _instance(row: Row) -> InstanceType:
         vcpu=row.integer("vcpu") or 0,
         ram_gb=row.number("ram_gb") or 0.0,
         source=row.text("source"),
-        date=row.date(),
+        date=row.required_date(),
     )
     if item.gpu_count < 1:
         raise row.fail("gpu_count", "gpu_count is 0",
@@ -168,28 +183,59 @@ def price_from_row(row: Row) -> Price:
         on_demand_usd_hr=row.number("on_demand_usd_hr", required=False),
         spot_usd_hr=row.number("spot_usd_hr", required=False),
         source=row.text("source"),
-        date=row.date(),
+        effective_date=row.date("effective_date", required=False),
+        read_date=row.required_date("read_date"),
     )
+
+
+def rate_from_row(row: Row) -> Rate:
+    """A validated Rate from a rates.csv row."""
+    unit = row.text("unit")
+    if unit not in RATE_UNITS:
+        raise row.fail("unit", f"unit is {unit!r}", f"Use one of: {', '.join(RATE_UNITS)}.")
+    usd = row.number("usd")
+    assert usd is not None
+    return Rate(cloud=_cloud(row), item=row.text("item"), region=row.text("region"), usd=usd, unit=unit,
+                source=row.text("source"), effective_date=row.date("effective_date", required=False),
+                read_date=row.required_date("read_date"))
 
 
 def _gpu(row: Row) -> GpuModel:
     return GpuModel(model=row.text("gpu_model"), vram_gb=row.number("vram_gb") or 0.0,
-                    tdp_w=row.integer("tdp_w", required=False), source=row.text("source"), date=row.date())
+                    tdp_w=row.integer("tdp_w", required=False), source=row.text("source"), date=row.required_date())
 
 
 def _tower(row: Row) -> TowerBuild:
-    return TowerBuild(
-        name=row.text("name"),
-        gpu_model=row.text("gpu_model"),
-        gpu_count=row.integer("gpu_count") or 0,
-        gpu_vram_gb=row.number("gpu_vram_gb") or 0.0,
-        gpu_tdp_w=row.integer("gpu_tdp_w", required=False),
-        cpu_tdp_w=row.integer("cpu_tdp_w", required=False),
-        typical_power_w=row.integer("typical_power_w", required=False),
-        parts_cost_usd=row.number("parts_cost_usd", required=False),
-        source=row.text("source"),
-        date=row.date(),
-    )
+    def whole(column: str) -> int:
+        value = row.integer(column)
+        assert value is not None
+        return value
+
+    def figure(column: str) -> float:
+        value = row.number(column)
+        assert value is not None
+        return value
+
+    tower = TowerBuild(
+        name=row.text("name"), gpu_model=row.text("gpu_model"), gpu_count=whole("gpu_count"),
+        gpu_vram_gb=figure("gpu_vram_gb"), gpu_tdp_w=whole("gpu_tdp_w"), gpu_price_usd=figure("gpu_price_usd"),
+        platform_price_usd=figure("platform_price_usd"), cpu_tdp_w=whole("cpu_tdp_w"), platform_w=whole("platform_w"),
+        idle_w=whole("idle_w"), psu_w=whole("psu_w"), psu_efficiency_pct=figure("psu_efficiency_pct"),
+        ram_gb=whole("ram_gb"), disk_gb=whole("disk_gb"), source=row.text("source"), date=row.required_date())
+    if tower.gpu_count < 1:
+        raise row.fail("gpu_count", "gpu_count is 0", "A tower build has 1 or more GPUs.")
+    if not 50 <= tower.psu_efficiency_pct <= 100:
+        raise row.fail("psu_efficiency_pct", f"psu_efficiency_pct is {tower.psu_efficiency_pct:g}",
+                       "Give the PSU's efficiency at 50 % load as a percentage between 50 and 100 (80 PLUS Gold: 90).")
+    return tower
+
+
+def _throughput(row: Row) -> Throughput:
+    factor = row.number("train_rel_3090")
+    assert factor is not None
+    if factor <= 0:
+        raise row.fail("train_rel_3090", "train_rel_3090 is 0", "Give the measured ratio to one RTX 3090 (> 0).")
+    return Throughput(row.text("gpu_model"), factor, row.text("source"), row.required_date())
 
 
 def _profile(row: Row) -> Profile:
@@ -207,6 +253,12 @@ class Catalog:
     _towers: list[TowerBuild]
     _profiles: dict[tuple[str, str], Profile]
     data_dir: Path
+    _rates: dict[tuple[str, str, str], Rate] = field(default_factory=dict)
+    _throughput: dict[str, Throughput] = field(default_factory=dict)
+    #: Where refreshed prices came from (None: the packaged catalog only), and why a refreshed
+    #: catalog was not used, when one exists but does not fit this nomadrig.
+    refreshed_dir: Path | None = None
+    refreshed_note: str = ""
     _gpu_index: dict[str, GpuModel] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -233,6 +285,18 @@ class Catalog:
 
     def prices(self) -> list[Price]:
         return list(self._prices.values())
+
+    def rate(self, cloud: str, item: str, region: str) -> Rate | None:
+        """The region's own rate, else the one the provider states for every region ("*"), else None."""
+        return self._rates.get((cloud, item, region)) or self._rates.get((cloud, item, "*"))
+
+    def rates(self) -> list[Rate]:
+        return list(self._rates.values())
+
+    def throughput(self, gpu_model: str) -> Throughput | None:
+        """Training throughput relative to an RTX 3090, by any spelling of the GPU; None when no benchmark is known."""
+        known = self.gpu(gpu_model)
+        return self._throughput.get(gpu_key(known.model)) if known else None
 
     def regions(self, cloud: str) -> set[str]:
         """Regions with any price row for the cloud."""
@@ -302,27 +366,44 @@ def _index(rows: Iterator[Row], build: Callable[[Row], object], key: Callable[[o
     return items
 
 
-def refreshed_data_dir() -> Path:
-    """Where `nomadrig catalog refresh` writes: $NOMADRIG_CATALOG, else ~/.nomadrig/catalog."""
-    env = os.environ.get("NOMADRIG_CATALOG")
-    return Path(env).expanduser() if env else Path.home() / ".nomadrig" / "catalog"
-
-
 def load_catalog(data_dir: Path | None = None) -> Catalog:
     """Load and validate the catalog, read once per process.
 
-    The default is the last refreshed catalog where one exists (so a refresh takes effect for
-    every command), else the packaged one.
+    With `data_dir`, that folder is a complete catalog. Without, the packaged catalog is read and
+    the prices of the last `nomadrig catalog refresh` are laid over it (see `refreshed.overlay`),
+    so a refresh takes effect for every command and a nomadrig upgrade still brings its new rows.
+    A refreshed-catalog folder that holds every catalog file (one assembled by hand, e.g. with
+    renamed types) is read as the complete catalog it is.
     """
-    if data_dir is None:
-        refreshed = refreshed_data_dir()
-        return _load_default(refreshed if (refreshed / "prices.csv").exists() else DEFAULT_DATA_DIR)
-    return _load(Path(data_dir))
+    if data_dir is not None:
+        return _load(Path(data_dir))
+    from .refreshed import overlay_key, refreshed_data_dir
+
+    refreshed = refreshed_data_dir()
+    stamp = overlay_key(refreshed)
+    if not stamp[0]:  # no refreshed prices: the packaged catalog, whatever the folder is called
+        return _load_packaged()
+    if (refreshed / "instance_types.csv").exists():
+        return _load_complete(refreshed, stamp)
+    return _load_overlaid(refreshed, stamp)
 
 
 @functools.lru_cache(maxsize=2)
-def _load_default(data_dir: Path) -> Catalog:
-    return _load(data_dir)
+def _load_complete(folder: Path, _stamp: tuple[int, ...]) -> Catalog:
+    return dataclasses.replace(_load(folder), refreshed_dir=folder)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_packaged() -> Catalog:
+    return _load(DEFAULT_DATA_DIR)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_overlaid(refreshed: Path, _stamp: tuple[int, ...]) -> Catalog:
+    """The packaged catalog with refreshed prices laid over it; `_stamp` changes when a refresh writes."""
+    from .refreshed import overlay
+
+    return overlay(_load_packaged(), refreshed)
 
 
 def _load(data_dir: Path) -> Catalog:
@@ -335,17 +416,25 @@ def _load(data_dir: Path) -> Catalog:
     towers = _index(read_rows(data_dir / "towers.csv", TOWER_COLUMNS), _tower, lambda t: (t.name,), "tower")
     profiles = _index(read_rows(data_dir / "profiles.csv", PROFILE_COLUMNS), _profile,
                       lambda p: (p.profile, p.cloud), "profile")
+    # rates.csv is optional in a hand-made catalog folder: without it every non-compute line is "no rate known".
+    rates = (_index(read_rows(data_dir / "rates.csv", RATE_COLUMNS), rate_from_row,
+                    lambda r: (r.cloud, r.item, r.region), "rate") if (data_dir / "rates.csv").exists() else {})
+    throughput = (_index(read_rows(data_dir / "throughput.csv", THROUGHPUT_COLUMNS), _throughput,
+                         lambda t: (gpu_key(t.gpu_model),), "GPU") if (data_dir / "throughput.csv").exists() else {})
 
     known_gpus = {key for g, _ in gpus.values() for key in gpu_keys(g.model, g.vram_gb)}
     gpu_fix = "Add the model to gpus.csv or use a name from it."
-    for item, row in (*instances.values(), *towers.values()):
+    for item, row in (*instances.values(), *towers.values(), *throughput.values()):
         if gpu_key(item.gpu_model) not in known_gpus:
             raise row.fail("gpu_model", f"gpu_model {item.gpu_model!r} is not in gpus.csv", gpu_fix)
+    by_key = {gpu_key(g.model): g for g, _ in gpus.values()}
+    for tower, row in towers.values():
+        gpu = by_key.get(gpu_key(tower.gpu_model))
+        if gpu is not None and (gpu.vram_gb, gpu.tdp_w) != (tower.gpu_vram_gb, tower.gpu_tdp_w):
+            raise row.fail("gpu_tdp_w", f"{tower.gpu_model} is {tower.gpu_vram_gb:g} GB / {tower.gpu_tdp_w} W here but "
+                           f"{gpu.vram_gb:g} GB / {gpu.tdp_w} W in gpus.csv", "Make the two files agree.")
     for price, row in prices.values():
-        if (price.cloud, price.instance_type) not in instances:
-            raise row.fail("instance_type",
-                           f"{price.cloud} {price.instance_type!r} is not in instance_types.csv",
-                           "Add the type to instance_types.csv first, or fix the name.")
+        check_price_type(price, row, instances)
     for profile, row in profiles.values():
         if (profile.cloud, profile.instance_type) not in instances:
             raise row.fail("instance_type", f"profile {profile.profile!r} points at unknown "
@@ -362,4 +451,13 @@ def _load(data_dir: Path) -> Catalog:
         _towers=[t for t, _ in towers.values()],
         _profiles=values(profiles),
         data_dir=data_dir,
+        _rates=values(rates),
+        _throughput={k[0]: t for k, t in values(throughput).items()},
     )
+
+
+def check_price_type(price: Price, row: Row, instances: dict, fix: str = "") -> None:
+    """A price row must name a type instance_types.csv knows: a typo would otherwise price nothing."""
+    if (price.cloud, price.instance_type) not in instances:
+        raise row.fail("instance_type", f"{price.cloud} {price.instance_type!r} is not in instance_types.csv",
+                       fix or "Add the type to instance_types.csv first, or fix the name.")

@@ -7,7 +7,24 @@ record so any number a user sees can be traced back.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
+
+#: A price or rate whose effective date is older than this (or unknown) is shown as stale.
+STALE_AFTER_DAYS = 90
+
+
+def age_days(effective_date: str | None, today: dt.date) -> int | None:
+    """Days since the figure took effect or was last observed; None when no date is known."""
+    if not effective_date:
+        return None
+    return (today - dt.date.fromisoformat(effective_date)).days
+
+
+def is_stale(effective_date: str | None, today: dt.date) -> bool:
+    """Stale: no known date, or older than STALE_AFTER_DAYS. A list price can change any day."""
+    days = age_days(effective_date, today)
+    return days is None or days > STALE_AFTER_DAYS
 
 
 @dataclass(frozen=True)
@@ -34,7 +51,11 @@ class InstanceType:
 
 @dataclass(frozen=True)
 class Price:
-    """Hourly price of one instance type in one region; None means no price is known."""
+    """Hourly price of one instance type in one region; None means no price is known.
+
+    Two dates travel with it: when the price took effect or was last observed at its
+    source (None: not known), and when the source was read for the catalog.
+    """
 
     cloud: str
     instance_type: str
@@ -42,11 +63,44 @@ class Price:
     on_demand_usd_hr: float | None
     spot_usd_hr: float | None
     source: str
-    date: str
+    effective_date: str | None
+    read_date: str
+
+    @property
+    def date(self) -> str:
+        """The day the figure was read: what `catalog_date` and older callers mean by a row's date."""
+        return self.read_date
 
     def usd_hr(self, spot: bool = False) -> float | None:
         """The price a box pays: spot when asked for, otherwise on-demand."""
         return self.spot_usd_hr if spot else self.on_demand_usd_hr
+
+    def stale(self, today: dt.date) -> bool:
+        return is_stale(self.effective_date, today)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A recurring non-compute charge (disk GB-month, NAT hour, egress GB, key-month) in one region.
+
+    `region` is "*" where the provider states one price for every region.
+    """
+
+    cloud: str
+    item: str
+    region: str
+    usd: float
+    unit: str
+    source: str
+    effective_date: str | None
+    read_date: str
+
+    @property
+    def date(self) -> str:
+        return self.read_date
+
+    def stale(self, today: dt.date) -> bool:
+        return is_stale(self.effective_date, today)
 
 
 @dataclass(frozen=True)
@@ -62,16 +116,45 @@ class GpuModel:
 
 @dataclass(frozen=True)
 class TowerBuild:
-    """A reference on-prem build: what it costs to buy and what it draws, for break-even math."""
+    """A reference on-prem build: what it costs to buy and what it draws, for `nomadrig advise`.
+
+    The hardware fields are those nomadrig's tower rules check (RAM, disk, PSU against GPU and CPU
+    TDP), so every shipped build is held to the same rules as a team's own tower.
+    """
 
     name: str
     gpu_model: str
     gpu_count: int
-    gpu_vram_gb: float
-    gpu_tdp_w: int | None
-    cpu_tdp_w: int | None
-    typical_power_w: int | None
-    parts_cost_usd: float | None
+    gpu_vram_gb: float  # per GPU
+    gpu_tdp_w: int  # per GPU
+    gpu_price_usd: float  # per GPU
+    platform_price_usd: float  # CPU, cooler, board, RAM, SSD, PSU, case
+    cpu_tdp_w: int
+    platform_w: int  # board, RAM, SSD and fans under load (assumption, see towers.csv)
+    idle_w: int  # the whole tower idle, at the wall (assumption)
+    psu_w: int
+    psu_efficiency_pct: float
+    ram_gb: int
+    disk_gb: int
+    source: str
+    date: str
+
+    @property
+    def parts_cost_usd(self) -> float:
+        return round(self.gpu_count * self.gpu_price_usd + self.platform_price_usd, 2)
+
+    @property
+    def load_w(self) -> float:
+        """Wall power while training: GPUs and CPU at their TDP plus the platform, over PSU efficiency."""
+        return (self.gpu_count * self.gpu_tdp_w + self.cpu_tdp_w + self.platform_w) / (self.psu_efficiency_pct / 100)
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Training throughput of a GPU relative to one RTX 3090, with its benchmark source."""
+
+    gpu_model: str
+    train_rel_3090: float
     source: str
     date: str
 
