@@ -39,6 +39,8 @@ def team_file(nomads: int, directory: Path) -> Path:
     data["nomads"] = [dict(base[i % len(base)], name=f"{base[i % len(base)]['name']}{i:03d}") for i in range(nomads)]
     for tower in data.get("towers", []):
         tower["nomads"] = []  # towers name example nomads; the renamed team has other names
+        for names in ("admins", "docker_users"):
+            tower.pop(names, None)
     # A bigger team has a bigger budget; the benchmark measures the plan, not a budget verdict.
     data["budgets"]["monthly_usd"] = max(data["budgets"]["monthly_usd"], 200.0 * nomads)
     path = directory / f"team-{nomads}.yaml"

@@ -12,16 +12,25 @@ from __future__ import annotations
 import difflib
 import re
 import zoneinfo
-from collections.abc import Iterable
-from functools import cached_property
+from collections.abc import Callable, Iterable
+from functools import cache, cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from .errors import BadInputError, InputProblem
+from .errors import BadInputError, InputProblem, ValueProblem, describe_char, first_unprintable, shown
 from .regions import REGIONS_BY_CLOUD
-from .sshkeys import SshKeyProblem, check_public_key
+from .sshkeys import check_public_key
 from .yamlmap import LocatedDocument, PathKey, format_path, load_located
 
 CloudName = Literal["aws", "gcp"]
@@ -39,13 +48,270 @@ RESERVED_NAMES = frozenset({"root", "admin", "ubuntu", "debian", "daemon", "bin"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    """Unknown keys refused, values frozen, and numbers that are numbers.
+
+    Every int and float field has a range; floats must be finite (``.inf`` and
+    ``.nan`` are YAML floats, and no budget or disk size is infinite). YAML's
+    ``true`` and quoted text are refused where a number belongs, though
+    pydantic's lax mode would read them as 1 and as the number, so a typo never
+    becomes a value. Whole-number floats stay accepted for int fields: Pulumi
+    passes numbers back as floats (stacks/tower.py validates them again).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """Refuse true/false and text in a numeric field before pydantic's lax mode converts them."""
+        if isinstance(value, bool | str) and info.field_name in _numeric_fields(cls):
+            kind = ("a yes/no value" if isinstance(value, bool) else
+                    "text (YAML reads an exponent as a number only with a dot: 1.0e+3)"
+                    if re.fullmatch(r"[-+]?\d+[eE][-+]?\d+", value) else "text")
+            raise PydanticCustomError("number_expected", "{shown} is {kind}, not a number.",
+                                      {"shown": shown(value), "kind": kind})
+        return value
+
+
+@cache
+def _numeric_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The model's fields that hold an int or a float (possibly None)."""
+    def numeric(annotation: Any) -> bool:
+        return annotation in (int, float) or (
+            bool(get_args(annotation)) and all(a in (int, float, type(None)) for a in get_args(annotation)))
+
+    return frozenset(name for name, info in model.model_fields.items() if numeric(info.annotation))
 
 
 def _check_name(value: str, what: str) -> str:
-    if not NAME_RE.match(value) or value.endswith("-") or "--" in value:
-        raise ValueError(f"{value!r} is not a valid {what}: use {NAME_RULE} (no trailing or double dash)")
+    if not NAME_RE.fullmatch(value) or value.endswith("-") or "--" in value:
+        raise ValueError(f"{shown(value)} is not a valid {what}: use {NAME_RULE} (no trailing or double dash)")
     return value
+
+
+# ---------------------------------------------------------------- shapes of free text
+# Every string of the team file ends up in a file, a command line, a template or a cloud API call. Each has
+# the strict shape of the thing it names, so a value that is not that thing stops here, with the fix.
+
+GCP_PROJECT_RE = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
+GCE_NAME = r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?"  # RFC 1035 label, as GCE names resources (image families too)
+GCE_FAMILY_RE = re.compile(GCE_NAME)
+GCE_FAMILY_PATH_RE = re.compile(rf"projects/({GCP_PROJECT_RE.pattern})/global/images/family/({GCE_NAME})")
+SSM_SEGMENT = r"[A-Za-z0-9_.-]+"
+SSM_NAME_RE = re.compile(rf"/?{SSM_SEGMENT}(?:/{SSM_SEGMENT}){{0,14}}")  # at most 15 levels of hierarchy
+SSM_ARN_RE = re.compile(r"arn:aws(?:-cn|-us-gov)?:ssm:[a-z]{2}(?:-[a-z]+)+-\d:(\d{12}):parameter"
+                        rf"/{SSM_SEGMENT}(?:/{SSM_SEGMENT}){{0,14}}")
+MAX_SSM_PARAMETER = 2048
+EMAIL_ATOM = r"[A-Za-z0-9!#%&*+/=?^_|~-]+"  # RFC 5322 atext without quote, braces, '$' and backtick
+EMAIL_LOCAL_RE = re.compile(rf"{EMAIL_ATOM}(?:\.{EMAIL_ATOM})*")
+HOST_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+TAG_KEY_RE = re.compile(r"[A-Za-z0-9_.:/=+@-]{1,128}")
+TZ_KEY_RE = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+){0,3}")
+IPV4_RE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+EMAIL_FIX = "Write one address like ada@vision-lab.example (printable ASCII, no quotes, braces, '$' or backticks)."
+
+
+def is_domain_name(value: str) -> bool:
+    """A fully qualified DNS name: at least two labels of letters, digits and inner dashes, 253 characters at most."""
+    labels = value.split(".")
+    return (len(value) <= 253 and len(labels) >= 2 and not labels[-1].isdigit()
+            and all(HOST_LABEL_RE.fullmatch(label) for label in labels))
+
+
+def check_email(value: str) -> str:
+    """An address in RFC 5321's dot-atom form: local@domain, printable ASCII, within the RFC's lengths.
+
+    Addresses land in authorized_keys comments, AWS budget subscriptions and
+    GCP notification channels. RFC 5321 also allows quoted local parts and IP
+    literals; no team needs them and both carry characters that mean something
+    to a shell or a template, so they are refused along with '$', backticks and
+    braces (legal but never seen in a real address).
+    """
+    bad = first_unprintable(value, spaces=False)
+    if bad is not None:
+        raise ValueProblem(f"{shown(value)} is not an e-mail address: it holds {describe_char(bad[1])}.", EMAIL_FIX)
+    local, at, domain = value.rpartition("@")
+    if not at or not local:
+        raise ValueProblem(f"{shown(value)} is not an e-mail address: it has no 'name@' part.", EMAIL_FIX)
+    if len(value) > 254 or len(local) > 64:
+        raise ValueProblem(f"{shown(value)} is not an e-mail address: longer than 254 characters, or 64 before '@'.",
+                           EMAIL_FIX)
+    if not EMAIL_LOCAL_RE.fullmatch(local):
+        raise ValueProblem(f"{shown(value)} is not an e-mail address: the part before '@' may hold letters, digits, "
+                           "dots (not first, last or doubled) and !#%&*+/=?^_|~-.", EMAIL_FIX)
+    if not is_domain_name(domain):
+        raise ValueProblem(f"{shown(value)} is not an e-mail address: {shown(domain)} is not a domain name.",
+                           EMAIL_FIX)
+    return value
+
+
+def check_ssm_parameter(value: str) -> str:
+    """An SSM parameter name (/path/segments) or an SSM parameter ARN; empty means the stacks' default."""
+    if re.fullmatch(r"ami-[0-9a-f]{8,17}", value):
+        raise ValueProblem(f"{shown(value)} is an AMI id; ami_parameter takes the SSM parameter that holds one "
+                           "(so a new image reaches new boxes without editing the team file).",
+                           "Store the id in a parameter of your account (aws ssm put-parameter --name "
+                           "/vision-lab/box-ami --type String --data-type aws:ec2:image --value ami-...) and "
+                           "write its name here.")
+    shaped = SSM_NAME_RE.fullmatch(value) or SSM_ARN_RE.fullmatch(value)
+    if value and not (len(value) <= MAX_SSM_PARAMETER and shaped):
+        raise ValueProblem(
+            f"{shown(value)} is not an SSM parameter name or ARN.",
+            "Write a parameter name like /aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/"
+            "latest/ami-id (letters, digits, _ . - between slashes, at most 15 levels) or an ARN like "
+            "arn:aws:ssm:eu-west-1:123456789012:parameter/team/box-ami; leave it empty for the default image.")
+    return value
+
+
+def ssm_parameter_account(value: str) -> str | None:
+    """The AWS account named by an SSM parameter ARN; None for a name (read in the caller's own account)."""
+    match = SSM_ARN_RE.fullmatch(value)
+    return match.group(1) if match else None
+
+
+def check_image_family(value: str) -> str:
+    """A GCE image family (an RFC 1035 label) or its projects/<project>/global/images/family/<family> path."""
+    if value and not (GCE_FAMILY_RE.fullmatch(value) or GCE_FAMILY_PATH_RE.fullmatch(value)):
+        raise ValueProblem(
+            f"{shown(value)} is not a GCE image family.",
+            "Write a family like common-cu128-ubuntu-2204-nvidia-570 (lowercase letters, digits and dashes, at most "
+            "63) or projects/deeplearning-platform-release/global/images/family/<family>; leave it empty for the "
+            "default image.")
+    return value
+
+
+def image_family_project(value: str) -> str | None:
+    """The project of a projects/<project>/global/images/family/<family> path; None for a bare family."""
+    match = GCE_FAMILY_PATH_RE.fullmatch(value)
+    return match.group(1) if match else None
+
+
+# ---------------------------------------------------------------- the state backend URL
+
+BACKEND_FIX = ("Use file://~/.nomadrig/state (the default), s3://<bucket>[/prefix][?region=<aws region>], "
+               "gs://<bucket>[/prefix], azblob://<container>[/prefix] or https://api.pulumi.com (Pulumi Cloud).")
+PULUMI_CLOUD_URLS = ("https://api.pulumi.com", "https://app.pulumi.com")
+FILE_PATH_RE = re.compile(r"[A-Za-z0-9._~/+-]+")
+PREFIX_RE = re.compile(r"[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*/?")
+S3_QUERY_KEYS = {"region", "profile", "awssdk"}  # which region, which credentials, which SDK: none moves the host
+
+
+def check_backend_url(value: str) -> str:
+    """One of the Pulumi backends nomadrig knows, each in the exact shape of its service.
+
+    The URL reaches the Pulumi CLI and the engine's environment. A newline or
+    space would split it; credentials in it (``user:pass@``) would be read by
+    everyone who can read the team file; another https host would receive the
+    team's state, secrets included; gocloud's ``endpoint=`` and similar query
+    options would send an s3:// URL's traffic elsewhere. Only ``region``,
+    ``profile`` and ``awssdk`` are kept on s3:// URLs: they pick the bucket's
+    region, the local credentials and the SDK, never the host.
+    """
+    bad = first_unprintable(value, spaces=False)
+    if bad is not None:
+        raise ValueProblem(f"the backend URL holds {describe_char(bad[1])} at character {bad[0] + 1}.",
+                           "Write the URL on one line, without spaces. " + BACKEND_FIX)
+    scheme, sep, rest = value.partition("://")
+    check = _BACKEND_CHECKS.get(scheme) if sep else None
+    if check is None:
+        raise ValueProblem(f"{shown(value)} is not a Pulumi backend URL nomadrig uses.", BACKEND_FIX)
+    if "@" in re.split(r"[/?#]", rest, maxsplit=1)[0]:
+        raise ValueProblem(f"{shown(value)} carries credentials (user:password@) that anyone with the team file "
+                           "can read.", "Remove them: the cloud's own login (aws configure, gcloud auth login, "
+                           "pulumi login) supplies credentials.")
+    check(rest)
+    return value
+
+
+def _file_backend(rest: str) -> None:
+    """A local folder: a plain path (~ for the home folder), nothing a shell or a URL parser reads."""
+    if not FILE_PATH_RE.fullmatch(rest):
+        raise ValueProblem(f"{shown('file://' + rest)} is not a plain local path.",
+                           "Write file://~/.nomadrig/state or file:///absolute/dir (letters, digits, . _ - + ~ /).")
+
+
+def _bucket_backend(scheme: str, rest: str, problem_of: Callable[[str], str | None], what: str,
+                    query_keys: set[str]) -> None:
+    """<bucket>[/prefix][?query]: the bucket by its service's naming rules, a plain prefix, known query keys."""
+    location, has_query, query = rest.partition("?")
+    bucket, _, prefix = location.partition("/")
+    problem = problem_of(bucket)
+    if problem:
+        raise ValueProblem(f"{shown(bucket)} is not {what} name: {problem}.", BACKEND_FIX)
+    if prefix and (not PREFIX_RE.fullmatch(prefix) or {".", ".."} & set(prefix.split("/"))):
+        raise ValueProblem(f"{shown(prefix)} is not a plain prefix inside the bucket.",
+                           "Use letters, digits and . _ - between single slashes, e.g. "
+                           f"{scheme}://{bucket}/nomadrig-state.")
+    if has_query:
+        _check_query(scheme, query, query_keys)
+
+
+def _check_query(scheme: str, query: str, allowed: set[str]) -> None:
+    """Each key once, only the allowed ones, each value in its own shape."""
+    seen: set[str] = set()
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key not in allowed or key in seen:
+            keys = ", ".join(sorted(allowed)) or "none"
+            raise ValueProblem(f"{shown(key)} is not a query option nomadrig keeps on {scheme}:// URLs "
+                               f"(or it is repeated).", f"Options kept: {keys}; others can move the traffic "
+                               "to another host. " + BACKEND_FIX)
+        seen.add(key)
+        ok = {"region": value in REGIONS_BY_CLOUD["aws"], "awssdk": value in ("v1", "v2"),
+              "profile": bool(re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value))}[key]
+        if not ok:
+            raise ValueProblem(f"{shown(value)} is not a valid {key}.",
+                               "region: an AWS region name; profile: an AWS CLI profile name; awssdk: v1 or v2.")
+
+
+def _s3_bucket_problem(name: str) -> str | None:
+    """What S3's bucket naming rules say against name, or None."""
+    if not (3 <= len(name) <= 63 and re.fullmatch(r"[a-z0-9][a-z0-9.-]*[a-z0-9]", name)):
+        return "3-63 lowercase letters, digits, dots and dashes, starting and ending with a letter or digit"
+    if ".." in name or IPV4_RE.fullmatch(name):
+        return "no two dots in a row, and not an IP address"
+    if name.startswith(("xn--", "sthree-", "amzn-s3-demo-")) or name.endswith(
+            ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")):
+        return "it starts or ends with a part AWS reserves"
+    return None
+
+
+def _gcs_bucket_problem(name: str) -> str | None:
+    """What Cloud Storage's bucket naming rules say against name, or None."""
+    parts = name.split(".")
+    if not (re.fullmatch(r"[a-z0-9][a-z0-9._-]*[a-z0-9]", name) and 3 <= len(name) <= (222 if len(parts) > 1 else 63)
+            and all(0 < len(part) <= 63 for part in parts)):
+        return ("3-63 lowercase letters, digits, dashes, underscores and dots (up to 222 with dots, 63 between "
+                "them), starting and ending with a letter or digit")
+    if IPV4_RE.fullmatch(name) or name.startswith("goog") or "google" in name or "g00gle" in name:
+        return "not an IP address, and not starting with 'goog' or containing 'google'"
+    return None
+
+
+def _azure_container_problem(name: str) -> str | None:
+    """What Azure's container naming rules say against name, or None."""
+    if 3 <= len(name) <= 63 and re.fullmatch(r"[a-z0-9](?:-?[a-z0-9])*", name):
+        return None
+    return "3-63 lowercase letters, digits and single dashes, starting and ending with a letter or digit"
+
+
+def _https_backend(rest: str) -> None:
+    """Pulumi Cloud only: any other https host would receive the team's state and its secrets."""
+    if f"https://{rest}".rstrip("/") not in PULUMI_CLOUD_URLS:
+        raise ValueProblem(f"{shown('https://' + rest)} is not Pulumi Cloud; nomadrig sends state to no other "
+                           "https host.", "Use https://api.pulumi.com, or a bucket (s3://, gs://, azblob://).")
+
+
+_BACKEND_CHECKS = {
+    "file": _file_backend,
+    "s3": lambda rest: _bucket_backend("s3", rest, _s3_bucket_problem, "an S3 bucket", S3_QUERY_KEYS),
+    "gs": lambda rest: _bucket_backend("gs", rest, _gcs_bucket_problem, "a Cloud Storage bucket", set()),
+    "azblob": lambda rest: _bucket_backend("azblob", rest, _azure_container_problem, "an Azure container", set()),
+    "https": _https_backend,
+}
+
+
+# ---------------------------------------------------------------- the model
 
 
 class AwsCloud(Strict):
@@ -57,8 +323,13 @@ class AwsCloud(Strict):
     @classmethod
     def _account(cls, v: str) -> str:
         if v and not re.fullmatch(r"\d{12}", v):
-            raise ValueError(f"{v!r} is not an AWS account id: 12 digits, quoted in YAML")
+            raise ValueError(f"{shown(v)} is not an AWS account id: 12 digits, quoted in YAML")
         return v
+
+    @field_validator("ami_parameter")
+    @classmethod
+    def _ami(cls, v: str) -> str:
+        return check_ssm_parameter(v)
 
 
 class GcpCloud(Strict):
@@ -70,9 +341,9 @@ class GcpCloud(Strict):
     @field_validator("project")
     @classmethod
     def _project(cls, v: str) -> str:
-        if not re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", v):
+        if not GCP_PROJECT_RE.fullmatch(v):
             raise ValueError(
-                f"{v!r} is not a GCP project id: 6-30 lowercase letters, digits or dashes, starting with a letter"
+                f"{shown(v)} is not a GCP project id: 6-30 lowercase letters, digits or dashes, starting with a letter"
             )
         return v
 
@@ -80,8 +351,13 @@ class GcpCloud(Strict):
     @classmethod
     def _billing(cls, v: str) -> str:
         if v and not re.fullmatch(r"[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}", v):
-            raise ValueError(f"{v!r} is not a billing account id: XXXXXX-XXXXXX-XXXXXX (hex, upper case)")
+            raise ValueError(f"{shown(v)} is not a billing account id: XXXXXX-XXXXXX-XXXXXX (hex, upper case)")
         return v
+
+    @field_validator("image_family")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        return check_image_family(v)
 
 
 class Clouds(Strict):
@@ -102,34 +378,41 @@ class StateBackend(Strict):
     @field_validator("backend_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not re.match(r"^(file://|s3://|gs://|azblob://|https://)", v):
-            raise ValueError(f"{v!r} is not a Pulumi backend URL: use file://, s3://, gs://, azblob:// or https://")
-        return v
+        return check_backend_url(v)
 
 
 class Budgets(Strict):
     monthly_usd: float = Field(gt=0, le=10_000_000)
     box_hourly_cap_usd: float = Field(gt=0, le=1_000)
-    alert_emails: list[str] = Field(default_factory=list)
+    alert_emails: list[str] = Field(default_factory=list, max_length=100)
 
     @field_validator("alert_emails")
     @classmethod
     def _emails(cls, v: list[str]) -> list[str]:
         for address in v:
-            if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", address):
-                raise ValueError(f"{address!r} is not an e-mail address")
+            check_email(address)
         return v
 
 
 class Usage(Strict):
+    """What cost projections assume; `nomadrig cost` shows each assumption beside the lines it drives."""
+
     hours_per_day: float = Field(default=8, gt=0, le=24)
     days_per_month: float = Field(default=21, gt=0, le=31)
+    nat_gb_per_month: float = Field(default=50, ge=0, le=1_000_000)  # per nomad, both ways through the NAT
+    egress_gb_per_month: float = Field(default=10, ge=0, le=1_000_000)  # per nomad, out to the internet
+    snapshot_pct_of_data_disk: float = Field(default=100, ge=0, le=100)  # share of the data disk a snapshot holds
+    snapshots_kept: int = Field(default=1, ge=0, le=100)  # the reaper's snapshots kept per nomad
+    bucket_gb: float = Field(default=100, ge=0, le=10_000_000)  # dataset bucket per team stack
+    bucket_noncurrent_pct: float = Field(default=20, ge=0, le=1000)  # extra GB kept by versioning, % of bucket_gb
 
 
 class RuleOverride(Strict):
     enabled: bool = True
     severity: Severity | None = None
-    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    # Checked against the rule's declared params (names, types, ranges) once the registry is known:
+    # see _rule_override_problems.
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class PolicySettings(Strict):
@@ -137,19 +420,29 @@ class PolicySettings(Strict):
     max_ttl_hours: int = Field(default=336, ge=1, le=8760)
     max_idle_minutes: int = Field(default=240, ge=5, le=1440)
     min_idle_minutes: int = Field(default=10, ge=1, le=1440)
-    spot_required_above_usd: float | None = Field(default=None, gt=0)
+    spot_required_above_usd: float | None = Field(default=None, gt=0, le=1_000)
     max_gpus_per_box: int = Field(default=8, ge=1, le=16)
     allowed_instance_types: list[str] = Field(default_factory=list)
     stopped_destroy_after_hours: int = Field(default=168, ge=1, le=8760)
     tower_min_ram_gb: int = Field(default=32, ge=1, le=4096)
-    tower_min_free_disk_gb: int = Field(default=1000, ge=0)
+    tower_min_free_disk_gb: int = Field(default=1000, ge=0, le=1_000_000)
     tower_data_encryption: Literal["off", "advisory", "mandatory"] = "advisory"
     psu_margin_pct: int = Field(default=20, ge=0, le=100)
     required_tags: list[str] = Field(
         default_factory=lambda: ["nomadrig:managed", "nomadrig:team", "nomadrig:owner", "nomadrig:ttl",
-                                 "nomadrig:idle-minutes"]
+                                 "nomadrig:idle-minutes"], max_length=50,
     )
     rules: dict[str, RuleOverride] = Field(default_factory=dict)
+
+    @field_validator("required_tags")
+    @classmethod
+    def _tags(cls, v: list[str]) -> list[str]:
+        for tag in v:
+            if not TAG_KEY_RE.fullmatch(tag) or tag.lower().startswith("aws:"):
+                raise ValueProblem(f"{shown(tag)} is not a tag key nomadrig can require.",
+                                   "Use 1-128 letters, digits and _ . : / = + - @, not starting with aws: "
+                                   "(e.g. nomadrig:owner).")
+        return v
 
     @model_validator(mode="after")
     def _idle_range(self) -> PolicySettings:
@@ -187,22 +480,18 @@ class Nomad(Strict):
     @field_validator("ssh_key")
     @classmethod
     def _key(cls, v: str) -> str:
-        try:
-            check_public_key(v)
-        except SshKeyProblem as problem:
-            raise ValueError(f"{problem.message} {problem.fix}") from None
+        check_public_key(v)
         return v
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        return check_email(v) if v else v
 
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(v)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            close = difflib.get_close_matches(v, sorted(zoneinfo.available_timezones()), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else " Use an IANA name like 'Europe/Berlin'."
-            raise ValueError(f"{v!r} is not a time zone.{hint}") from None
-        return v
+        return check_timezone(v)
 
     @field_validator("wireguard_public_key")
     @classmethod
@@ -220,9 +509,62 @@ class Nomad(Strict):
         return self
 
 
+@cache
+def check_timezone(value: str) -> str:
+    """An IANA time zone name the system knows (cached: a big team names the same few zones many times)."""
+    fix = "Use an IANA name like 'Europe/Berlin'."
+    if len(value) <= 64 and TZ_KEY_RE.fullmatch(value):
+        try:
+            zoneinfo.ZoneInfo(value)
+            return value
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            close = difflib.get_close_matches(value, sorted(zoneinfo.available_timezones()), n=1)
+            fix = f"Did you mean {close[0]!r}?" if close else fix
+    raise ValueProblem(f"{shown(value)} is not a time zone.", fix)
+
+
 class TowerGpu(Strict):
     model: str
     count: int = Field(default=1, ge=1, le=16)
+
+
+#: A Linux account name as useradd accepts it by default (shadow's NAME_REGEX, without a trailing '$').
+LINUX_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+#: One DNS label: letters, digits and inner dashes (RFC 1123).
+_DNS_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+#: Groups the tower roles create or grant; a nomad account of the same name would take over the group.
+TOWER_MANAGED_GROUPS = frozenset(
+    {"nomads", "nomadrig-admins", "nomadrig-ssh", "video", "render", "docker", "sudo", "admin", "wheel", "adm",
+     "lxd", "libvirt", "disk", "staff", "root"}
+)
+
+
+def check_tower_address(value: str) -> str:
+    """A tower's address must be an IP address or a DNS name and nothing else.
+
+    It reaches ssh's command line, the Ansible inventory and WireGuard's
+    Endpoint line: a leading dash would be read as an ssh option, and a zone
+    id (``%eth0``), brackets or spaces have no meaning in all three.
+    """
+    import ipaddress
+
+    if "%" not in value:
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            pass
+    labels = value.removesuffix(".").split(".")
+    if (
+        0 < len(value) <= 253
+        and all(_DNS_LABEL_RE.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    ):
+        return value
+    raise ValueProblem(
+        f"{shown(value)} is not an IP address or a host name.",
+        "Write an IPv4 or IPv6 address without brackets or zone, or a DNS name of letters, digits, dots and "
+        "inner dashes, e.g. 192.0.2.10 or tower.lab.example.",
+    )
 
 
 class Tower(Strict):
@@ -245,6 +587,12 @@ class Tower(Strict):
     gpu_containers: bool = False
     nomads: list[str] = Field(default_factory=list)
     wireguard_port: int = Field(default=51820, ge=1, le=65535)
+    #: Nomads with passwordless sudo; the others get an account without it.
+    admins: list[str] = Field(default_factory=list)
+    #: Nomads in the docker group (root-equivalent), only where gpu_containers is true.
+    docker_users: list[str] = Field(default_factory=list)
+    #: SSH and the extra TCP ports only over WireGuard; None: on where a nomad of the tower has a WireGuard key.
+    ssh_only_over_wireguard: bool | None = None
 
     @field_validator("name")
     @classmethod
@@ -254,8 +602,17 @@ class Tower(Strict):
     @field_validator("address")
     @classmethod
     def _address(cls, v: str) -> str:
-        if not v or not re.fullmatch(r"[A-Za-z0-9.:\-\[\]]+", v):
-            raise ValueError(f"{v!r} is not a host name or IP address")
+        return check_tower_address(v)
+
+    @field_validator("ssh_user")
+    @classmethod
+    def _ssh_user(cls, v: str) -> str:
+        if not LINUX_USER_RE.fullmatch(v):
+            raise ValueProblem(
+                f"{shown(v)} is not a Linux user name.",
+                "Write the account you log in to the tower as, e.g. admin: lowercase letters, digits, '_' and '-', "
+                "up to 32 characters, starting with a letter or '_'.",
+            )
         return v
 
     @field_validator("driver_branch")
@@ -358,56 +715,83 @@ def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+_NUMBER_FIX = "Write a number in the field's range, without quotes (see examples/team.yaml)."
+#: pydantic's error kinds as (message, fix); {value} is the input as shown, {msg} pydantic's own words.
+_KIND_MESSAGES: dict[str, tuple[str, str]] = {
+    "missing": ("is required but missing.", "Add it (see examples/team.yaml)."),
+    **dict.fromkeys(("greater_than", "greater_than_equal", "less_than", "less_than_equal"),
+                    ("{value} is out of range: {msg}.", "Use a value within the range.")),
+    "too_short": ("must not be empty.", "List at least one entry."),
+    "too_long": ("has too many entries: {msg}.", "Shorten the list."),
+    **dict.fromkeys(("model_type", "dict_type"),
+                    ("expected a mapping of keys, got {value}.", "Write 'key: value' lines indented under it.")),
+    "list_type": ("expected a list, got {value}.", "Write '- item' lines or [a, b]."),
+    **dict.fromkeys(("int_type", "int_parsing"), ("{value} is not a whole number.", _NUMBER_FIX)),
+    "int_parsing_size": ("{value} is far beyond the field's range.", _NUMBER_FIX),
+    "int_from_float": ("{value} is not a whole number.", "Drop the decimals."),
+    **dict.fromkeys(("float_type", "float_parsing"), ("expected a number, got {value}.", _NUMBER_FIX)),
+    "finite_number": ("{value} is not a finite number (.inf and .nan are not amounts).", _NUMBER_FIX),
+    "number_expected": ("{msg}", _NUMBER_FIX),
+    **dict.fromkeys(("bool_type", "bool_parsing"), ("expected true or false, got {value}.", "Write true or false.")),
+}
+
+
 def _pydantic_problems(exc: ValidationError, doc: LocatedDocument) -> list[InputProblem]:
+    """Each pydantic error as a located problem: the field path, the value as shown, and the fix."""
     problems = []
     for err in exc.errors(include_url=False):
         loc: PathKey = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        path = format_path(loc)
-        value = err.get("input")
-        kind = err["type"]
-        line = doc.line_of(loc)
-        if kind == "extra_forbidden":
-            parent = _model_at(loc[:-1])
-            allowed = sorted(parent.model_fields) if parent else []
-            problems.append(
-                InputProblem(path, f"unknown key {loc[-1]!r}.",
-                             f"Allowed here: {', '.join(allowed)}.{_did_you_mean(loc[-1], allowed)}", line)
-            )
-        elif kind == "missing":
-            problems.append(InputProblem(path, "is required but missing.", "Add it (see examples/team.yaml).", line))
-        elif kind == "literal_error":
-            expected = err.get("ctx", {}).get("expected", "")
-            choices = re.findall(r"'([^']*)'", expected)
-            problems.append(
-                InputProblem(path, f"{value!r} is not allowed.",
-                             f"Allowed: {', '.join(choices)}.{_did_you_mean(value, choices)}", line)
-            )
-        elif kind == "value_error":
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(InputProblem(path or "(top level)", msg, "", line))
-        elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-            problems.append(InputProblem(path, f"{value!r} is out of range: {err['msg'].lower()}.",
-                                         "Use a value within the range.", line))
-        elif kind == "too_short":
-            problems.append(InputProblem(path, "must not be empty.", "List at least one entry.", line))
-        elif kind in ("model_type", "dict_type"):
-            problems.append(InputProblem(path or "(top level)", f"expected a mapping of keys, got {value!r}.",
-                                         "Write 'key: value' lines indented under it.", line))
-        elif kind == "string_type":
-            problems.append(InputProblem(path, f"{value!r} must be text, not a {type(value).__name__}.",
-                                         f'Quote it in YAML: "{value}".', line))
-        elif kind == "list_type":
-            problems.append(InputProblem(path, f"expected a list, got {value!r}.",
-                                         "Write '- item' lines or [a, b].", line))
-        else:
-            problems.append(InputProblem(path, f"{value!r}: {err['msg']}.", "", line))
+        message, fix = _explain(err, loc)
+        problems.append(InputProblem(format_path(loc) or "(top level)", message, fix, doc.line_of(loc)))
     return problems
+
+
+def _explain(err: Any, loc: PathKey) -> tuple[str, str]:
+    """What is wrong and what to do, for one pydantic error at loc."""
+    value, kind = err.get("input"), err["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        allowed = sorted(parent.model_fields) if parent else []
+        return (f"unknown key {shown(loc[-1])}.",
+                f"Allowed here: {', '.join(allowed)}.{_did_you_mean(loc[-1], allowed)}")
+    if kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", err.get("ctx", {}).get("expected", ""))
+        return f"{shown(value)} is not allowed.", f"Allowed: {', '.join(choices)}.{_did_you_mean(value, choices)}"
+    if kind == "value_error":
+        error = err.get("ctx", {}).get("error")
+        if isinstance(error, ValueProblem):
+            return error.message, error.fix
+        return str(err["msg"]).removeprefix("Value error, "), ""
+    if kind == "string_type":
+        return (f"{shown(value)} must be text, not a {type(value).__name__}.",
+                f'Quote it in YAML: "{value}".' if isinstance(value, int | float) else "Write it as quoted text.")
+    message, fix = _KIND_MESSAGES.get(kind, ("{value}: {msg}.", ""))
+    return message.format(value=shown(value), msg=err["msg"][:1].lower() + err["msg"][1:]), fix
+
+
+def _rule_override_problems(policy: PolicySettings) -> list[tuple[PathKey, str, str]]:
+    """Overrides name known rules and give each only the params it declares, of their type and range."""
+    from .policy import registry
+
+    found: list[tuple[PathKey, str, str]] = []
+    known_rules = {rule.id for rule in registry.all_rules()}
+    for rule_id, override in policy.rules.items():
+        if rule_id not in known_rules:
+            found.append((("policy", "rules", rule_id), f"unknown rule id {shown(rule_id)}.",
+                          f"See `nomadrig policy list`.{_did_you_mean(rule_id, known_rules)}"))
+            continue
+        rule = registry.get_rule(rule_id)
+        for name, value in override.params.items():
+            try:
+                registry.check_param(rule, name, value)
+            except registry.ParamProblem as problem:
+                found.append((("policy", "rules", rule_id, "params", name), problem.message, problem.fix))
+    return found
 
 
 def _semantic_problems(team: Team, doc: LocatedDocument) -> list[InputProblem]:
     """Checks that span fields or need the catalog: the same form as shape errors."""
     from .catalog import load_catalog
-    from .policy import registry
 
     catalog = load_catalog()
     problems: list[InputProblem] = []
@@ -422,16 +806,13 @@ def _semantic_problems(team: Team, doc: LocatedDocument) -> list[InputProblem]:
         known = REGIONS_BY_CLOUD[cloud]
         for i, region in enumerate(team.clouds.regions(cloud)):
             if region not in known:
-                add(("clouds", cloud, "regions", i), f"{region!r} is not a {cloud.upper()} region.",
+                add(("clouds", cloud, "regions", i), f"{shown(region)} is not a {cloud.upper()} region.",
                     f"Use a {cloud.upper()} region name.{_did_you_mean(region, known)}")
-    known_rules = {rule.id for rule in registry.all_rules()}
-    for rule_id in team.policy.rules:
-        if rule_id not in known_rules:
-            add(("policy", "rules", rule_id), f"unknown rule id {rule_id!r}.",
-                f"See `nomadrig policy list`.{_did_you_mean(rule_id, known_rules)}")
+    for path, message, fix in _rule_override_problems(team.policy):
+        add(path, message, fix)
     for i, type_name in enumerate(team.policy.allowed_instance_types):
         if not any(catalog.instance(c, type_name) for c in ("aws", "gcp")):
-            add(("policy", "allowed_instance_types", i), f"{type_name!r} is not in the catalog.",
+            add(("policy", "allowed_instance_types", i), f"{shown(type_name)} is not in the catalog.",
                 "See `nomadrig catalog` for the known types.")
 
     seen: dict[str, int] = {}
@@ -456,18 +837,18 @@ def _semantic_problems(team: Team, doc: LocatedDocument) -> list[InputProblem]:
         allowed = team.clouds.regions(cloud)
         region = nomad.region or allowed[0]
         if region not in REGIONS_BY_CLOUD[cloud]:
-            add((*base, "region"), f"{region!r} is not a {cloud.upper()} region.",
+            add((*base, "region"), f"{shown(region)} is not a {cloud.upper()} region.",
                 f"Use one of the team's {cloud} regions: {', '.join(allowed)}.{_did_you_mean(region, allowed)}")
             continue
         if region not in allowed:
-            add((*base, "region"), f"{region!r} is outside the team's allowed {cloud} regions (data residency).",
+            add((*base, "region"), f"{shown(region)} is outside the team's allowed {cloud} regions (data residency).",
                 f"Use one of: {', '.join(allowed)}, or add it to clouds.{cloud}.regions if your data may live there.")
             continue
         if nomad.gpu_profile:
             profile = catalog.profile(nomad.gpu_profile, cloud)
             if profile is None:
                 names = sorted({p.profile for p in catalog.profiles() if p.cloud == cloud})
-                add((*base, "gpu_profile"), f"{nomad.gpu_profile!r} is not a {cloud} GPU profile.",
+                add((*base, "gpu_profile"), f"{shown(nomad.gpu_profile)} is not a {cloud} GPU profile.",
                     f"Use one of: {', '.join(names)}.{_did_you_mean(nomad.gpu_profile, names)}")
                 continue
             type_name, type_path = profile.instance_type, (*base, "gpu_profile")
@@ -476,12 +857,12 @@ def _semantic_problems(team: Team, doc: LocatedDocument) -> list[InputProblem]:
         instance = catalog.instance(cloud, type_name)
         if instance is None:
             names = [t.instance_type for t in catalog.instance_types(cloud)]
-            add(type_path, f"{type_name!r} is not a known {cloud} GPU instance type.",
+            add(type_path, f"{shown(type_name)} is not a known {cloud} GPU instance type.",
                 f"See `nomadrig catalog --cloud {cloud}`.{_did_you_mean(type_name, names)}")
             continue
         if catalog.price(cloud, type_name, region) is None:
             offered = sorted(p.region for p in catalog.prices() if p.cloud == cloud and p.instance_type == type_name)
-            add(type_path, f"{type_name!r} is not offered in {region} according to the catalog.",
+            add(type_path, f"{shown(type_name)} is not offered in {region} according to the catalog.",
                 f"Pick another type or region; the catalog has it in: {', '.join(offered) or 'no region'}.")
         if not (team.policy.min_idle_minutes <= nomad.idle_minutes <= team.policy.max_idle_minutes):
             add((*base, "idle_minutes"),
@@ -513,7 +894,35 @@ def _semantic_problems(team: Team, doc: LocatedDocument) -> list[InputProblem]:
                 names = [g.model for g in catalog.gpu_models()]
                 add((*base, "gpus", j, "model"), f"{gpu.model!r} is not a GPU model the catalog knows.",
                     f"Use one of: {', '.join(names)}.{_did_you_mean(gpu.model, names)}")
+        for path, message, fix in _tower_access_problems(tower, base, [n.name for n in team.nomads]):
+            add(path, message, fix)
     return problems
+
+
+def _tower_access_problems(tower: Tower, base: PathKey, team_nomads: list[str]) -> list[tuple[PathKey, str, str]]:
+    """Who may do what on a tower, as (path, message, fix): admins and docker users need an account there.
+
+    A name that is no account on the tower would grant nothing today and, the
+    day that nomad is added, root without anyone having chosen it.
+    """
+    found: list[tuple[PathKey, str, str]] = []
+    holders = list(tower.nomads) or team_nomads
+    for field_name in ("admins", "docker_users"):
+        for j, who in enumerate(getattr(tower, field_name)):
+            if who not in holders:
+                found.append(((*base, field_name, j), f"{who!r} has no account on tower {tower.name!r}.",
+                              f"Use nomads of this tower: {', '.join(holders) or 'none'}."
+                              f"{_did_you_mean(who, holders)}"))
+    if tower.docker_users and not tower.gpu_containers:
+        found.append(((*base, "docker_users"),
+                      "lists docker users but gpu_containers is false, so the tower has no docker.",
+                      "Set gpu_containers: true, or remove docker_users (docker is root-equivalent)."))
+    for j, who in enumerate(holders):
+        if who in TOWER_MANAGED_GROUPS:
+            path = (*base, "nomads", j) if tower.nomads else ("nomads", team_nomads.index(who), "name")
+            found.append((path, f"{who!r} is a group the tower roles manage; an account of that name would own it.",
+                          "Rename the nomad."))
+    return found
 
 
 def parse_team(text: str, filename: str = "<team>") -> Team:

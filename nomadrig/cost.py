@@ -53,20 +53,17 @@ CLOUD_NAT_MAX_VMS = 32  # cloud.google.com/nat/pricing: the per-VM hourly charge
 
 @dataclass(frozen=True)
 class Assumptions:
-    """The usage a projection assumes; each has a documented default a team file can override.
+    """The usage a projection assumes: the team file's `usage:` (`config.Usage` holds the
+    documented defaults, so a caller without a team gets the same figures)."""
 
-    The traffic and bucket settings are read from `team.usage` when the team file has them
-    (getattr with these defaults until config.Usage declares them).
-    """
-
-    hours_per_day: float = 8.0
-    days_per_month: float = 21.0
-    nat_gb_per_month: float = 50.0  # per nomad, both directions through the NAT (packages, downloads)
-    egress_gb_per_month: float = 10.0  # per nomad, out to the internet (results, checkpoints pulled home)
-    snapshot_pct_of_data_disk: float = 100.0  # first snapshot = used blocks; 100 = a full data volume
-    snapshots_kept: int = 1  # the reaper's last snapshot of each nomad's data volume
-    bucket_gb: float = 100.0  # dataset bucket per team stack, current versions
-    bucket_noncurrent_pct: float = 20.0  # versioning keeps overwritten objects: extra GB as % of bucket_gb
+    hours_per_day: float
+    days_per_month: float
+    nat_gb_per_month: float  # per nomad, both directions through the NAT (packages, downloads)
+    egress_gb_per_month: float  # per nomad, out to the internet (results, checkpoints pulled home)
+    snapshot_pct_of_data_disk: float  # first snapshot = used blocks; 100 = a full data volume
+    snapshots_kept: int  # the reaper's last snapshots of each nomad's data volume
+    bucket_gb: float  # dataset bucket per team stack, current versions
+    bucket_noncurrent_pct: float  # versioning keeps overwritten objects: extra GB as % of bucket_gb
 
     @property
     def running_hours(self) -> float:
@@ -74,10 +71,11 @@ class Assumptions:
         return self.hours_per_day * self.days_per_month
 
     @classmethod
-    def from_usage(cls, usage: Usage | Any | None) -> Assumptions:
-        if usage is None:
-            return cls()
-        return cls(**{name: getattr(usage, name, default) for name, default in cls().__dict__.items()})
+    def from_usage(cls, usage: Usage | None) -> Assumptions:
+        from .config import Usage
+
+        usage = usage if usage is not None else Usage()
+        return cls(**{name: getattr(usage, name) for name in cls.__dataclass_fields__})
 
     def as_dict(self) -> dict[str, float]:
         return dict(self.__dict__)

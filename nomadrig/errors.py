@@ -6,8 +6,16 @@ One place defines the exit codes so the CLI, the docs and the tests agree:
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
+
+#: Printable ASCII is what free-text fields that reach files, command lines and templates may hold.
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+_UNPRINTABLE_OR_SPACE = re.compile(r"[^\x21-\x7e]")
+_SHOWN_CHARS = 60
 
 
 class ExitCode(IntEnum):
@@ -30,6 +38,37 @@ class InputProblem:
         where = f"{file}:{self.line}" if self.line else file
         head = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
         return f"{head}\n  {self.fix}" if self.fix else head
+
+
+def shown(value: Any) -> str:
+    """A value as a message quotes it: its repr, cut short so a pasted megabyte stays one line."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({len(text):,} characters)"
+
+
+def describe_char(char: str) -> str:
+    """Name a character for a message; the invisible ones (CR, U+2028, NUL...) by code point and name."""
+    if "!" <= char <= "~":  # printable ASCII but the space
+        return repr(char)
+    name = unicodedata.name(char, "") or {"\n": "LINE FEED", "\r": "CARRIAGE RETURN", "\t": "TAB",
+                                          "\x0b": "LINE TABULATION", "\x0c": "FORM FEED", "\x00": "NUL",
+                                          "\x85": "NEXT LINE", "\x1b": "ESCAPE"}.get(char, "a control character")
+    return f"U+{ord(char):04X} ({name.lower()})"
+
+
+def first_unprintable(text: str, spaces: bool = True) -> tuple[int, str] | None:
+    """Where text first leaves printable ASCII (or holds a space, when spaces is False): (index, character)."""
+    match = (_UNPRINTABLE if spaces else _UNPRINTABLE_OR_SPACE).search(text)
+    return (match.start(), match.group()) if match else None
+
+
+class ValueProblem(ValueError):
+    """A value of the wrong shape, with what to do about it (validators raise it; messages show both)."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
 
 
 class NomadrigError(Exception):

@@ -129,6 +129,7 @@ def with_(base: dict, **changes) -> dict:
 CASES: dict[str, tuple[object, object, str]] = {
     "SPEC-001": (box(), box(region="us-west-2"), "us-west-2"),
     "SPEC-002": (box(), box(), ""),  # replaced below: needs a context with a list
+    "SPEC-004": (TeamPlan("vision-lab", (box(),)), TeamPlan("vision-lab", (box(),)), ""),  # below: needs clouds
     "SPEC-003": (box(), box(gpu_count=8, instance_type="p4d.24xlarge"), "8 GPUs"),
     "COST-001": (box(), box(on_demand_usd_hr=12.0), "$12.00/h"),
     "COST-002": (box(on_demand_usd_hr=4.5, spot=True), box(on_demand_usd_hr=4.5), "not spot"),
@@ -239,7 +240,7 @@ CASES: dict[str, tuple[object, object, str]] = {
     ),
     "SEC-020": (
         res("aws:iam/rolePolicyAttachment:RolePolicyAttachment",
-            policyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"),
+            policyArn="arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy"),
         res("aws:iam/rolePolicyAttachment:RolePolicyAttachment", policyArn="arn:aws:iam::aws:policy/AdministratorAccess"),
         "AdministratorAccess",
     ),
@@ -289,6 +290,18 @@ CASES: dict[str, tuple[object, object, str]] = {
         ),
         "public access prevention",
     ),
+    "SEC-021": (
+        res("aws:s3/bucketAclV2:BucketAclV2", bucket="vl-data", acl="private"),
+        res("aws:s3/bucketAclV2:BucketAclV2", bucket="vl-data", acl="public-read"),
+        "public-read",
+    ),
+    "SEC-022": (
+        res("gcp:storage/bucketIAMMember:BucketIAMMember", bucket="vl-data", role="roles/storage.objectViewer",
+            member="serviceAccount:box@vision-lab.iam.gserviceaccount.com"),
+        res("gcp:storage/bucketIAMMember:BucketIAMMember", bucket="vl-data", role="roles/storage.objectViewer",
+            member="allUsers"),
+        "allUsers",
+    ),
 }
 
 
@@ -312,7 +325,7 @@ def test_rule_passes_good_input(rule_id):
     assert verdicts_of(rule_id, good) == []
 
 
-@pytest.mark.parametrize("rule_id", sorted(set(CASES) - {"SPEC-002"}))
+@pytest.mark.parametrize("rule_id", sorted(set(CASES) - {"SPEC-002", "SPEC-004"}))
 def test_rule_denies_bad_input(rule_id):
     _, bad, word = CASES[rule_id]
     verdicts = verdicts_of(rule_id, bad)
@@ -326,6 +339,29 @@ def test_allowed_instance_types_denies_others():
     assert verdicts_of("SPEC-002", box(instance_type="g4dn.xlarge"), ctx) == []
     [verdict] = verdicts_of("SPEC-002", box(), ctx)
     assert "g5.xlarge" in verdict.message and "g4dn.xlarge" in verdict.fix
+
+
+def test_box_images_from_a_foreign_account_or_project_are_denied():
+    from nomadrig.config import Clouds
+
+    own = Clouds.model_validate({
+        "aws": {"account_id": "123456789012", "regions": ["eu-west-1"],
+                "ami_parameter": "arn:aws:ssm:eu-west-1:123456789012:parameter/team/box-ami"},
+        "gcp": {"project": "vision-lab-research", "regions": ["us-central1"],
+                "image_family": "projects/deeplearning-platform-release/global/images/family/common-cu128"},
+    })
+    foreign = Clouds.model_validate({
+        "aws": {"account_id": "123456789012", "regions": ["eu-west-1"],
+                "ami_parameter": "arn:aws:ssm:eu-west-1:999999999999:parameter/free-gpu-ami"},
+        "gcp": {"project": "vision-lab-research", "regions": ["us-central1"],
+                "image_family": "projects/someone-elses-project/global/images/family/fast-ml"},
+    })
+    team = TeamPlan("vision-lab", (box(),))
+    assert verdicts_of("SPEC-004", team, dataclasses.replace(CTX, clouds=own)) == []
+    denied = verdicts_of("SPEC-004", team, dataclasses.replace(CTX, clouds=foreign))
+    assert len(denied) == 2 and all(v.mandatory and v.fix for v in denied), denied
+    assert any("999999999999" in v.message for v in denied) and any("someone-elses-project" in v.message
+                                                                     for v in denied)
 
 
 def test_unknown_price_is_advisory_not_a_pass():
@@ -374,3 +410,10 @@ def test_wildcard_action_in_a_role_inline_policy_is_denied():
         {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})}])
     [verdict] = verdicts_of("SEC-011", role)
     assert "allows *" in verdict.message
+
+
+def test_ssm_managed_instance_core_is_denied_because_it_reads_every_parameter():
+    attachment = res("aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+                     policyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
+    [verdict] = verdicts_of("SEC-020", attachment)
+    assert "AmazonSSMManagedInstanceCore" in verdict.message and "Session Manager" in verdict.fix

@@ -326,6 +326,90 @@ CASES = [
         "alert_emails: [finance]",
     ),
     (
+        "bool-as-number",
+        replace_once("    data_disk_gb: 500", "    data_disk_gb: true"),
+        "nomads[0].data_disk_gb",
+        ["true is a yes/no value, not a number"],
+        "data_disk_gb: true",
+    ),
+    (
+        "infinite-budget",
+        replace_once("monthly_usd: 6000", "monthly_usd: .inf"),
+        "budgets.monthly_usd",
+        ["not a finite number"],
+        "monthly_usd: .inf",
+    ),
+    (
+        "nan-usage",
+        replace_once("hours_per_day: 8", "hours_per_day: .nan"),
+        "usage.hours_per_day",
+        ["not a finite number"],
+        "hours_per_day: .nan",
+    ),
+    (
+        "integer-past-python-limit",
+        replace_once("monthly_usd: 6000", "monthly_usd: " + "9" * 5000),
+        "budgets.monthly_usd",
+        ["5,000 digits"],
+        "monthly_usd: 999",
+    ),
+    (
+        "recursive-alias",
+        replace_once("team: vision-lab", "team: &x [*x]"),
+        "",
+        ["recursive alias"],
+        "team: &x",
+    ),
+    (
+        "unknown-rule-param",
+        replace_once("COST-004: {severity: mandatory}", "COST-004: {severity: mandatory, params: {warn_at: 90}}"),
+        "policy.rules.COST-004.params.warn_at",
+        ["has no parameter 'warn_at'", "warn_at_pct (a whole number, 1-100, default 80)"],
+        "params: {warn_at: 90}",
+    ),
+    (
+        "rule-param-wrong-type",
+        replace_once("COST-004: {severity: mandatory}", "COST-004: {params: {warn_at_pct: true}}"),
+        "policy.rules.COST-004.params.warn_at_pct",
+        ["yes/no value", "takes a whole number"],
+        "warn_at_pct: true",
+    ),
+    (
+        "email-with-a-space",
+        replace_once("email: ada@vision-lab.example", 'email: "ada lovelace@vision-lab.example"'),
+        "nomads[0].email",
+        ["not an e-mail address", "U+0020"],
+        "ada lovelace",
+    ),
+    (
+        "key-comment-with-carriage-return",
+        replace_once(ADA_KEY, f'"{ADA_KEY.rsplit(" ", 1)[0]} ada\\rcommand=\\"id\\" ssh-ed25519 AAAA"'),
+        "nomads[0].ssh_key",
+        ["U+000D (carriage return)", "printable ASCII"],
+        "ada\\rcommand",
+    ),
+    (
+        "backend-on-another-https-host",
+        replace_once("backend_url: file://~/.nomadrig/state", "backend_url: https://state.evil.example"),
+        "state.backend_url",
+        ["not Pulumi Cloud", "https://api.pulumi.com"],
+        "state.evil.example",
+    ),
+    (
+        "ami-id-instead-of-parameter",
+        replace_once('ami_parameter: ""', 'ami_parameter: "ami-0123456789abcdef0"'),
+        "clouds.aws.ami_parameter",
+        ["is an AMI id", "put-parameter"],
+        "ami-0123456789abcdef0",
+    ),
+    (
+        "image-family-as-url",
+        replace_once('image_family: ""', 'image_family: "https://evil.example/image"'),
+        "clouds.gcp.image_family",
+        ["not a GCE image family"],
+        "evil.example/image",
+    ),
+    (
         "tower-name-is-a-nomad",
         replace_once("  - name: basement", "  - name: ada"),
         "towers[0].name",
@@ -392,3 +476,17 @@ def test_defaults_fill_optional_sections():
     assert team.state.backend_url == "file://~/.nomadrig/state"
     assert team.policy.allow_public_ip is False
     assert re.match(r"\d", str(team.usage.hours_per_day))
+
+
+def test_a_team_read_back_with_numbers_as_floats_is_the_same_team():
+    """Pulumi hands a dynamic provider its inputs with every number a float (stacks/tower.py validates them)."""
+    team = load_team(EXAMPLE)
+
+    def floats(value):
+        if isinstance(value, dict):
+            return {k: floats(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [floats(v) for v in value]
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    assert type(team).model_validate(floats(team.model_dump(mode="json"))) == team

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from ..config import Budgets, PolicySettings, Team, Usage
+    from ..config import Budgets, Clouds, PolicySettings, Team, Usage
 
 
 class Severity(StrEnum):
@@ -71,6 +71,7 @@ class PolicyContext:
     usage: Usage | None = None
     allowed_regions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     params: Mapping[str, Any] = field(default_factory=dict)
+    clouds: Clouds | None = None  # the team's accounts, projects and image overrides (team rules)
 
     @classmethod
     def from_team(cls, team: Team) -> PolicyContext:
@@ -79,6 +80,7 @@ class PolicyContext:
             budgets=team.budgets,
             usage=team.usage,
             allowed_regions={c: tuple(team.clouds.regions(c)) for c in team.clouds.configured()},
+            clouds=team.clouds,
         )
 
     @classmethod
@@ -102,7 +104,8 @@ class Rule:
     kind: RuleKind
     func: RuleFunc
     applies_to: tuple[str, ...] = ()  # resource type tokens, for resource rules
-    params: Mapping[str, Any] = field(default_factory=dict)  # documented defaults
+    params: Mapping[str, Any] = field(default_factory=dict)  # documented defaults; their types are the params' types
+    param_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # inclusive, for numeric params
     description: str = ""
 
     def applies(self, type_token: str) -> bool:

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from . import TeamPlan
 
 SUPPORTED_TOWER_OS = ("ubuntu-22.04", "ubuntu-24.04", "ubuntu-26.04", "debian-12", "debian-13")
+#: GCP projects that publish public images: Deep Learning VM, ML images, and the OS images Google builds.
+GCP_PUBLIC_IMAGE_PROJECTS = ("deeplearning-platform-release", "ml-images", "debian-cloud", "ubuntu-os-cloud",
+                             "ubuntu-os-accelerator-images", "cos-cloud")
 
 
 @spec_rule(id="SPEC-001", title="Boxes stay in the team's allowed regions (data residency)",
@@ -84,7 +87,7 @@ def spot_above_price(box: BoxSpec, ctx: PolicyContext) -> Iterable[Violation]:
 
 
 @spec_rule(id="COST-004", title="Projected monthly team cost within the budget", severity=Severity.ADVISORY,
-           kind="team", params={"warn_at_pct": 80})
+           kind="team", params={"warn_at_pct": 80}, ranges={"warn_at_pct": (1, 100)})
 def team_budget(plan: TeamPlan, ctx: PolicyContext) -> Iterable[Violation]:
     from ..cost import team_projection
 
@@ -109,6 +112,43 @@ def team_budget(plan: TeamPlan, ctx: PolicyContext) -> Iterable[Violation]:
             f"no price known for {', '.join(projection.unknown)}: the projection leaves them out",
             "run `nomadrig catalog refresh` where credentials exist",
             severity=Severity.ADVISORY,
+        )
+
+
+@spec_rule(id="SPEC-004", title="Box images come from the team's own account or project, or a known public publisher",
+           severity=Severity.MANDATORY, kind="team")
+def image_publisher(plan: TeamPlan, ctx: PolicyContext) -> Iterable[Violation]:
+    """Whoever owns the image owns every box that boots it: the team, AWS or a public Google image project.
+
+    AWS: a parameter name is read in the team's own account (names under
+    /aws/service/ are AWS's public ones, and no one else may create names
+    starting with aws); an ARN names its account, which must be
+    clouds.aws.account_id. GCP: the stacks pass a bare family to the provider,
+    which looks for it in the team's project, then in Google's public OS
+    projects: both fine. A projects/<project>/... path must name the team's
+    project or one of GCP_PUBLIC_IMAGE_PROJECTS.
+    """
+    from ..config import image_family_project, ssm_parameter_account
+
+    clouds = ctx.clouds
+    aws = clouds.aws if clouds else None
+    if aws and aws.ami_parameter:
+        owner = ssm_parameter_account(aws.ami_parameter)
+        if owner is not None and owner != aws.account_id:
+            yield Violation(
+                f"team {plan.team}: clouds.aws.ami_parameter is a parameter of AWS account {owner}, not the team's "
+                f"({aws.account_id or 'clouds.aws.account_id is not set'}); that account chooses the image every AWS "
+                "box boots",
+                "use a parameter of the team's account (a plain /path name) or AWS's under /aws/service/, "
+                "or set clouds.aws.account_id if that account is the team's",
+            )
+    gcp = clouds.gcp if clouds else None
+    project = image_family_project(gcp.image_family) if gcp and gcp.image_family else None
+    if gcp and project is not None and project != gcp.project and project not in GCP_PUBLIC_IMAGE_PROJECTS:
+        yield Violation(
+            f"team {plan.team}: clouds.gcp.image_family is in project {project}, neither the team's ({gcp.project}) "
+            "nor a known public image publisher; that project's owners choose the image every GCP box boots",
+            f"use a family of {gcp.project} or of {', '.join(GCP_PUBLIC_IMAGE_PROJECTS)}",
         )
 
 
