@@ -2,9 +2,17 @@
 
 The only module that talks to ansible-runner. A run gets a private data dir
 (0700) under ``~/.nomadrig/runs/<timestamp>-<tower>/`` holding the rendered
-inventory, the variables, ansible-runner's artefacts and the run report
-(``report.json`` + ``summary.txt``), so a failed run can be read afterwards
-and a tower's WireGuard key is on record.
+inventory (``inventory/hosts.yml``), the variables (``env/extravars``),
+ansible-runner's artefacts and the run report (``report.json`` +
+``summary.txt``), so a failed run can be read afterwards and a tower's
+WireGuard key is on record.
+
+Two guarantees hold for every run. Every string handed to Ansible, in the
+variables and in the inventory, is marked ``!unsafe``, so text from the team
+file is never evaluated as a template on the admin's machine. And the child
+gets a scrubbed environment (``scrubbed_env``): cloud credentials, tokens and
+the passphrase neither reach ansible-playbook nor the run dir, where
+ansible-runner records the child's whole environment.
 
 Modes: ``apply`` (playbooks/tower.yml), ``check`` (the same in Ansible's check
 mode with diffs: nothing on the tower changes) and ``verify``
@@ -23,10 +31,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
 
 from .config import Nomad, Team, Tower
 from .errors import BadInputError, CloudError, InputProblem
+
+if TYPE_CHECKING:
+    from ansible_runner import Runner
 
 Mode = Literal["apply", "check", "verify"]
 MODES: tuple[Mode, ...] = ("apply", "check", "verify")
@@ -52,6 +65,8 @@ PLAYBOOKS: dict[Mode, str] = {"apply": "tower.yml", "check": "tower.yml", "verif
 
 #: The tower's WireGuard address space; the tower is .1, nomads follow in team-file order.
 WIREGUARD_NETWORK = IPv4Network("10.77.0.0/24")
+#: The tower's WireGuard interface: remote_access creates it, hardening may admit SSH only through it.
+WIREGUARD_INTERFACE = "wg0"
 TOWER_PUBLIC_KEY_FILE = "/etc/wireguard/nomadrig-tower.pub"
 _WG_KEY_RE = re.compile(r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")
 
@@ -86,6 +101,16 @@ def wireguard_address(position: int) -> str:
     if position + 1 >= len(hosts):
         raise ValueError(f"more than {len(hosts) - 1} nomads do not fit in {WIREGUARD_NETWORK}")
     return f"{hosts[position + 1]}/32"
+
+
+def ssh_only_over_wireguard(tower: Tower, nomads: list[Nomad]) -> bool:
+    """Whether the firewall admits SSH only through the tunnel: the tower says, else yes where one exists.
+
+    The tunnel exists for a tower once one of its nomads has a WireGuard key.
+    """
+    if tower.ssh_only_over_wireguard is not None:
+        return tower.ssh_only_over_wireguard
+    return any(n.wireguard_public_key for n in nomads)
 
 
 def _gpu_vars(team: Team, tower: Tower) -> list[dict[str, Any]]:
@@ -131,8 +156,12 @@ def tower_vars(team: Team, tower: Tower, *, overrides: Mapping[str, Any] | None 
         "preflight_cpu_tdp_w": tower.cpu_tdp_watts,
         "preflight_psu_watts": tower.psu_watts,
         "base_nomads": [{"name": n.name, "ssh_key": n.ssh_key, "comment": n.email or n.name} for n in nomads],
+        "base_admins": list(tower.admins),
+        "base_docker_users": list(tower.docker_users) if tower.gpu_containers else [],
         "hardening_ssh_port": tower.ssh_port,
         "hardening_wireguard_port": tower.wireguard_port,
+        "hardening_ssh_only_over_wireguard": ssh_only_over_wireguard(tower, nomads),
+        "hardening_wireguard_interface": WIREGUARD_INTERFACE,
         "nvidia_driver_channel": tower.driver_channel,
         "nvidia_driver_branch": tower.driver_branch,
         "cuda_channel": tower.driver_channel,
@@ -142,6 +171,7 @@ def tower_vars(team: Team, tower: Tower, *, overrides: Mapping[str, Any] | None 
         "frameworks_device": "cuda" if tower.gpus else "cpu",
         "gpu_containers_enabled": tower.gpu_containers,
         "remote_access_wireguard_port": tower.wireguard_port,
+        "remote_access_interface": WIREGUARD_INTERFACE,
         "remote_access_network": str(WIREGUARD_NETWORK),
         "remote_access_peers": [
             {"name": n.name, "public_key": n.wireguard_public_key, "address": wireguard_address(i)}
@@ -178,6 +208,8 @@ def inventory(tower: Tower, *, ssh_key_file: Path | None, strict_host_keys: bool
     }
     if ssh_key_file is not None:
         host["ansible_ssh_private_key_file"] = str(Path(ssh_key_file).expanduser())
+        # Offer only this key: agent keys tried first would use up sshd's MaxAuthTries (hardening sets 3).
+        host["ansible_ssh_extra_args"] = "-o IdentitiesOnly=yes"
     if not strict_host_keys:
         host["ansible_ssh_common_args"] = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
     return {"towers": {"hosts": {tower.name: host}}}
@@ -192,6 +224,120 @@ def find_tower(team: Team, name: str) -> Tower:
     raise BadInputError(
         "team file", [InputProblem("towers", f"no tower named {name!r} (towers: {known}).", "Use one of those names.")]
     )
+
+
+# -- handing inputs to Ansible ------------------------------------------------------
+
+
+class _UnsafeDumper(yaml.SafeDumper):
+    """YAML in which every string, key or value, is tagged ``!unsafe``: Ansible never templates it."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True  # an anchor would share one tagged node; plain copies are simpler to audit
+
+
+def _represent_unsafe(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    # Double quotes with escapes: newlines, NUL, U+2028 and the like come back byte for byte.
+    return dumper.represent_scalar("!unsafe", value, style='"')
+
+
+_UnsafeDumper.add_representer(str, _represent_unsafe)
+
+
+def unsafe_yaml(data: Any) -> str:
+    """data as YAML for Ansible with every string marked ``!unsafe``, whatever its depth or origin.
+
+    Team-file text (names, e-mails, key comments, addresses) must never be
+    evaluated as a template: ``{{ lookup('pipe', ...) }}`` in a value would run
+    on the admin's machine. Marking every string, not a list of known fields,
+    keeps a field added later just as inert. Numbers and booleans stay typed.
+    """
+    return yaml.dump(data, Dumper=_UnsafeDumper, allow_unicode=False, width=1 << 30, sort_keys=False)
+
+
+def write_ansible_inputs(private_dir: Path, variables: Mapping[str, Any] | None, hosts: Mapping[str, Any]) -> Path:
+    """Write the extra variables (``env/extravars``) and the inventory as unsafe YAML; return the inventory.
+
+    ansible-runner would write them as JSON, which cannot carry ``!unsafe``,
+    so nomadrig writes both files itself and hands ansible-runner their paths.
+    """
+    for sub in ("env", "inventory"):
+        (private_dir / sub).mkdir(mode=0o700, exist_ok=True)
+    if variables is not None:
+        _write_private(private_dir / "env" / "extravars", unsafe_yaml(dict(variables)))
+    inventory_file = private_dir / "inventory" / "hosts.yml"
+    _write_private(inventory_file, unsafe_yaml(dict(hosts)))
+    return inventory_file
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it names hosts, users and key paths)."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.write(text)
+
+
+#: Variables a playbook run keeps from nomadrig's own environment, by name or prefix. Everything
+#: else (cloud credentials, NOMADRIG_PASSPHRASE, tokens) never reaches ansible-playbook, nor the
+#: artefacts in which ansible-runner records the child's whole environment (artifacts/*/command).
+_ENV_KEEP = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "SSH_AUTH_SOCK"})
+_ENV_KEEP_PREFIXES = ("LC_", "ANSIBLE_")
+#: A kept ANSIBLE_* variable is dropped all the same when its name says it holds a secret.
+_SECRET_NAME_RE = re.compile(r"PASS|TOKEN|SECRET|CRED|KEY|AUTH", re.IGNORECASE)
+
+
+def _kept_from_environment(name: str) -> bool:
+    """Whether a variable of the caller's environment may reach the playbook (an allowlist)."""
+    if name in _ENV_KEEP:
+        return True
+    return name.startswith(_ENV_KEEP_PREFIXES) and not _SECRET_NAME_RE.search(name)
+
+
+def scrubbed_env(child_env: Mapping[str, str], inherited: Mapping[str, str], ours: Mapping[str, str]) -> dict[str, str]:
+    """The environment ansible-runner built for its child, less what it copied from ours unasked.
+
+    ansible-runner seeds the child with a copy of ``inherited`` (``os.environ``)
+    and then adds its own settings and nomadrig's (``ours``). What nomadrig set,
+    and any value that differs from the inherited one (ansible-runner's), stays;
+    an inherited variable stays only if ``_kept_from_environment`` allows its name.
+    """
+    return {
+        name: value
+        for name, value in child_env.items()
+        if name in ours or inherited.get(name) != value or _kept_from_environment(name)
+    }
+
+
+def _runner_env(project_root: Path, *, strict_host_keys: bool = True) -> dict[str, str]:
+    """The playbook's settings. ansible-playbook sits beside this Python, which a user who runs
+    `.venv/bin/nomadrig` without activating the venv does not have on PATH."""
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", os.defpath)
+    return {
+        "PATH": path if venv_bin in path.split(os.pathsep) else os.pathsep.join([venv_bin, path]),
+        "ANSIBLE_ROLES_PATH": str(project_root / "roles"),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        # ansible-runner turns host key checking off unless told otherwise.
+        "ANSIBLE_HOST_KEY_CHECKING": "True" if strict_host_keys else "False",
+    }
+
+
+def _run_ansible(private_dir: Path, project_root: Path, *, strict_host_keys: bool, **kwargs: Any) -> Runner:
+    """Run ansible-runner with a scrubbed environment; return its Runner (status, rc, events).
+
+    ``ansible_runner.run`` is ``init_runner`` then ``Runner.run``; between the
+    two the child's environment is final but unused, so it is filtered there,
+    before anything is spawned or recorded.
+    """
+    from ansible_runner.interface import init_runner
+
+    ours = _runner_env(project_root, strict_host_keys=strict_host_keys)
+    runner = init_runner(private_data_dir=str(private_dir), envvars=dict(ours), quiet=True, **kwargs)
+    runner.config.env = scrubbed_env(runner.config.env, os.environ, ours)
+    runner.run()
+    return runner
 
 
 # -- the run report ---------------------------------------------------------------
@@ -216,6 +362,8 @@ class RunReport:
     changed_tasks: list[str] = field(default_factory=list)
     failed_tasks: list[dict[str, str]] = field(default_factory=list)
     role_seconds: dict[str, float] = field(default_factory=dict)
+    #: What the roles said for the operator to read (their "WARNING:" and "NOTE:" messages).
+    notes: list[str] = field(default_factory=list)
     tower_public_key: str | None = None
     run_dir: str = ""
 
@@ -245,6 +393,7 @@ class RunReport:
             lines += [f"    - {name}" for name in self.changed_tasks]
         for failure in self.failed_tasks:
             lines.append(f"  FAILED: {failure['task']}: {failure['msg']}")
+        lines += [f"  {note}" for note in self.notes]
         if self.tower_public_key:
             lines.append(f"  WireGuard public key: {self.tower_public_key}")
         lines.append(f"  run dir: {self.run_dir}")
@@ -252,6 +401,8 @@ class RunReport:
 
 
 ProgressCallback = Callable[[str, str, int, int | None], None]
+#: A role's debug message that starts with one of these is meant for the operator: it goes in the report.
+NOTE_PREFIXES = ("WARNING:", "NOTE:")
 
 
 def _failure_message(result: Mapping[str, Any]) -> str:
@@ -295,6 +446,10 @@ class _EventCollector:
             result = data.get("res", {}) or {}
             if kind == "runner_on_ok" and result.get("changed"):
                 self.report.changed_tasks.append(label)
+            message = result.get("msg")
+            noted = isinstance(message, str) and message.startswith(NOTE_PREFIXES)
+            if kind == "runner_on_ok" and noted and message not in self.report.notes:
+                self.report.notes.append(message)
             if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
                 message = _failure_message(result)
                 self.report.failed_tasks.append({"task": label, "msg": str(message)[:2000]})
@@ -326,6 +481,21 @@ class RunOptions:
     strict_host_keys: bool = True
     progress: ProgressCallback | None = None
     fetch_public_key: bool = True
+    #: Another playbook of playbooks/ for the mode, e.g. ``access.yml`` (accounts, sudo, SSH, firewall only).
+    playbook: str | None = None
+
+
+def _playbook(mode: Mode, options: RunOptions) -> Path:
+    """The playbook file a run uses: the mode's, or the one the options name (a file of playbooks/)."""
+    name = options.playbook or PLAYBOOKS[mode]
+    folder = options.project_root / "playbooks"
+    known = sorted(p.name for p in folder.glob("*.yml"))
+    if name not in known:
+        raise BadInputError(
+            "arguments",
+            [InputProblem("playbook", f"{name!r} is not a playbook in {folder}.", f"Use one of: {', '.join(known)}.")],
+        )
+    return folder / name
 
 
 def _new_run_dir(runs_dir: Path, tower: Tower) -> Path:
@@ -338,21 +508,6 @@ def _new_run_dir(runs_dir: Path, tower: Tower) -> Path:
     return run_dir
 
 
-def _runner_env(project_root: Path) -> dict[str, str]:
-    """The playbook's environment. ansible-playbook sits beside this Python, which a user who runs
-    `.venv/bin/nomadrig` without activating the venv does not have on PATH."""
-    venv_bin = str(Path(sys.executable).parent)
-    path = os.environ.get("PATH", os.defpath)
-    return {
-        "PATH": path if venv_bin in path.split(os.pathsep) else os.pathsep.join([venv_bin, path]),
-        "ANSIBLE_ROLES_PATH": str(project_root / "roles"),
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_PIPELINING": "True",
-        "ANSIBLE_RETRY_FILES_ENABLED": "False",
-    }
-
-
 def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions | None = None) -> RunReport:
     """Run one mode against one tower and return (and save) its report.
 
@@ -360,16 +515,14 @@ def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions |
     CloudError when Ansible could not be started at all; a run in which tasks
     failed returns a report with ``succeeded`` false.
     """
-    import ansible_runner
-
     if mode not in MODES:
         raise BadInputError("arguments", [InputProblem("mode", f"{mode!r} is not a mode.", f"Use one of {MODES}.")])
     options = options or RunOptions()
     tower = find_tower(team, tower_name)
     variables = tower_vars(team, tower, overrides=options.overrides)
-    playbook = options.project_root / "playbooks" / PLAYBOOKS[mode]
-    if not playbook.exists():
-        raise CloudError(f"{playbook} does not exist: run nomadrig from its repository checkout.")
+    if not (options.project_root / "playbooks").is_dir():
+        raise CloudError(f"{options.project_root / 'playbooks'} does not exist: run nomadrig from its checkout.")
+    playbook = _playbook(mode, options)
     run_dir = _new_run_dir(options.runs_dir, tower)
     report = RunReport(
         tower=tower.name,
@@ -379,20 +532,18 @@ def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions |
         run_dir=str(run_dir),
     )
     hosts = inventory(tower, ssh_key_file=options.ssh_key_file, strict_host_keys=options.strict_host_keys)
-    (run_dir / "inventory.json").write_text(json.dumps(hosts, indent=2))
-    (run_dir / "vars.json").write_text(json.dumps(variables, indent=2))
+    inventory_file = write_ansible_inputs(run_dir, variables, hosts)
     collector = _EventCollector(report, options.progress, total=None)
     started = time.monotonic()
     try:
-        result = ansible_runner.run(
-            private_data_dir=str(run_dir),
+        result = _run_ansible(
+            run_dir,
+            options.project_root,
+            strict_host_keys=options.strict_host_keys,
             playbook=str(playbook),
-            inventory=hosts,
-            extravars=variables,
+            inventory=str(inventory_file),
             cmdline="--check --diff" if mode == "check" else None,
-            envvars=_runner_env(options.project_root),
             event_handler=collector,
-            quiet=True,
         )
     except Exception as exc:  # ansible-runner raises plain exceptions for a broken setup
         raise CloudError(f"ansible-runner could not start: {exc}. Its files are in {run_dir}.") from exc
@@ -402,11 +553,22 @@ def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions |
         stdout = (run_dir / "artifacts").glob("*/stdout")
         tail = next((p.read_text(errors="replace")[-2000:] for p in stdout), "")
         report.failed_tasks.append({"task": "(ansible-playbook)", "msg": f"rc {result.rc}: {tail}"})
+    if any("Host key verification failed" in failure["msg"] for failure in report.failed_tasks):
+        report.notes.append(_unknown_host_key_note(tower))
     if mode == "apply" and report.succeeded and options.fetch_public_key:
         report.tower_public_key = read_tower_public_key(team, tower.name, options)
     (run_dir / "report.json").write_text(report.to_json())
     (run_dir / "summary.txt").write_text(report.summary() + "\n")
     return report
+
+
+def _unknown_host_key_note(tower: Tower) -> str:
+    """What to do when ssh does not know the tower's host key: nomadrig checks host keys and never trusts blindly."""
+    return (
+        f"NOTE: ssh does not know {tower.address}'s host key. Connect once with "
+        f"`ssh -p {tower.ssh_port} {tower.ssh_user}@{tower.address}`, compare the fingerprint with the one the "
+        "tower shows (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on its console), accept it, run again."
+    )
 
 
 def read_tower_public_key(team: Team, tower_name: str, options: RunOptions | None = None) -> str | None:
@@ -417,21 +579,20 @@ def read_tower_public_key(team: Team, tower_name: str, options: RunOptions | Non
     import base64
     import tempfile
 
-    import ansible_runner
-
     options = options or RunOptions()
     tower = find_tower(team, tower_name)
     hosts = inventory(tower, ssh_key_file=options.ssh_key_file, strict_host_keys=options.strict_host_keys)
     with tempfile.TemporaryDirectory(prefix="nomadrig-slurp-") as private:
-        result = ansible_runner.run(
-            private_data_dir=private,
+        inventory_file = write_ansible_inputs(Path(private), None, hosts)
+        result = _run_ansible(
+            Path(private),
+            options.project_root,
+            strict_host_keys=options.strict_host_keys,
             host_pattern="towers",
             module="ansible.builtin.slurp",
             module_args=f"src={TOWER_PUBLIC_KEY_FILE}",
-            inventory=hosts,
+            inventory=str(inventory_file),
             cmdline="--become",
-            envvars=_runner_env(options.project_root),
-            quiet=True,
         )
         for event in result.events:
             if event.get("event") == "runner_on_ok":
@@ -464,6 +625,7 @@ def peer_configs(team: Team, tower: Tower, tower_public_key: str) -> dict[str, s
     """
     configs: dict[str, str] = {}
     tower_address = next(WIREGUARD_NETWORK.hosts())
+    endpoint_host = f"[{tower.address}]" if ":" in tower.address else tower.address  # IPv6 needs brackets
     for position, nomad in enumerate(tower_nomads(team, tower)):
         note = (
             ""
@@ -482,7 +644,7 @@ def peer_configs(team: Team, tower: Tower, tower_public_key: str) -> dict[str, s
             "\n"
             "[Peer]\n"
             f"PublicKey = {tower_public_key}\n"
-            f"Endpoint = {tower.address}:{tower.wireguard_port}\n"
+            f"Endpoint = {endpoint_host}:{tower.wireguard_port}\n"
             f"AllowedIPs = {tower_address}/32\n"
             "PersistentKeepalive = 25\n"
         )

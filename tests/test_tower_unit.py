@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from nomadrig.catalog import load_catalog
 from nomadrig.cli_tower import parse_overrides
-from nomadrig.config import Team, TowerGpu, load_team
+from nomadrig.config import Team, TowerGpu, load_team, parse_team
 from nomadrig.errors import BadInputError
 from nomadrig.tower import (
     RunReport,
@@ -244,3 +245,155 @@ def test_a_failed_loop_reports_the_failed_items_messages() -> None:
     assert report.failed_tasks == [
         {"task": "frameworks : Install the frameworks", "msg": "jax: No module named 'packaging'"}
     ]
+
+
+# -- who may do what on a tower ------------------------------------------------------------
+
+
+def test_sudo_goes_to_the_towers_admins_only(team: Team) -> None:
+    assert tower_vars(team, team.towers[0])["base_admins"] == team.towers[0].admins == ["ada"]
+    team = with_tower(team, admins=["linus"])
+    assert tower_vars(team, team.towers[0])["base_admins"] == ["linus"]
+    unset = with_tower(team, admins=[])
+    assert tower_vars(unset, unset.towers[0])["base_admins"] == []  # no admins: no nomad has sudo
+
+
+def test_admins_default_to_nobody() -> None:
+    from nomadrig.config import Tower
+
+    assert Tower.model_fields["admins"].get_default(call_default_factory=True) == []
+
+
+def test_docker_users_reach_the_role_only_where_the_tower_runs_docker(team: Team) -> None:
+    with_docker = with_tower(team, gpu_containers=True, docker_users=["ada"])
+    assert tower_vars(with_docker, with_docker.towers[0])["base_docker_users"] == ["ada"]
+    # A team built without validation must still not hand docker out without docker.
+    without = with_tower(team, gpu_containers=False, docker_users=["ada"])
+    assert tower_vars(without, without.towers[0])["base_docker_users"] == []
+
+
+def test_ssh_only_over_wireguard_follows_the_tunnel_unless_the_tower_says(team: Team) -> None:
+    tower = team.towers[0]
+    assert tower_vars(team, tower)["hardening_ssh_only_over_wireguard"] is False  # nobody has a WireGuard key
+    keyed = with_wireguard_keys(team, {"ada": WG_KEY_ADA})
+    assert tower_vars(keyed, keyed.towers[0])["hardening_ssh_only_over_wireguard"] is True
+    off = with_tower(keyed, ssh_only_over_wireguard=False)
+    assert tower_vars(off, off.towers[0])["hardening_ssh_only_over_wireguard"] is False
+    keyed_elsewhere = with_wireguard_keys(team, {"grace": WG_KEY_ADA})  # grace has no account on this tower
+    assert tower_vars(keyed_elsewhere, keyed_elsewhere.towers[0])["hardening_ssh_only_over_wireguard"] is False
+
+
+def test_hardening_and_remote_access_name_the_same_wireguard_interface(team: Team) -> None:
+    v = tower_vars(team, team.towers[0])
+    assert v["hardening_wireguard_interface"] == v["remote_access_interface"]
+
+
+def _team_text(**tower_fields: object) -> str:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["towers"][0].update(tower_fields)
+    return yaml.safe_dump(data)
+
+
+@pytest.mark.parametrize(
+    "fields, path, words",
+    [
+        ({"admins": ["grace"]}, "towers[0].admins[0]", "no account on tower"),
+        ({"admins": ["nobody"]}, "towers[0].admins[0]", "no account on tower"),
+        ({"docker_users": ["grace"], "gpu_containers": True}, "towers[0].docker_users[0]", "no account on tower"),
+        ({"docker_users": ["ada"], "gpu_containers": False}, "towers[0].docker_users", "gpu_containers is false"),
+    ],
+)
+def test_tower_access_names_must_be_the_towers_nomads(fields: dict[str, object], path: str, words: str) -> None:
+    with pytest.raises(BadInputError) as error:
+        parse_team(_team_text(**fields), "team.yaml")
+    problems = {p.path: p for p in error.value.problems}
+    assert path in problems, error.value.render()
+    assert words in problems[path].message
+    assert problems[path].fix and problems[path].line
+
+
+def test_admins_and_docker_users_of_the_tower_validate(team: Team) -> None:
+    parsed = parse_team(_team_text(admins=["ada"], docker_users=["linus"], gpu_containers=True), "team.yaml")
+    assert (parsed.towers[0].admins, parsed.towers[0].docker_users) == (["ada"], ["linus"])
+
+
+def test_a_nomad_named_like_a_group_the_roles_manage_is_refused() -> None:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["nomads"][0]["name"] = "docker"
+    data["towers"][0]["nomads"] = ["docker", "linus"]
+    with pytest.raises(BadInputError) as error:
+        parse_team(yaml.safe_dump(data), "team.yaml")
+    assert "towers[0].nomads[0]" in error.value.render()
+    assert "group" in error.value.render()
+
+
+# -- what reaches Ansible ---------------------------------------------------------------------
+
+
+def test_every_string_handed_to_ansible_is_marked_unsafe_and_round_trips(tmp_path: Path) -> None:
+    from nomadrig.tower import unsafe_yaml, write_ansible_inputs
+
+    variables = {"base_nomads": [{"name": "{{ x }}", "n": 1, "ok": True, "none": None}], "k\n": "a\u2028\x00b"}
+    text = unsafe_yaml(variables)
+    assert text.isascii()
+    assert '!unsafe "{{ x }}"' in text and '!unsafe "k\\n"' in text
+    assert ": 1" in text and ": true" in text  # numbers and booleans keep their type
+
+    class Loader(yaml.SafeLoader):
+        """Reads !unsafe as Ansible does, as the plain string."""
+
+    Loader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+    assert yaml.load(text, Loader=Loader) == variables
+    inventory_file = write_ansible_inputs(tmp_path, variables, {"towers": {"hosts": {"t": {"ansible_user": "a"}}}})
+    assert stat.S_IMODE((tmp_path / "env" / "extravars").stat().st_mode) == 0o600
+    assert stat.S_IMODE(inventory_file.stat().st_mode) == 0o600
+    assert inventory_file.read_text().startswith('!unsafe "towers"')
+
+
+def test_inventory_offers_only_the_given_key(team: Team, tmp_path: Path) -> None:
+    host = inventory(team.towers[0], ssh_key_file=tmp_path / "id")["towers"]["hosts"][team.towers[0].name]
+    assert host["ansible_ssh_extra_args"] == "-o IdentitiesOnly=yes"  # agent keys would use up MaxAuthTries
+    host = inventory(team.towers[0], ssh_key_file=None)["towers"]["hosts"][team.towers[0].name]
+    assert "ansible_ssh_extra_args" not in host  # with no key given, the agent's keys are the way in
+
+
+def test_a_run_names_a_playbook_of_the_project_or_is_refused(team: Team, tmp_path: Path) -> None:
+    from nomadrig.tower import RunOptions, run
+
+    with pytest.raises(BadInputError) as error:
+        run(team, team.towers[0].name, "apply", RunOptions(playbook="../../etc/x.yml", runs_dir=tmp_path))
+    assert "access.yml" in error.value.render()  # the fix lists the playbooks there are
+
+
+def test_tower_yml_runs_the_access_playbook_between_preflight_and_the_gpu_stack() -> None:
+    plays = yaml.safe_load((EXAMPLE.parents[1] / "playbooks" / "tower.yml").read_text())
+    assert [p.get("ansible.builtin.import_playbook") for p in plays] == [None, "access.yml", None]
+    assert [r["role"] for r in plays[0]["roles"]] == ["preflight"]
+    access = yaml.safe_load((EXAMPLE.parents[1] / "playbooks" / "access.yml").read_text())
+    assert [r["role"] for r in access[0]["roles"]] == ["base", "hardening"]
+
+
+def test_the_roles_notes_and_warnings_reach_the_report() -> None:
+    report = RunReport(tower="t1", host="h", mode="apply", started="now")
+    collect = _EventCollector(report, None, total=None)
+    note = "NOTE: locked 1 account(s) whose nomad is no longer on this tower: bob."
+    collect(_event("runner_on_ok", "Report the accounts locked", "base", res={"msg": note}))
+    collect(_event("runner_on_ok", "Report the accounts locked", "base", res={"msg": note}))  # said once
+    collect(_event("runner_on_ok", "Show the key", "remote_access", res={"msg": "Tower WireGuard public key: x"}))
+    assert report.notes == [note]
+    assert note in report.summary()
+    assert RunReport.from_json(report.to_json()).notes == [note]
+
+
+def test_an_ipv6_tower_endpoint_is_bracketed(team: Team) -> None:
+    team = with_tower(team, address="2001:db8::10")
+    config = peer_configs(team, team.towers[0], WG_KEY_LINUS)["ada"]
+    assert f"Endpoint = [2001:db8::10]:{team.towers[0].wireguard_port}" in config
+
+
+def test_host_keys_are_checked_unless_the_options_relax_it(tmp_path: Path) -> None:
+    from nomadrig.tower import _runner_env
+
+    # ansible-runner sets ANSIBLE_HOST_KEY_CHECKING=False itself when nobody says otherwise.
+    assert _runner_env(tmp_path)["ANSIBLE_HOST_KEY_CHECKING"] == "True"
+    assert _runner_env(tmp_path, strict_host_keys=False)["ANSIBLE_HOST_KEY_CHECKING"] == "False"
