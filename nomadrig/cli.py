@@ -8,15 +8,19 @@ imported inside the commands that use them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from .cli_common import (
+    INTERRUPTED,
     DataTable,
     JsonOption,
     TeamFileOption,
     console,
     emit_json,
+    err_console,
+    error_object,
     handle_errors,
     load_team_file,
     resolve_team_file,
@@ -30,7 +34,7 @@ app = typer.Typer(
     help="Cloud GPU boxes, on-prem GPU towers and idle teardown for a small ML team, from one team file.",
     epilog=EPILOG,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -41,15 +45,39 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(policy_app, name="policy")
 
 
+def _version(value: bool) -> None:
+    """--version: print the installed version and stop (eager: before any command or team file is read)."""
+    if value:
+        from . import __version__
+
+        console.print(f"nomadrig {__version__}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Cloud GPU boxes, on-prem GPU towers and idle teardown for a small ML team, from one team file."""
+
+
 @app.command()
 @handle_errors
 def validate(
-    file: Path = typer.Argument(None, help="Team file (default: $NOMADRIG_TEAM, ./team.yaml, ./examples/team.yaml).",
+    team_file: Path = TeamFileOption,
+    file: Path = typer.Argument(None, help="Deprecated: use --team FILE (the positional file still works).",
                                 show_default=False),
     json_out: bool = JsonOption,
 ) -> None:
     """Check a team file; every problem names the file, line, field and fix (exit 2)."""
-    path = resolve_team_file(file)
+    if file is not None and team_file is not None and file != team_file:
+        from .errors import BadInputError, InputProblem
+
+        raise BadInputError("command line", [InputProblem("FILE", f"two team files given: {file} and --team "
+                                                                  f"{team_file}.", "Pass only --team FILE.")])
+    if file is not None:
+        err_console.print("note: `nomadrig validate FILE` is deprecated; use `nomadrig validate --team FILE`.",
+                          markup=False, soft_wrap=True)
+    path = resolve_team_file(team_file or file)
     team = load_team_file(path)
     if json_out:
         emit_json({"file": str(path), "valid": True, "team": team.team, "nomads": len(team.nomads),
@@ -70,80 +98,97 @@ def catalog_list(
     max_price: float = typer.Option(None, help="Maximum USD per hour."),
     spot: bool = typer.Option(False, help="Filter and sort by spot price."),
     towers: bool = typer.Option(False, "--towers", help="List tower builds instead."),
+    rates: bool = typer.Option(False, "--rates", help="List storage, network and key rates instead."),
     json_out: bool = JsonOption,
 ) -> None:
-    """List GPU instance types and prices (or tower builds), filtered."""
+    """List GPU instance types and prices (or tower builds, or rates), filtered; prices older than 90 days are stale."""
     if ctx.invoked_subcommand:
         return
+    import datetime as dt
+
     from .catalog import load_catalog
+    from .catalog import report as catalog_report
 
     cat = load_catalog()
     if cloud and cloud not in ("aws", "gcp"):
         from .errors import BadInputError, InputProblem
 
         raise BadInputError("catalog", [InputProblem("--cloud", f"{cloud!r} is not a cloud.", "Use aws or gcp.")])
+    today = dt.date.today()
     if towers:
         rows = cat.towers()
         if json_out:
-            emit_json([t.__dict__ for t in rows])
+            emit_json([catalog_report.tower_dict(t) for t in rows])
             return
-        table = DataTable(title=f"tower builds (catalog {cat.catalog_date})")
-        for col in ("build", "GPUs", "VRAM GB", "GPU TDP W", "typical W", "parts $", "source"):
-            table.add_column(col)
-        for t in rows:
-            table.add_row(t.name, f"{t.gpu_count}x {t.gpu_model}", f"{t.gpu_vram_gb * t.gpu_count:g}",
-                          str(t.gpu_tdp_w), str(t.typical_power_w),
-                          f"{t.parts_cost_usd:,.0f}" if t.parts_cost_usd is not None else "unknown", t.source)
-        console.print(table)
+        console.print(catalog_report.towers_table(rows, cat.catalog_date))
+        return
+    if rates:
+        found_rates = [r for r in cat.rates()
+                       if (not cloud or r.cloud == cloud) and (not region or r.region in (region, "*"))]
+        if json_out:
+            emit_json([catalog_report.rate_dict(r, today) for r in found_rates])
+            return
+        console.print(catalog_report.rates_table(found_rates, today))
         return
     found = cat.search(cloud=cloud, region=region, gpu_model=gpu, min_vram_gb=min_vram, max_usd_hr=max_price,
                        spot=spot)
     if json_out:
-        emit_json([{**it.__dict__, "total_vram_gb": it.total_vram_gb, "region": p.region,
-                    "on_demand_usd_hr": p.on_demand_usd_hr, "spot_usd_hr": p.spot_usd_hr,
-                    "price_source": p.source, "price_date": p.date} for it, p in found])
+        emit_json([catalog_report.price_dict(it, p, today) for it, p in found])
         return
-    table = DataTable(title=f"GPU instance types (catalog {cat.catalog_date})")
-    for col in ("cloud", "type", "GPUs", "VRAM GB", "vCPU", "RAM GB", "region", "$/h", "spot $/h"):
-        table.add_column(col, justify="right" if col in ("VRAM GB", "vCPU", "RAM GB", "$/h", "spot $/h") else "left")
-    for it, p in found:
-        table.add_row(it.cloud, it.instance_type, f"{it.gpu_count}x {it.gpu_model}", f"{it.total_vram_gb:g}",
-                      str(it.vcpu), f"{it.ram_gb:g}", p.region, _money(p.on_demand_usd_hr), _money(p.spot_usd_hr))
-    console.print(table)
+    console.print(catalog_report.prices_table(found, today, cat.catalog_date))
+    for line in catalog_report.footer(cat, [p for _, p in found], today):
+        console.print(line, markup=False)
     if not found:
         console.print("no instance type matches these filters", markup=False)
-
-
-def _money(value: float | None) -> str:
-    return f"{value:.3f}" if value is not None else "unknown"
 
 
 @catalog_app.command("refresh")
 @handle_errors
 def catalog_refresh(
-    team_file: Path = TeamFileOption,
-    cloud: list[str] = typer.Option(None, "--cloud", help="Refresh only this cloud (repeatable)."),
-    out: Path = typer.Option(None, help="Catalog folder to write (default: $NOMADRIG_CATALOG or ~/.nomadrig/catalog)."),
+    cloud: list[str] = typer.Option(None, "--cloud", help="Refresh only this cloud (repeatable; default: both)."),
+    region: list[str] = typer.Option(None, "--region", help="Refresh this region (repeatable; default: every "
+                                                            "region the catalog prices, plus the team's)."),
+    team_file: Path = typer.Option(None, "--team", "-t", help="Also refresh the regions this team file allows "
+                                                              "(read even if the file does not validate yet)."),
+    out: Path = typer.Option(None, help="Refreshed catalog folder (default: $NOMADRIG_CATALOG or "
+                                        "$NOMADRIG_HOME/catalog)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Fetch and print what would change; write nothing."),
     json_out: bool = JsonOption,
 ) -> None:
-    """Rebuild cloud prices for the team's regions from the AWS Price List API and GCP Cloud Billing Catalog.
+    """Refresh cloud prices from the AWS Price List API and the GCP Cloud Billing Catalog, merging, never dropping.
 
-    Needs credentials; writes nothing unless the whole refresh succeeds. Later commands read the refreshed catalog.
+    Needs credentials; writes nothing unless every fetch succeeds, keeps the previous refresh in previous/,
+    and `nomadrig catalog reset` returns to the packaged catalog. Later commands read the refreshed prices.
     """
-    from .catalog.loader import refreshed_data_dir
     from .catalog.refresh import refresh
+    from .catalog.refreshed import refreshed_data_dir
+    from .catalog.report import refresh_lines, refresh_targets
 
-    team = load_team_file(team_file)
-    clouds = cloud or team.clouds.configured()
-    out_dir = out or refreshed_data_dir()
-    report = refresh(clouds, {c: team.clouds.regions(c) for c in clouds}, out_dir)
-    summary = {"path": str(report.path), "refreshed": len(report.refreshed), "kept": len(report.kept),
-               "dropped_outside_allowed_regions": len(report.dropped)}
+    clouds, regions = refresh_targets(cloud, region, team_file)
+    report = refresh(clouds, regions, out or refreshed_data_dir(), dry_run=dry_run)
     if json_out:
-        emit_json(summary)
+        emit_json(report.as_dict())
+        return
+    for line in refresh_lines(report):
+        console.print(line, markup=False)
+
+
+@catalog_app.command("reset")
+@handle_errors
+def catalog_reset(
+    out: Path = typer.Option(None, help="Refreshed catalog folder (default: $NOMADRIG_CATALOG or "
+                                        "$NOMADRIG_HOME/catalog)."),
+) -> None:
+    """Go back to the packaged catalog: the refreshed prices move to previous/ (nothing is deleted)."""
+    from .catalog.refreshed import PREVIOUS, refreshed_data_dir, reset
+
+    folder = out or refreshed_data_dir()
+    moved = reset(folder)
+    if moved:
+        console.print(f"moved {', '.join(moved)} from {folder} to {folder / PREVIOUS}; "
+                      "commands now read the packaged catalog", markup=False)
     else:
-        console.print(f"wrote {report.path}: {summary['refreshed']} prices refreshed, {summary['kept']} kept, "
-                      f"{summary['dropped_outside_allowed_regions']} outside the allowed regions dropped", markup=False)
+        console.print(f"no refreshed catalog in {folder}: commands already read the packaged catalog", markup=False)
 
 
 @policy_app.command("list")
@@ -176,7 +221,9 @@ def policy_list(team_file: Path = typer.Option(None, "--team", "-t",
 @app.command()
 @handle_errors
 def cost(team_file: Path = TeamFileOption, json_out: bool = JsonOption) -> None:
-    """Project the team's monthly cost per nomad against its budget."""
+    """Project the team's monthly bill line by line (compute, disks, snapshots, NAT, egress, keys, buckets)."""
+    import datetime as dt
+
     from .cost import team_projection
     from .policy import PolicyContext, TeamPlan, check_team
     from .spec import box_specs
@@ -184,50 +231,82 @@ def cost(team_file: Path = TeamFileOption, json_out: bool = JsonOption) -> None:
     team = load_team_file(team_file)
     specs = box_specs(team)
     projection = team_projection(specs, team.usage, team.budgets.monthly_usd, team.policy.allow_public_ip)
-    verdicts = check_team(TeamPlan(team.team, tuple(specs)), PolicyContext.from_team(team))
+    verdicts = check_team(TeamPlan(team.team, tuple(specs), sum(projection.fixed.values())),
+                          PolicyContext.from_team(team))
+    today = dt.date.today()
     if json_out:
-        emit_json({**projection.as_dict(), "assumptions": team.usage.model_dump(),
+        emit_json({**projection.as_dict(), "stale_lines": [f"{ln.scope} {ln.item}" for ln in projection.lines
+                                                           if ln.monthly_usd is not None and ln.stale(today)],
                    "verdicts": [v.as_dict() for v in verdicts]})
     else:
-        table = DataTable(title=f"team {team.team}: {team.usage.hours_per_day:g} h/day x "
-                                f"{team.usage.days_per_month:g} days/month")
-        for col in ("nomad", "cloud", "region", "type", "spot", "$/h", "$/month", "note"):
-            table.add_column(col, justify="right" if "$" in col else "left")
-        for b in projection.boxes:
-            table.add_row(b.nomad, b.cloud, b.region, b.instance_type, "yes" if b.spot else "no",
-                          _money(b.hourly_usd), f"{b.monthly_usd:,.2f}" if b.monthly_usd is not None else "unknown",
-                          b.note)
-        for key, usd in projection.fixed.items():
-            fixed_cloud, fixed_region, item = key.split("/", 2)
-            table.add_row("(team)", fixed_cloud, fixed_region, item, "", "", f"{usd:,.2f}", "fixed, 730 h")
+        a = projection.assumptions
+        table = DataTable(title=f"team {team.team}: {a.hours_per_day:g} h/day x {a.days_per_month:g} days/month; "
+                                f"per nomad {a.nat_gb_per_month:g} GB through NAT, {a.egress_gb_per_month:g} GB out")
+        for col in ("item", "basis", "$/month", "rate"):
+            table.add_column(col, justify="right" if col == "$/month" else "left")
+        for box in projection.boxes:
+            table.add_row(f"{box.nomad} ({box.cloud} {box.region}, {box.instance_type}"
+                          + (", spot)" if box.spot else ")"), box.note, _usd_month(box.monthly_usd), "")
+            for ln in box.lines:
+                table.add_row(f"  {ln.item}", ln.basis, _usd_month(ln.monthly_usd), _rate_age(ln, today))
+        for (cloud, region) in dict.fromkeys((ln.cloud, ln.region) for ln in projection.team):
+            shared = [ln for ln in projection.team if (ln.cloud, ln.region) == (cloud, region)]
+            table.add_row(f"team stack ({cloud} {region})", "", _usd_month(round(sum(
+                ln.monthly_usd or 0.0 for ln in shared), 2)), "")
+            for ln in shared:
+                table.add_row(f"  {ln.item}", ln.basis, _usd_month(ln.monthly_usd), _rate_age(ln, today))
         console.print(table)
         pct = projection.budget_used_pct
         console.print(f"total ${projection.total_usd:,.2f}/month of ${team.budgets.monthly_usd:,.0f} budget"
                       + (f" ({pct:g}%)" if pct is not None else ""), markup=False)
+        console.print("by item: " + ", ".join(f"{k} ${v:,.2f}" for k, v in projection.by_item.items()), markup=False)
+        if projection.unknown:
+            console.print(f"no rate known (left out of the total): {', '.join(projection.unknown)}", markup=False)
         for v in verdicts:
             console.print(f"{v.severity.value} {v.rule_id}: {v.message}\n  fix: {v.fix}", markup=False)
     if any(v.mandatory for v in verdicts):
         raise typer.Exit(int(ExitCode.POLICY_VIOLATION))
 
 
+def _usd_month(value: float | None) -> str:
+    return f"{value:,.2f}" if value is not None else "unknown"
+
+
+def _rate_age(line: Any, today: Any) -> str:
+    """The rate's effective date, flagged when older than 90 days or unknown."""
+    if line.monthly_usd is None:
+        return ""
+    when = line.effective_date or "undated"
+    return f"{when} (stale)" if line.stale(today) else when
+
+
 @app.command()
 @handle_errors
 def advise(
     gpu_class: str = typer.Option("a10g-24gb", "--gpu-class", help="A GPU profile (see `nomadrig catalog`)."),
-    hours_per_week: float = typer.Option(20.0, "--hours-per-week", help="GPU hours used per week."),
+    hours_per_week: float = typer.Option(None, "--hours-per-week", help="GPU hours used per week "
+                                         "(default: the team file's usage, else 20)."),
     cloud: str = typer.Option("aws", help="aws or gcp."),
-    region: str = typer.Option(None, help="Region for cloud prices (default: first priced one)."),
-    tower: str = typer.Option(None, help="Tower build name (default: cheapest with enough VRAM)."),
+    region: str = typer.Option(None, help="Region for cloud prices (default: the cheapest the team allows)."),
+    team_file: Path = typer.Option(None, "--team", "-t", help="Team file for regions and usage (default: the one "
+                                                              "other commands find, if it loads)."),
+    tower: str = typer.Option(None, help="Tower build (default: cheapest with as many GPUs and enough memory each)."),
     electricity: float = typer.Option(0.30, help="Electricity price, USD per kWh."),
-    life_months: int = typer.Option(36, help="Months before the tower is replaced."),
-    resale_pct: float = typer.Option(30.0, help="Resale value at end of life, % of parts cost."),
-    always_on: bool = typer.Option(False, "--always-on", help="Tower stays on 24/7 (idle draw counts)."),
+    life_months: int = typer.Option(36, help="Months before the tower is replaced (and the old one sold)."),
+    resale_pct: float = typer.Option(30.0, help="Resale value at end of life, % of parts cost (0-100)."),
+    always_on: bool = typer.Option(True, "--always-on/--off-when-idle", help="A remote tower stays on 24/7."),
     months: int = typer.Option(36, help="Horizon of the comparison, months."),
+    root_gb: float = typer.Option(100.0, help="Cloud box root disk, GB (billed 24/7)."),
+    data_gb: float = typer.Option(500.0, help="Cloud box data disk, GB (billed 24/7)."),
+    tower_price: float = typer.Option(None, help="Tower price to use instead of the build's parts cost, USD."),
+    idle_watts: float = typer.Option(None, help="Tower idle draw at the wall, W (default: the build's)."),
+    platform_watts: float = typer.Option(None, help="Board, RAM, SSD and fans under load, W (default: the build's)."),
+    speed_ratio: float = typer.Option(None, help="Tower GPU speed / cloud GPU speed (default: throughput.csv)."),
     chart: Path = typer.Option(None, help="Write a PNG chart of cumulative cost over time."),
     json_out: bool = JsonOption,
 ) -> None:
-    """Cloud or tower? Compare notebook+cloud (on-demand, spot) with notebook+tower and show break-even."""
-    from .advise import AdviceInputs, pick_tower, render_chart
+    """Cloud or tower? Compare notebook+cloud (on-demand, spot) with a tower of as many GPUs, and show break-even."""
+    from .advise import AdviceInputs, cheapest_region, hours_per_week_from_usage, pick_tower, render_chart
     from .advise import advise as compute
     from .catalog import load_catalog
     from .errors import BadInputError, InputProblem
@@ -240,36 +319,63 @@ def advise(
                                                     f"Use one of: {', '.join(names)}.")])
     instance = cat.instance(cloud, profile.instance_type)
     assert instance is not None
+    team = _advise_team(team_file)
+    if hours_per_week is None:
+        hours_per_week = (hours_per_week_from_usage(team.usage.hours_per_day, team.usage.days_per_month)
+                          if team else 20.0)
     if region is None:
-        priced = sorted(p.region for p in cat.prices()
-                        if p.cloud == cloud and p.instance_type == instance.instance_type and p.on_demand_usd_hr)
-        region = priced[0] if priced else ""
+        allowed = team.clouds.regions(cloud) if team and cloud in team.clouds.configured() else None
+        region = cheapest_region(cat, instance, allowed) or cheapest_region(cat, instance) or ""
     if tower:
         build = next((t for t in cat.towers() if t.name == tower), None)
         if build is None:
             raise BadInputError("advise", [InputProblem("--tower", f"{tower!r} is not a tower build.",
                                                         "Use one of: " + ", ".join(t.name for t in cat.towers()))])
     else:
-        build = pick_tower(cat, instance.total_vram_gb)
-    inputs = AdviceInputs(hours_per_week, electricity, life_months, resale_pct, tower_always_on=always_on,
-                          horizon_months=months)
+        build = pick_tower(cat, instance)
+    inputs = AdviceInputs(hours_per_week, electricity, life_months, resale_pct, months, always_on, root_gb, data_gb,
+                          tower_price, idle_watts, platform_watts, speed_ratio)
     advice = compute(cat, instance, region, build, inputs)
     if chart:
         render_chart(advice, str(chart))
     if json_out:
         emit_json(advice.as_dict())
         return
-    table = DataTable(title=f"{hours_per_week:g} GPU h/week: {instance.instance_type} ({region}) vs tower {build.name}")
-    for col in ("option", "upfront $", "$/month", f"after {months} months $", "break-even"):
+    _print_advice(advice, chart)
+
+
+def _advise_team(team_file: Path | None) -> Any:
+    """The team file for advise's defaults: the one named (errors shown), else the usual one if it loads."""
+    from .errors import BadInputError
+
+    if team_file is not None:
+        return load_team_file(team_file)
+    try:
+        return load_team_file(None)
+    except BadInputError:
+        return None
+
+
+def _print_advice(advice: Any, chart: Path | None) -> None:
+    inst, build, inputs = advice.instance, advice.tower, advice.inputs
+    table = DataTable(title=f"{inputs.hours_per_week:g} GPU h/week: {inst.gpu_count}x {inst.gpu_model} "
+                            f"({inst.instance_type}, {advice.price.region}) vs {build.gpu_count}x {build.gpu_model} "
+                            f"tower {build.name}")
+    for col in ("option", "upfront $", "$/month", f"after {inputs.horizon_months} months $", "break-even"):
         table.add_column(col, justify="right" if col != "option" else "left")
     for o in advice.options:
-        be = advice.break_even_month.get(o.name)
-        be_text = "" if o.name not in advice.break_even_month else (
-            f"tower cheaper from month {be}" if be is not None else f"tower not cheaper within {months} months")
-        table.add_row(o.name, f"{o.upfront_usd:,.0f}", f"{o.monthly_usd:,.2f}", f"{o.cumulative[-1]:,.0f}", be_text)
+        months = advice.break_evens.get(o.name)
+        text = "" if months is None else (
+            "tower cheaper from month " + ", again from ".join(map(str, months)) if months
+            else f"tower not cheaper within {inputs.horizon_months} months")
+        table.add_row(o.name, f"{o.upfront_usd:,.0f}", f"{o.monthly_usd:,.2f}", f"{o.cumulative[-1]:,.0f}", text)
     console.print(table)
-    console.print(f"prices: {advice.price.source} ({advice.price.date}); tower: {build.source} ({build.date})",
-                  markup=False)
+    console.print(f"tower value left at month {inputs.horizon_months}: ${advice.tower_value[-1]:,.0f} "
+                  f"(straight-line to {inputs.resale_pct:g}% over {inputs.life_months} months)", markup=False)
+    for caveat in advice.caveats:
+        console.print(f"note: {caveat}", markup=False)
+    console.print(f"prices: {advice.price.source} (effective {advice.price.effective_date or 'undated'}, read "
+                  f"{advice.price.read_date}); tower: {build.source} ({build.date})", markup=False)
     if chart:
         console.print(f"chart written to {chart}", markup=False)
 
@@ -292,7 +398,40 @@ _register_extensions()
 
 
 def main() -> None:
-    app()
+    """The `nomadrig` entry point: exit codes for what happens outside a command, too.
+
+    Usage errors (an unknown option, a missing argument) exit 2 with the
+    message on stderr and, under --json, the error object on stdout; Ctrl-C
+    anywhere (even while the CLI starts) exits 130.
+    """
+    import sys
+
+    as_json = "--json" in sys.argv[1:]
+    try:
+        code = app(standalone_mode=False)
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C outside a command, or at a question
+        err_console.print("interrupted", markup=False)
+        if as_json:
+            emit_json(error_object(INTERRUPTED, "interrupted"))
+        code = INTERRUPTED
+    except Exception as exc:
+        if not _is_usage_error(exc):
+            raise
+        exc.show()  # type: ignore[attr-defined]
+        if as_json:
+            emit_json(error_object(exc.exit_code, exc.format_message()))  # type: ignore[attr-defined]
+        code = exc.exit_code  # type: ignore[attr-defined]
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """A click usage error (unknown option, missing argument, bad value): it can show itself and has a code.
+
+    Told by shape, not class: typer ships its own copy of click, whose
+    exception classes are not public.
+    """
+    return all(hasattr(exc, name) for name in ("show", "format_message")) and isinstance(
+        getattr(exc, "exit_code", None), int)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The engine: the only module that talks to the Pulumi CLI (through the Automation API).
 
-One stack per box (``<team>-<nomad>``), one per tower (``<team>-tower-<name>``)
-and one team network stack per cloud and region (``<team>-net-<cloud>-<region>``),
+One stack per box (``<team>--<nomad>``), one per tower (``<team>--tower--<name>``)
+and one team network stack per cloud and region (``<team>--net--<cloud>--<region>``;
+``nomadrig.names`` writes and parses them all),
 all in one Pulumi project run from a fixed work dir, so any teammate with the
 same backend sees the same stacks and locks. Programs are inline (the
 ``stacks`` package), so the CLI never needs a virtualenv of its own.
@@ -49,6 +50,7 @@ from .engine_stacks import (
     tower_stack_name,
 )
 from .errors import CloudError, NomadrigError
+from .names import box_stack_name
 
 if TYPE_CHECKING:
     from pulumi import automation as auto
@@ -407,9 +409,9 @@ class Engine:
             summaries = [s for s in ws.list_stacks() if _stack_base(s.name).startswith(f"{team}-")]
         specs = {spec.stack_name: spec for spec in box_specs(self.team)}
         towers = {tower_stack_name(team, t.name): t.name for t in self.team.towers}
-        networks = {network_stack_name(team, cloud, region)
+        networks = {network_stack_name(team, cloud, region): (cloud, region)
                     for cloud in self.team.clouds.configured() for region in self.team.clouds.regions(cloud)}
-        known = set(specs) | set(towers) | networks
+        known = set(specs) | set(towers) | set(networks)
 
         def read(summary: Any) -> tuple[Any, dict[str, Any], Any]:
             name = _stack_base(summary.name)
@@ -423,13 +425,13 @@ class Engine:
 
         with ThreadPoolExecutor(max_workers=4) as pool:
             reads = list(pool.map(read, sorted(summaries, key=lambda s: s.name)))
-        return [self._status(_stack_base(summary.name), summary, outputs, last, specs, towers)
+        return [self._status(_stack_base(summary.name), summary, outputs, last, specs, towers, networks)
                 for summary, outputs, last in reads
                 if _stack_base(summary.name) in known or outputs.get("team") == team]
 
     def _status(self, name: str, summary: Any, outputs: dict[str, Any], last: Any,
-                specs: Mapping[str, BoxSpec], towers: Mapping[str, str]) -> StackStatus:
-        team = self.team.team
+                specs: Mapping[str, BoxSpec], towers: Mapping[str, str],
+                networks: Mapping[str, tuple[str, str]]) -> StackStatus:
         if summary.update_in_progress:
             state = "updating"
         elif last is None:
@@ -449,9 +451,8 @@ class Engine:
             kind, subject = "tower", towers[name]
         elif outputs.get("nomad"):
             kind, subject = "box", str(outputs["nomad"])  # a box of a nomad no longer in the team file
-        elif name.startswith(f"{team}-net-"):
-            kind = "network"
-            cloud, _, region = name[len(f"{team}-net-"):].partition("-")
+        elif name in networks:  # named by network_stack_name, never parsed by hand (its separator may change)
+            kind, (cloud, region) = "network", networks[name]
             subject = f"{cloud}/{region}"
         cloud = str(outputs.get("cloud", cloud))
         region = str(outputs.get("region", region))
@@ -506,7 +507,7 @@ class EngineBoxStacks:
 
         team = self.engine.team
         for nomad in team.nomads:
-            if f"{team.team}-{nomad.name}" == name:
+            if box_stack_name(team.team, nomad.name) == name:
                 spec = box_spec(team, nomad)
                 self.engine.destroy(name, spec.cloud, spec.region, spec.project)
                 return

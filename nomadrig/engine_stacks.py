@@ -7,13 +7,19 @@ their results without starting Pulumi.
 
 from __future__ import annotations
 
-import contextlib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from . import names
 from .errors import CloudError
+
+# Stack names live in `nomadrig.names` (writer and parser side by side); the engine imports them from here.
+from .names import network_stack_name as network_stack_name
+from .names import purge_stack_name as purge_stack_name
+from .names import tower_stack_name as tower_stack_name
 
 if TYPE_CHECKING:
     from .config import Team
@@ -25,19 +31,7 @@ PulumiFn = Callable[[], None]
 DATA_VOLUME_TYPES = {"aws": "aws:ebs/volume:Volume", "gcp": "gcp:compute/disk:Disk"}
 
 
-# ---------------------------------------------------------------- names
-
-
-def network_stack_name(team: str, cloud: str, region: str) -> str:
-    return f"{team}-net-{cloud}-{region}"
-
-
-def tower_stack_name(team: str, tower: str) -> str:
-    return f"{team}-tower-{tower}"
-
-
-def purge_stack_name(team: str, nomad: str) -> str:
-    return f"{team}-purge-{nomad}"
+# ---------------------------------------------------------------- provider config
 
 
 def gcp_zone(region: str) -> str:
@@ -142,13 +136,16 @@ class StackStatus:
     resource_count: int | None
     outputs: dict[str, Any] = field(default_factory=dict)
 
+    def created_at(self) -> datetime | None:
+        """When the box was created (its `created` output); None when absent or not a time."""
+        try:
+            return names.parse_time(str(self.created)) if self.created else None
+        except ValueError:
+            return None
+
     def age(self, now: datetime | None = None) -> str:
         """How long the box has existed (from its `created` output), else since its last update."""
-        start: datetime | None = None
-        if self.created:
-            with contextlib.suppress(ValueError):
-                start = datetime.fromisoformat(self.created.replace("Z", "+00:00"))
-        start = start or self.last_update
+        start = self.created_at() or self.last_update
         if start is None:
             return ""
         if start.tzinfo is None:
@@ -156,10 +153,23 @@ class StackStatus:
         hours = ((now or datetime.now(UTC)) - start).total_seconds() / 3600
         return f"{hours:.0f}h" if hours < 48 else f"{hours / 24:.0f}d"
 
+    def ttl_hours_left(self, now: datetime | None = None) -> float | None:
+        """Hours until the reaper may destroy the box for its TTL (negative: overdue); None if unknown.
+
+        From the box's own `created` and `ttl_hours` outputs: what the stack
+        wrote into its tags, which is what the reaper reads.
+        """
+        created = self.created_at()
+        ttl = self.outputs.get("ttl_hours")
+        if created is None or isinstance(ttl, bool) or not isinstance(ttl, int | float) or not math.isfinite(ttl):
+            return None
+        elapsed = ((now or datetime.now(UTC)) - created).total_seconds() / 3600
+        return round(float(ttl) - elapsed, 1)
+
     def as_dict(self) -> dict[str, Any]:
         return {"stack": self.name, "kind": self.kind, "subject": self.subject, "state": self.state,
                 "cloud": self.cloud, "region": self.region, "instance_type": self.instance_type,
-                "hourly_usd": self.hourly_usd, "age": self.age(),
+                "hourly_usd": self.hourly_usd, "age": self.age(), "ttl_hours_left": self.ttl_hours_left(),
                 "last_update": self.last_update.isoformat() if self.last_update else None,
                 "resource_count": self.resource_count, "outputs": self.outputs}
 

@@ -9,8 +9,9 @@ exists.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
+from . import names
 from .catalog import Catalog, load_catalog
 from .config import Nomad, Team, Tower
 
@@ -42,11 +43,15 @@ class BoxSpec:
     spot_usd_hr: float | None
     account_id: str = ""
     project: str = ""
-    created: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%MZ"))
+    # When the box was first created (`names.format_created`): the TTL counts from here. A box stack that
+    # exists already passes its own `created` output back in (`box_spec(created=...)`), so `up` never
+    # restarts the TTL nor shows a diff for it.
+    created: str = field(default_factory=names.created_now)
 
     @property
     def stack_name(self) -> str:
-        return f"{self.team}-{self.nomad}"
+        """The box's stack (also its ssh Host alias and its GCE instance name): ``<team>--<nomad>``."""
+        return names.box_stack_name(self.team, self.nomad)
 
     @property
     def hourly_usd(self) -> float | None:
@@ -62,24 +67,15 @@ class BoxSpec:
 
     def tags(self) -> dict[str, str]:
         """The `nomadrig:*` tags every resource of the box carries (AWS keys)."""
-        return {
-            "nomadrig:managed": "true",
-            "nomadrig:team": self.team,
-            "nomadrig:owner": self.nomad,
-            "nomadrig:ttl": str(self.ttl_hours),
-            "nomadrig:idle-minutes": str(self.idle_minutes),
-            "nomadrig:created": self.created,
-        }
+        return self._tags("aws")
 
     def labels(self) -> dict[str, str]:
-        """The same facts as GCP labels (lowercase, no ':' allowed, so 'nomadrig-' prefixes)."""
-        return {key.replace(":", "-"): label_value(value) for key, value in self.tags().items()}
+        """The same facts as GCP labels (``nomadrig-*``, values in the labels' alphabet)."""
+        return self._tags("gcp")
 
-
-def label_value(value: str) -> str:
-    """GCP label values allow only lowercase letters, digits, '_' and '-'."""
-    cleaned = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in value.lower())
-    return cleaned[:63]
+    def _tags(self, cloud: str) -> dict[str, str]:
+        return names.box_tags(cloud, team=self.team, owner=self.nomad, ttl_hours=self.ttl_hours,
+                              idle_minutes=self.idle_minutes, created=self.created)
 
 
 @dataclass(frozen=True)
@@ -115,7 +111,7 @@ class TowerSpec:
 
     @property
     def stack_name(self) -> str:
-        return f"{self.team}-tower-{self.name}"
+        return names.tower_stack_name(self.team, self.name)
 
     @property
     def gpu_tdp_w(self) -> int | None:
@@ -128,8 +124,14 @@ class TowerSpec:
         return total
 
 
-def box_spec(team: Team, nomad: Nomad | str, catalog: Catalog | None = None) -> BoxSpec:
-    """Resolve a nomad's box; the team was validated, so every name resolves."""
+def box_spec(team: Team, nomad: Nomad | str, catalog: Catalog | None = None,
+             created: str | datetime | None = None) -> BoxSpec:
+    """Resolve a nomad's box; the team was validated, so every name resolves.
+
+    `created`: when the box was first created (its stack's ``created``
+    output); None for a box not created yet, which is created now. Raises
+    ValueError when it is not a time (`names.parse_time` says which).
+    """
     catalog = catalog or load_catalog()
     if isinstance(nomad, str):
         nomad = team.nomad(nomad)
@@ -170,7 +172,16 @@ def box_spec(team: Team, nomad: Nomad | str, catalog: Catalog | None = None) -> 
         spot_usd_hr=price.spot_usd_hr if price else None,
         account_id=team.clouds.aws.account_id if cloud == "aws" and team.clouds.aws else "",
         project=team.clouds.gcp.project if cloud == "gcp" and team.clouds.gcp else "",
+        **({"created": _created(created)} if created is not None else {}),
     )
+
+
+def _created(value: str | datetime) -> str:
+    """A creation time in the canonical form the tags and outputs carry."""
+    moment = names.parse_time(value) if isinstance(value, str) else value
+    if moment is None:
+        raise ValueError("an empty creation time")
+    return names.format_created(moment)
 
 
 def box_specs(team: Team, catalog: Catalog | None = None) -> list[BoxSpec]:

@@ -16,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-packages=(debootstrap systemd-container apt-cacher-ng tinyproxy iproute2 openssh-client util-linux curl)
+packages=(debootstrap systemd-container apt-cacher-ng tinyproxy iproute2 openssh-client util-linux curl tmux)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,8 +8,9 @@ Stacks
         The team network stacks a team needs: one per (cloud, region) that at
         least one nomad uses, in team-file order.
     ``team_stack_name(team_name, cloud, region) -> str``
-        ``"<team>-net-<cloud>-<region>"``, e.g. ``vision-lab-net-aws-eu-west-1``.
-    Box stacks are named ``BoxSpec.stack_name`` (``"<team>-<nomad>"``).
+        ``"<team>--net--<cloud>--<region>"``, e.g. ``vision-lab--net--aws--eu-west-1``.
+    Box stacks are named ``BoxSpec.stack_name`` (``"<team>--<nomad>"``). Every
+    stack name comes from `nomadrig.names`, which also parses them back.
     Deploy every team network stack before the box stacks of its region.
 
 Programs (inline programs for ``auto.create_or_select_stack(program=...)``)
@@ -31,7 +32,7 @@ Programs (inline programs for ``auto.create_or_select_stack(program=...)``)
         zone of its region that is up (sorted), not always ``<region>-a``:
         read the ``zone`` output.
         ``network`` says where the team network's outputs come from, one of:
-          - ``str``: a stack reference name (``"organization/nomadrig/<team>-net-aws-eu-west-1"``
+          - ``str``: a stack reference name (``"organization/nomadrig/<team>--net--aws--eu-west-1"``
             on the file backend, ``"<org>/nomadrig/<stack>"`` on Pulumi Cloud); read with
             ``pulumi.StackReference`` at deploy time;
           - ``Mapping[str, Any]``: the team stack's outputs as plain values
@@ -66,7 +67,10 @@ GCP_NETWORK_OUTPUTS = ("network_self_link", "subnetwork_self_link", "kms_key_id"
 
 
 def team_stack_name(team_name: str, cloud: str, region: str) -> str:
-    return f"{team_name}-net-{cloud}-{region}"
+    """The team network stack of one cloud and region (named by `nomadrig.names`)."""
+    from nomadrig.names import network_stack_name
+
+    return network_stack_name(team_name, cloud, region)
 
 
 def team_networks(team: Team) -> list[tuple[str, str]]:

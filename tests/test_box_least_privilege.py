@@ -79,7 +79,7 @@ def may_list(policy: Mapping[str, Any], bucket_arn: str, prefix: str) -> bool:
 
 
 def bucket_arn_of(plan: PlanResult, box: StackPlan) -> str:
-    network = plan.stack(f"{box.spec.team}-net-aws-{box.spec.region}")
+    network = plan.stack(f"{box.spec.team}--net--aws--{box.spec.region}")
     [bucket] = [r for r in network.resources if r.type == "aws:s3/bucket:Bucket"]
     return f"arn:aws:s3:::{bucket.props.get('bucket') or bucket.name + '_id'}"
 

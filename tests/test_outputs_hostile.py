@@ -43,7 +43,7 @@ MARKUP = ("[bold red]x[/]", "[/]", "[link=https://evil.example]click[/link]")
 
 USER_CONFIG = "# mine\nHost github.com\n    User git\n"
 AWS_OK = {"instance_id": "i-0123456789abcdef0", "data_volume_id": "vol-0123456789abcdef0"}
-GCP_OK = {"instance_name": "vision-lab-grace", "zone": "us-central1-b", "project": "vision-lab-research"}
+GCP_OK = {"instance_name": "vision-lab--grace", "zone": "us-central1-b", "project": "vision-lab-research"}
 
 HOSTILE_VALUES = [
     "i-0123456789abcdef0\nProxyCommand touch " + str(CANARY),
@@ -54,7 +54,7 @@ HOSTILE_VALUES = [
     "%h%p",
     "i-0123456789abcdef0\r",
     "i-0123456789abcdef0\u2028Host *",
-    "vision-lab-grace\x0bForwardAgent yes",
+    "vision-lab--grace\x0bForwardAgent yes",
     "a" * 5000,
     "[bold red]x[/]",
     "",  # empty: "not deployed", which is fine, so the list also holds non-strings below
@@ -78,9 +78,9 @@ def outputs_with(cloud_key: tuple[str, str], value: Any) -> dict[str, Any]:
     """The example team's outputs with one value replaced: ("aws"|"gcp", output key)."""
     cloud, key = cloud_key
     return {
-        "vision-lab-ada": {**AWS_OK, **({key: value} if cloud == "aws" else {})},
-        "vision-lab-grace": {**GCP_OK, **({key: value} if cloud == "gcp" else {})},
-        "vision-lab-linus": None,
+        "vision-lab--ada": {**AWS_OK, **({key: value} if cloud == "aws" else {})},
+        "vision-lab--grace": {**GCP_OK, **({key: value} if cloud == "gcp" else {})},
+        "vision-lab--linus": None,
     }
 
 
@@ -95,7 +95,7 @@ OUTPUT_KEYS = [("aws", "instance_id"), ("aws", "ssh_user"), ("gcp", "instance_na
 def test_an_output_without_its_cloud_shape_refuses_the_whole_block(specs, cloud_key, value):
     with pytest.raises(StackOutputError) as caught:
         box_accesses(specs, outputs_with(cloud_key, value))
-    stack = "vision-lab-ada" if cloud_key[0] == "aws" else "vision-lab-grace"
+    stack = "vision-lab--ada" if cloud_key[0] == "aws" else "vision-lab--grace"
     message = str(caught.value)
     assert f"stack {stack}: output {cloud_key[1]} = " in message
     assert repr(value)[:40] in message  # the bad value, escaped (no raw newline reaches the terminal)
@@ -160,10 +160,10 @@ def test_the_proxy_commands_pass_each_value_as_one_argument(specs, tmp_path):
     outputs = outputs_with(("gcp", "project"), "example.com:ml-research")
     accesses = {a.nomad: a for a in box_accesses(specs, outputs)}
 
-    gcp = run_proxy_command(accesses["grace"].proxy_command, "vision-lab-grace", tools)
+    gcp = run_proxy_command(accesses["grace"].proxy_command, "vision-lab--grace", tools)
     aws = run_proxy_command(accesses["ada"].proxy_command, "i-0123456789abcdef0", tools)
 
-    assert gcp == ["compute", "start-iap-tunnel", "vision-lab-grace", "22", "--listen-on-stdin",
+    assert gcp == ["compute", "start-iap-tunnel", "vision-lab--grace", "22", "--listen-on-stdin",
                    "--project=example.com:ml-research", "--zone=us-central1-b"]
     assert aws == ["ssm", "start-session", "--target", "i-0123456789abcdef0", "--document-name",
                    "AWS-StartSSHSession", "--parameters", "portNumber=22", "--region", "eu-west-1"]
@@ -218,7 +218,7 @@ def test_cli_write_with_a_hostile_output_exits_3_and_leaves_the_file_byte_for_by
     monkeypatch, tmp_path, nomad, key, value
 ):
     fake = FakePulumi.install(monkeypatch, tmp_path)
-    stack = f"vision-lab-{nomad}"
+    stack = f"vision-lab--{nomad}"
     fake.scenario(outputs={stack: {**(AWS_OK if nomad == "ada" else GCP_OK), key: value}})
     home = team_with_home(monkeypatch, tmp_path)
     config = home / ".ssh" / "config"
@@ -227,7 +227,7 @@ def test_cli_write_with_a_hostile_output_exits_3_and_leaves_the_file_byte_for_by
     before = config.read_bytes()
     backup = home / ".ssh" / "config.nomadrig.bak"
     backup_before = backup.read_bytes()
-    assert run_cli("up", nomad).exit_code == 0
+    assert run_cli("up", nomad, "--yes").exit_code == 0
 
     written = run_cli("ssh-config", "--write")
     printed = run_cli("ssh-config")
@@ -240,7 +240,7 @@ def test_cli_write_with_a_hostile_output_exits_3_and_leaves_the_file_byte_for_by
     assert backup.read_bytes() == backup_before, "a refused write must not touch the backup either"
     assert sorted(p.name for p in (home / ".ssh").iterdir()) == ["config", "config.nomadrig.bak"]
     assert printed.exit_code == 3 and "Host " not in printed.stdout, "the block must not be printed either"
-    assert as_json.exit_code == 3 and as_json.stdout == ""
+    assert as_json.exit_code == 3 and set(json.loads(as_json.stdout)) == {"error"}, "--json prints only the error object"
 
 
 # -- rich markup: user and cloud text prints as written ------------------------------------------
@@ -253,8 +253,8 @@ def assert_literal(output: str, *values: str) -> None:
 
 def test_ls_prints_stack_outputs_as_written(monkeypatch, tmp_path):
     fake = FakePulumi.install(monkeypatch, tmp_path)
-    fake.scenario(outputs={"vision-lab-ada": {**AWS_OK, "instance_type": "[bold red]x[/]", "region": "[/]"}})
-    assert run_cli("up", "ada").exit_code == 0
+    fake.scenario(outputs={"vision-lab--ada": {**AWS_OK, "instance_type": "[bold red]x[/]", "region": "[/]"}})
+    assert run_cli("up", "ada", "--yes").exit_code == 0
     result = run_cli("ls")
     assert result.exit_code == 0, result.output
     assert_literal(result.stdout, "[bold red]x[/]", "[/]")
@@ -325,7 +325,7 @@ class NoStacks:
     def list(self) -> list:
         from nomadrig.reaper import StackRef
 
-        return [StackRef("vision-lab-ada", "ada", "aws", "eu-west-1", "i-0aaaaaaaaaaaaaaa1")]
+        return [StackRef("vision-lab--ada", "ada", "aws", "eu-west-1", "i-0aaaaaaaaaaaaaaa1")]
 
     def destroy(self, name: str) -> None:
         raise AssertionError("a dry run destroys nothing")
@@ -346,9 +346,9 @@ def test_reap_prints_tags_and_names_as_written(monkeypatch):
 
 def test_ssh_config_error_prints_the_bad_value_as_written(monkeypatch, tmp_path):
     fake = FakePulumi.install(monkeypatch, tmp_path)
-    fake.scenario(outputs={"vision-lab-ada": {**AWS_OK, "instance_id": "[bold red]x[/]"}})
+    fake.scenario(outputs={"vision-lab--ada": {**AWS_OK, "instance_id": "[bold red]x[/]"}})
     team_with_home(monkeypatch, tmp_path)
-    assert run_cli("up", "ada").exit_code == 0
+    assert run_cli("up", "ada", "--yes").exit_code == 0
     result = run_cli("ssh-config")
     assert result.exit_code == 3
     assert_literal(result.output, "'[bold red]x[/]'")

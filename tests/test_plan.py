@@ -44,8 +44,8 @@ def example_json() -> dict[str, Any]:
 def test_example_team_plans_clean_and_exits_0() -> None:
     result = run_plan()
     assert result.exit_code == 0, result.output
-    for stack in ("vision-lab-ada", "vision-lab-grace", "vision-lab-linus", "vision-lab-net-aws-eu-west-1",
-                  "vision-lab-net-aws-us-east-1", "vision-lab-net-gcp-us-central1"):
+    for stack in ("vision-lab--ada", "vision-lab--grace", "vision-lab--linus", "vision-lab--net--aws--eu-west-1",
+                  "vision-lab--net--aws--us-east-1", "vision-lab--net--gcp--us-central1"):
         assert stack in result.stdout
     assert "no mandatory violation" in result.stdout
 
@@ -77,7 +77,7 @@ def test_one_nomad_plans_only_their_box_and_its_network() -> None:
     result = run_plan("--nomad", "grace", "--json")
     assert result.exit_code == 0, result.output
     stacks = [s["stack"] for s in json.loads(result.stdout)["stacks"]]
-    assert stacks == ["vision-lab-net-gcp-us-central1", "vision-lab-grace"]
+    assert stacks == ["vision-lab--net--gcp--us-central1", "vision-lab--grace"]
 
 
 def test_unknown_nomad_is_bad_input_naming_the_choices() -> None:

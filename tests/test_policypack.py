@@ -148,7 +148,7 @@ def test_rule_params_come_from_the_policy_config(plan: PlanResult, policies: dic
 
 
 def test_stack_policy_denies_a_bucket_without_its_companions(plan: PlanResult, policies: dict) -> None:
-    network = plan.stack("vision-lab-net-aws-eu-west-1")
+    network = plan.stack("vision-lab--net--aws--eu-west-1")
     assert stack_violations(policies["SEC-010"], network.resources) == []
     bare = [r for r in network.resources if not r.type.startswith("aws:s3/bucket") or r.type == "aws:s3/bucket:Bucket"]
     messages = stack_violations(policies["SEC-010"], bare)

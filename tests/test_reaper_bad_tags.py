@@ -23,14 +23,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from nomadrig.names import BoxTags, parse_time
 from nomadrig.reaper.gcp import instance_from_gce
-from nomadrig.reaper.inventory import (
-    BoxTags,
-    CpuWindow,
-    ManagedInstance,
-    parse_aws_stopped_since,
-    parse_timestamp,
-)
+from nomadrig.reaper.inventory import CpuWindow, ManagedInstance, parse_aws_stopped_since
 from nomadrig.reaper.ports import StackRef
 from nomadrig.reaper.verdicts import Action, ReapPolicy, judge
 from tests.test_reaper_moto import MotoStacks, moto_clock, moto_url, point_boto_at, reset_moto, states
@@ -149,7 +144,7 @@ def test_no_tag_value_and_no_clock_makes_the_verdict_raise(ttl, created, idle, m
 @given(st.one_of(st.text(max_size=40), tag_text))
 def test_times_parse_or_raise_value_error_only(text):
     try:
-        parsed = parse_timestamp(text)
+        parsed = parse_time(text)
     except ValueError:
         return
     assert parsed is None or parsed.tzinfo is not None
@@ -186,9 +181,9 @@ def test_the_reaper_reads_the_tags_and_labels_the_specs_write(cloud):
 
     spec = next(s for s in box_specs(load_team(REPO / "examples" / "team.yaml")) if s.cloud == cloud)
     raw = spec.tags() if cloud == "aws" else spec.labels()
-    from nomadrig.reaper.inventory import normalise_tags
+    from nomadrig.names import read_tags
 
-    tags = BoxTags.parse(normalise_tags(raw), cloud)
+    tags = BoxTags.parse(read_tags(raw, cloud), cloud)
     assert tags.errors == ()
     assert tags.created == datetime.fromisoformat(spec.created.replace("Z", "+00:00"))
     assert tags.ttl_hours == spec.ttl_hours and tags.idle_minutes == spec.idle_minutes

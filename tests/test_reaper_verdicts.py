@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nomadrig.names import box_tags, format_created, parse_time
 from nomadrig.reaper import report_json
 from nomadrig.reaper.gcp import GcpReaperCloud
-from nomadrig.reaper.inventory import CpuWindow, ManagedInstance, parse_aws_stopped_since, parse_timestamp
+from nomadrig.reaper.inventory import CpuWindow, ManagedInstance, parse_aws_stopped_since
 from nomadrig.reaper.ports import StackRef
 from nomadrig.reaper.run import run_reaper
 from nomadrig.reaper.verdicts import Action, ReapPolicy, judge, judge_all
@@ -66,8 +67,8 @@ def test_aws_stop_time_is_read_from_the_transition_reason():
 
 
 def test_gcp_label_time_is_epoch_seconds():
-    assert parse_timestamp("1795953600") == datetime.fromtimestamp(1795953600, tz=UTC)
-    assert parse_timestamp("2026-11-26T12:00:00Z") == NOW
+    assert parse_time("1795953600") == datetime.fromtimestamp(1795953600, tz=UTC)
+    assert parse_time("2026-11-26T12:00:00Z") == NOW
 
 
 def test_unmanaged_box_is_never_touched_even_when_stopped_for_a_year():
@@ -153,7 +154,7 @@ def test_judge_all_matches_stacks_by_instance_id():
 
 @given(
     managed=st.sampled_from(["true", "false", "", "TRUE"]),
-    protect=st.sampled_from(["true", "false", ""]),
+    protect=st.sampled_from(["true", "false", "", None, "FALSE", "No", "0", "yes", " false "]),
     state=st.sampled_from(["running", "stopped", "pending", "stopping"]),
     stopped_h=st.floats(min_value=0, max_value=5000),
     ttl=st.sampled_from(["1", "48", "x", ""]),
@@ -172,8 +173,8 @@ def test_unmanaged_or_protected_boxes_never_get_an_acting_verdict(
     action = judge(instance, STACK if has_stack else None, window, POLICY, NOW).action
     if managed.lower() != "true":
         assert action == Action.SKIP_UNMANAGED
-    elif protect == "true":
-        assert action == Action.SKIP_PROTECTED
+    elif protect is not None and protect.strip().lower() not in ("false", "no", "0"):
+        assert action == Action.SKIP_PROTECTED  # a flag tag: set, even empty, unless it says false
     else:
         assert action in set(Action) - {Action.SKIP_PROTECTED, Action.SKIP_UNMANAGED}
 
@@ -426,12 +427,9 @@ def test_a_failed_stack_destroy_is_reported_and_the_other_boxes_still_go(tmp_pat
 
 def test_an_expired_box_that_fails_to_stop_is_neither_snapshotted_nor_destroyed(tmp_path):
     gce = FakeGce()
-    labels = {
-        "nomadrig-managed": "true",
-        "nomadrig-team": "vision-lab",
-        "nomadrig-ttl": "1",
-        "nomadrig-created": "1700000000",
-    }
+    # What the GCP box program writes (`nomadrig.names`), for a box created two days ago with a 1 h TTL.
+    labels = box_tags("gcp", team="vision-lab", owner="x", ttl_hours=1, idle_minutes=60,
+                      created=format_created(NOW - timedelta(days=2)))
     gce.add("expired", 7, "RUNNING", labels)
 
     def refuse(request: dict) -> FakeOperation:

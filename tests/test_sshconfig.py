@@ -34,20 +34,20 @@ def specs():
 
 
 OUTPUTS = {
-    "vision-lab-ada": {"instance_id": "i-0abc123def4567890", "data_volume_id": "vol-0abc"},
-    "vision-lab-grace": {
-        "instance_name": "vision-lab-grace",
+    "vision-lab--ada": {"instance_id": "i-0abc123def4567890", "data_volume_id": "vol-0abc"},
+    "vision-lab--grace": {
+        "instance_name": "vision-lab--grace",
         "zone": "us-central1-b",
         "project": "vision-lab-research",
     },
-    "vision-lab-linus": None,  # never deployed
+    "vision-lab--linus": None,  # never deployed
 }
 
 
 def test_aws_host_goes_through_ssm_to_the_instance_id(specs):
     block = render_block("vision-lab", box_accesses(specs, OUTPUTS))
     assert (
-        "Host vision-lab-ada\n"
+        "Host vision-lab--ada\n"
         "    HostName i-0abc123def4567890\n"
         "    User ada\n"
         "    ProxyCommand aws ssm start-session --target %h --document-name AWS-StartSSHSession "
@@ -59,10 +59,10 @@ def test_aws_host_goes_through_ssm_to_the_instance_id(specs):
 def test_gcp_host_goes_through_an_iap_tunnel_in_the_boxs_zone(specs):
     block = render_block("vision-lab", box_accesses(specs, OUTPUTS))
     assert (
-        "Host vision-lab-grace\n"
-        "    HostName vision-lab-grace\n"
+        "Host vision-lab--grace\n"
+        "    HostName vision-lab--grace\n"
         "    User grace\n"
-        "    ProxyCommand gcloud compute start-iap-tunnel vision-lab-grace %p --listen-on-stdin "
+        "    ProxyCommand gcloud compute start-iap-tunnel vision-lab--grace %p --listen-on-stdin "
         "--project=vision-lab-research --zone=us-central1-b\n"
         "    LocalForward 8889 localhost:8888\n"
     ) in block
@@ -71,8 +71,8 @@ def test_gcp_host_goes_through_an_iap_tunnel_in_the_boxs_zone(specs):
 def test_box_not_deployed_yet_gets_a_note_instead_of_a_host(specs):
     accesses = box_accesses(specs, OUTPUTS)
     block = render_block("vision-lab", accesses)
-    assert "Host vision-lab-linus" not in block
-    assert "# vision-lab-linus: no instance (not up yet, or down)" in block and "nomadrig up linus" in block
+    assert "Host vision-lab--linus" not in block
+    assert "# vision-lab--linus: no instance (not up yet, or down)" in block and "nomadrig up linus" in block
     assert [a.local_port for a in accesses] == [8888, 8889, 8890]  # distinct, stable by team-file order
 
 
@@ -156,7 +156,7 @@ def test_cli_write_twice_leaves_one_block_and_the_users_entries_unchanged(monkey
     fake = FakePulumi.install(monkeypatch, tmp_path)
     fake.scenario(
         outputs={
-            "vision-lab-ada": {
+            "vision-lab--ada": {
                 "instance_id": "i-0feedbeef00c0ffee",
                 "data_volume_id": "vol-0feed",
                 "nomad": "ada",
@@ -173,7 +173,7 @@ def test_cli_write_twice_leaves_one_block_and_the_users_entries_unchanged(monkey
     from nomadrig.cli import app
 
     runner = CliRunner()
-    up = runner.invoke(app, ["up", "ada", "--team", str(TEAM_FILE)])
+    up = runner.invoke(app, ["up", "ada", "--yes", "--team", str(TEAM_FILE)])
     assert up.exit_code == 0, up.output
     first = runner.invoke(app, ["ssh-config", "--write", "--team", str(TEAM_FILE)])
     second = runner.invoke(app, ["ssh-config", "--write", "--team", str(TEAM_FILE)])
@@ -182,7 +182,7 @@ def test_cli_write_twice_leaves_one_block_and_the_users_entries_unchanged(monkey
     text = config.read_text()
     assert text.count("# BEGIN nomadrig vision-lab") == 1 and text.count("# END nomadrig vision-lab") == 1
     assert text.startswith(USER_CONFIG)
-    assert "Host vision-lab-ada\n    HostName i-0feedbeef00c0ffee\n" in text
+    assert "Host vision-lab--ada\n    HostName i-0feedbeef00c0ffee\n" in text
     assert "already up to date" in second.output
     assert (home / ".ssh" / "config.nomadrig.bak").read_text() == USER_CONFIG
 
@@ -196,12 +196,12 @@ def test_cli_without_write_prints_the_block_and_touches_nothing(monkeypatch, tmp
     result = CliRunner().invoke(app, ["ssh-config", "--team", str(TEAM_FILE)])
     assert result.exit_code == 0, result.output
     assert "# BEGIN nomadrig vision-lab" in result.stdout
-    assert "# vision-lab-ada: no instance (not up yet, or down)" in result.stdout
+    assert "# vision-lab--ada: no instance (not up yet, or down)" in result.stdout
     assert not (home / ".ssh").exists()
 
 
 def test_a_login_name_from_the_outputs_replaces_the_nomad_as_user(specs):
-    outputs = {**OUTPUTS, "vision-lab-grace": {**OUTPUTS["vision-lab-grace"], "ssh_user": "grace_vision_lab_example"}}
+    outputs = {**OUTPUTS, "vision-lab--grace": {**OUTPUTS["vision-lab--grace"], "ssh_user": "grace_vision_lab_example"}}
     block = render_block("vision-lab", box_accesses(specs, outputs))
-    assert "Host vision-lab-grace\n    HostName vision-lab-grace\n    User grace_vision_lab_example\n" in block
-    assert "Host vision-lab-ada\n    HostName i-0abc123def4567890\n    User ada\n" in block
+    assert "Host vision-lab--grace\n    HostName vision-lab--grace\n    User grace_vision_lab_example\n" in block
+    assert "Host vision-lab--ada\n    HostName i-0abc123def4567890\n    User ada\n" in block

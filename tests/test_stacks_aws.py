@@ -153,7 +153,7 @@ def test_security_group_has_no_ingress_rule_at_all(plan: PlanResult) -> None:
 
 
 def test_private_subnets_leave_through_one_nat_gateway(plan: PlanResult) -> None:
-    stack = plan.stack("vision-lab-net-aws-eu-west-1")
+    stack = plan.stack("vision-lab--net--aws--eu-west-1")
     subnets = [r.props for r in stack.resources if r.type == "aws:ec2/subnet:Subnet"]
     assert len(subnets) == 4 and not any(s["mapPublicIpOnLaunch"] for s in subnets)
     assert len({s["availabilityZone"] for s in subnets}) == 2
@@ -161,7 +161,7 @@ def test_private_subnets_leave_through_one_nat_gateway(plan: PlanResult) -> None
 
 
 def test_dataset_bucket_is_private_kms_encrypted_and_versioned(plan: PlanResult) -> None:
-    stack = plan.stack("vision-lab-net-aws-eu-west-1")
+    stack = plan.stack("vision-lab--net--aws--eu-west-1")
     pab = one(stack, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
     assert all(pab[f] for f in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
     sse = one(stack, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
@@ -182,7 +182,7 @@ def test_budget_alerts_at_80_and_100_percent_once_per_account(plan: PlanResult, 
 def test_team_that_allows_public_ips_gets_public_subnets_and_no_nat(team: Team) -> None:
     public_team = team.model_copy(update={"policy": team.policy.model_copy(update={"allow_public_ip": True})})
     result = plan_team(public_team, "ada")
-    network = result.stack("vision-lab-net-aws-eu-west-1")
+    network = result.stack("vision-lab--net--aws--eu-west-1")
     assert not [r for r in network.resources if r.type == "aws:ec2/natGateway:NatGateway"]
     assert one(result.stack("ada"), INSTANCE)["associatePublicIpAddress"] is True
     assert one(network, "aws:ec2/securityGroup:SecurityGroup").get("ingress", []) == []
@@ -271,7 +271,7 @@ def test_box_program_reads_its_team_network_from_outputs_or_a_stack_reference(te
     from nomadrig.spec import box_spec
     from stacks.program import box_program
 
-    stack_name = "organization/nomadrig/vision-lab-net-aws-eu-west-1"
+    stack_name = "organization/nomadrig/vision-lab--net--aws--eu-west-1"
     network = TEAM_OUTPUTS if source == "outputs mapping" else stack_name
     mocks = run_program(box_program(team, box_spec(team, "ada"), network),
                         MockScope(stack_outputs={stack_name: TEAM_OUTPUTS}))

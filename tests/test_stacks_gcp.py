@@ -21,7 +21,7 @@ from stacks.mocks import MockScope, PlanMocks, alter_inputs
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "team.yaml"
 INSTANCE = "gcp:compute/instance:Instance"
 DISK = "gcp:compute/disk:Disk"
-NETWORK_STACK = "vision-lab-net-gcp-us-central1"
+NETWORK_STACK = "vision-lab--net--gcp--us-central1"
 
 
 @pytest.fixture(scope="module")

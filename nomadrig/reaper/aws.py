@@ -18,20 +18,25 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from nomadrig import names
 from nomadrig.reaper.inventory import (
-    AWS_TAG_PREFIX,
+    GONE_STATES,
+    STOPPED,
     CpuWindow,
     ManagedInstance,
     SnapshotRef,
-    normalise_tags,
     parse_aws_stopped_since,
 )
+from nomadrig.reaper.ports import InstanceRef, StateSeen
 
 DESCRIBE_PAGE_SIZE = 1000  # the EC2 maximum for MaxResults
 METRIC_QUERIES_PER_CALL = 500  # the CloudWatch maximum for GetMetricData
 METRIC_PERIOD_S = 300  # EC2 basic monitoring publishes every 5 minutes
 IDS_PER_CALL = 200  # filter values / instance ids per EC2 call
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
+WAIT_POLLS = 60  # how many polls a start or stop waits, `poll_s` apart, before it gives up
+# StateReason codes of a stop (or termination) by EC2 reclaiming spot capacity, not by a person or the agent.
+SPOT_REASON_PREFIX = "Server.SpotInstance"
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -52,6 +57,7 @@ def instance_from_ec2(raw: dict[str, Any], region: str) -> ManagedInstance:
     stack attaches exactly one, retained when the stack is destroyed.
     """
     tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
+    reason = raw.get("StateReason", {}).get("Code", "")
     root = raw.get("RootDeviceName")
     data_volumes = tuple(
         m["Ebs"]["VolumeId"]
@@ -68,9 +74,10 @@ def instance_from_ec2(raw: dict[str, Any], region: str) -> ManagedInstance:
         state=state,
         instance_type=raw.get("InstanceType", ""),
         launched_at=_aware(raw.get("LaunchTime")),
-        stopped_since=parse_aws_stopped_since(raw.get("StateTransitionReason")) if state == "stopped" else None,
-        tags=normalise_tags(tags),
+        stopped_since=parse_aws_stopped_since(raw.get("StateTransitionReason")) if state == STOPPED else None,
+        tags=names.read_tags(tags, "aws"),
         data_volume_ids=data_volumes,
+        spot_interrupted=state == STOPPED and reason.startswith(SPOT_REASON_PREFIX),
     )
 
 
@@ -122,8 +129,8 @@ class AwsReaperCloud:
             paginator = self._client("ec2", region).get_paginator("describe_instances")
             pages = paginator.paginate(
                 Filters=[
-                    {"Name": f"tag:{AWS_TAG_PREFIX}managed", "Values": ["true"]},
-                    {"Name": f"tag:{AWS_TAG_PREFIX}team", "Values": [team]},
+                    {"Name": f"tag:{names.tag_key('aws', names.MANAGED)}", "Values": ["true"]},
+                    {"Name": f"tag:{names.tag_key('aws', names.TEAM)}", "Values": [team]},
                     {"Name": "instance-state-name", "Values": LIVE_STATES},
                 ],
                 PaginationConfig={"PageSize": DESCRIBE_PAGE_SIZE},
@@ -186,22 +193,64 @@ class AwsReaperCloud:
         return windows
 
     # ---- actions ---------------------------------------------------------
-    def stop(self, instances: Sequence[ManagedInstance]) -> list[ManagedInstance]:
-        """Stop, wait with the ``instance_stopped`` waiter, and re-read (for the new stop time)."""
-        by_region = _ids_by_region(instances)
+    def find(self, refs: Sequence[InstanceRef]) -> dict[InstanceRef, ManagedInstance]:
+        """The instances the refs name (``location`` a region, ``ident`` an instance id); unknown ids are absent.
+
+        Filtered by id rather than asked for by id: EC2 fails the whole call when one id is unknown.
+        """
+        found: dict[InstanceRef, ManagedInstance] = {}
+        for region, members in _refs_by_region(refs).items():
+            by_id = {ref.ident: ref for ref in members}
+            for instance in self._describe(region, list(by_id)):
+                found[by_id[instance.instance_id]] = instance
+        return found
+
+    def _describe(self, region: str, ids: Sequence[str]) -> list[ManagedInstance]:
+        client = self._client("ec2", region)
+        result: list[ManagedInstance] = []
+        for batch in _chunks(list(ids), IDS_PER_CALL):
+            pages = client.get_paginator("describe_instances").paginate(
+                Filters=[{"Name": "instance-id", "Values": list(batch)}])
+            for page in pages:
+                for reservation in page.get("Reservations", []):
+                    result.extend(instance_from_ec2(raw, region) for raw in reservation["Instances"])
+        return result
+
+    def stop(self, instances: Sequence[ManagedInstance], progress: StateSeen | None = None) -> list[ManagedInstance]:
+        """Stop, wait until stopped (each state change goes to `progress`), and return them re-read."""
+        return self._change(instances, "stop_instances", STOPPED, progress)
+
+    def start(self, instances: Sequence[ManagedInstance], progress: StateSeen | None = None) -> list[ManagedInstance]:
+        """Start, wait until running (each state change goes to `progress`), and return them re-read."""
+        return self._change(instances, "start_instances", "running", progress)
+
+    def _change(self, instances: Sequence[ManagedInstance], call: str, wanted: str,
+                progress: StateSeen | None) -> list[ManagedInstance]:
         refreshed: list[ManagedInstance] = []
-        for region, ids in by_region.items():
+        for region, ids in _ids_by_region(instances).items():
             client = self._client("ec2", region)
             for batch in _chunks(ids, IDS_PER_CALL):
-                client.stop_instances(InstanceIds=list(batch))
-                client.get_waiter("instance_stopped").wait(
-                    InstanceIds=list(batch),
-                    WaiterConfig={"Delay": max(1, int(self.poll_s)), "MaxAttempts": 60},
-                )
-                response = client.describe_instances(InstanceIds=list(batch))
-                for reservation in response.get("Reservations", []):
-                    refreshed.extend(instance_from_ec2(raw, region) for raw in reservation["Instances"])
+                getattr(client, call)(InstanceIds=list(batch))
+                refreshed.extend(self._wait_for(region, batch, wanted, progress))
         return refreshed
+
+    def _wait_for(self, region: str, ids: Sequence[str], wanted: str,
+                  progress: StateSeen | None) -> list[ManagedInstance]:
+        """Poll until every instance is in `wanted` (or gone), reporting each state change; bounded."""
+        deadline = self._clock() + self.poll_s * WAIT_POLLS
+        seen: dict[str, str] = {}
+        while True:
+            current = self._describe(region, ids)
+            for instance in current:
+                if progress is not None and seen.get(instance.instance_id) != instance.state:
+                    progress(instance)
+                seen[instance.instance_id] = instance.state
+            if len(current) == len(ids) and all(i.state in (wanted, *GONE_STATES) for i in current):
+                return current
+            if self._clock() >= deadline:
+                waiting = ", ".join(f"{i.instance_id} {i.state}" for i in current if i.state != wanted)
+                raise TimeoutError(f"still not {wanted} after {self.poll_s * WAIT_POLLS:.0f} s: {waiting or ids}")
+            self._sleep(self.poll_s)
 
     def terminate(self, instances: Sequence[ManagedInstance]) -> None:
         """Terminate orphans directly; their data volumes are not deleted (DeleteOnTermination false)."""
@@ -212,18 +261,19 @@ class AwsReaperCloud:
 
     def existing_snapshots(self, instances: Sequence[ManagedInstance]) -> dict[str, list[SnapshotRef]]:
         """Snapshots earlier runs took for these instances (tag ``nomadrig:reap-of``), batched per region."""
+        reap_of = names.tag_key("aws", names.REAP_OF)
         found: dict[str, list[SnapshotRef]] = defaultdict(list)
         for region, ids in _ids_by_region(instances).items():
             client = self._client("ec2", region)
             for batch in _chunks(ids, IDS_PER_CALL):
                 pages = client.get_paginator("describe_snapshots").paginate(
                     OwnerIds=["self"],
-                    Filters=[{"Name": f"tag:{AWS_TAG_PREFIX}reap-of", "Values": list(batch)}],
+                    Filters=[{"Name": f"tag:{reap_of}", "Values": list(batch)}],
                 )
                 for page in pages:
                     for raw in page.get("Snapshots", []):
                         tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
-                        iid = tags[f"{AWS_TAG_PREFIX}reap-of"]
+                        iid = tags[reap_of]
                         found[iid].append(_snapshot_ref(raw, iid, region))
         return found
 
@@ -258,18 +308,11 @@ class AwsReaperCloud:
             snapshot = client.create_snapshot(
                 VolumeId=volume_id,
                 Description=f"nomadrig reaper: data of {instance.instance_id} ({instance.name}) before teardown",
-                TagSpecifications=[
-                    {
-                        "ResourceType": "snapshot",
-                        "Tags": [
-                            {"Key": f"{AWS_TAG_PREFIX}managed", "Value": "true"},
-                            {"Key": f"{AWS_TAG_PREFIX}team", "Value": tags.team or ""},
-                            {"Key": f"{AWS_TAG_PREFIX}owner", "Value": tags.owner or ""},
-                            {"Key": f"{AWS_TAG_PREFIX}reap-of", "Value": instance.instance_id},
-                            {"Key": f"{AWS_TAG_PREFIX}source-volume", "Value": volume_id},
-                        ],
-                    }
-                ],
+                TagSpecifications=[{"ResourceType": "snapshot", "Tags": [
+                    {"Key": key, "Value": value}
+                    for key, value in names.snapshot_tags("aws", team=tags.team or "", owner=tags.owner or "",
+                                                          instance_id=instance.instance_id,
+                                                          volume_id=volume_id).items()]}],
             )
             result.append(_snapshot_ref(snapshot, instance.instance_id, instance.location))
         return result
@@ -303,6 +346,13 @@ def _ids_by_region(instances: Sequence[ManagedInstance]) -> dict[str, list[str]]
     by_region: dict[str, list[str]] = defaultdict(list)
     for instance in instances:
         by_region[instance.location].append(instance.instance_id)
+    return by_region
+
+
+def _refs_by_region(refs: Sequence[InstanceRef]) -> dict[str, list[InstanceRef]]:
+    by_region: dict[str, list[InstanceRef]] = defaultdict(list)
+    for ref in refs:
+        by_region[ref.location].append(ref)
     return by_region
 
 

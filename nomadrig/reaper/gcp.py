@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from nomadrig import names
 from nomadrig.reaper.inventory import (
-    GCP_LABEL_PREFIX,
     PENDING,
     RUNNING,
     STOPPED,
@@ -26,9 +26,8 @@ from nomadrig.reaper.inventory import (
     CpuWindow,
     ManagedInstance,
     SnapshotRef,
-    normalise_tags,
-    parse_timestamp,
 )
+from nomadrig.reaper.ports import InstanceRef, StateSeen
 
 _STATES = {
     "RUNNING": RUNNING,
@@ -62,7 +61,7 @@ def _api_time(value: str | None) -> datetime | None:
     stop age); it must not end the listing of every other instance.
     """
     try:
-        return parse_timestamp(value or None)
+        return names.parse_time(value or None)
     except ValueError:
         return None
 
@@ -81,7 +80,7 @@ def instance_from_gce(raw: Any, zone: str) -> ManagedInstance:
         instance_type=_last(raw.machine_type),
         launched_at=_api_time(raw.last_start_timestamp or raw.creation_timestamp),
         stopped_since=_api_time(raw.last_stop_timestamp) if status == STOPPED else None,
-        tags=normalise_tags(dict(raw.labels)),
+        tags=names.read_tags(dict(raw.labels), "gcp"),
         data_volume_ids=data_disks,
     )
 
@@ -160,10 +159,11 @@ class GcpReaperCloud:
 
     def list_instances(self, team: str) -> list[ManagedInstance]:
         """One paginated aggregated list over all zones, filtered by label server-side."""
+        managed, owner_team = names.tag_key("gcp", names.MANAGED), names.tag_key("gcp", names.TEAM)
         pager = self.instances.aggregated_list(
             request={
                 "project": self.project,
-                "filter": f'labels.{GCP_LABEL_PREFIX}managed = "true" AND labels.{GCP_LABEL_PREFIX}team = "{team}"',
+                "filter": f'labels.{managed} = "true" AND labels.{owner_team} = "{names.label_value(team)}"',
                 "max_results": 500,
             }
         )
@@ -186,21 +186,47 @@ class GcpReaperCloud:
             for i in instances
         }
 
-    def stop(self, instances: Sequence[ManagedInstance]) -> list[ManagedInstance]:
+    def find(self, refs: Sequence[InstanceRef]) -> dict[InstanceRef, ManagedInstance]:
+        """The instances the refs name (``location`` a zone, ``ident`` an instance name); unknown ones are absent."""
+        found: dict[InstanceRef, ManagedInstance] = {}
+        for ref in refs:
+            try:
+                raw = self.instances.get(request={"project": ref.project or self.project, "zone": ref.location,
+                                                  "instance": ref.ident})
+            except Exception as error:
+                if type(error).__name__ == "NotFound":  # google.api_core.exceptions.NotFound: the VM is gone
+                    continue
+                raise
+            found[ref] = instance_from_gce(raw, ref.location)
+        return found
+
+    def stop(self, instances: Sequence[ManagedInstance], progress: StateSeen | None = None) -> list[ManagedInstance]:
         """Stop each instance, wait for each operation, and re-read it (for ``lastStopTimestamp``)."""
+        return self._change(instances, "stop", progress)
+
+    def start(self, instances: Sequence[ManagedInstance], progress: StateSeen | None = None) -> list[ManagedInstance]:
+        """Start each instance, wait for each operation, and re-read it."""
+        return self._change(instances, "start", progress)
+
+    def _change(self, instances: Sequence[ManagedInstance], call: str,
+                progress: StateSeen | None) -> list[ManagedInstance]:
+        """One operation per instance, all sent before any is waited for; each re-read goes to `progress`."""
         operations = [
-            self.instances.stop(request={"project": self.project, "zone": i.location, "instance": i.name})
+            getattr(self.instances, call)(request={"project": self.project, "zone": i.location, "instance": i.name})
             for i in instances
         ]
         for operation in operations:
             operation.result()
-        return [
+        refreshed = [
             instance_from_gce(
                 self.instances.get(request={"project": self.project, "zone": i.location, "instance": i.name}),
                 i.location,
             )
             for i in instances
         ]
+        for instance in refreshed if progress is not None else []:
+            progress(instance)
+        return refreshed
 
     def terminate(self, instances: Sequence[ManagedInstance]) -> None:
         for i in instances:
@@ -226,7 +252,7 @@ class GcpReaperCloud:
             for s in self.snapshots.list(
                 request={
                     "project": self.project,
-                    "filter": f'labels.{GCP_LABEL_PREFIX}reap-of = "{instance.instance_id}"',
+                    "filter": f'labels.{names.tag_key("gcp", names.REAP_OF)} = "{instance.instance_id}"',
                 }
             )
         }
@@ -245,12 +271,8 @@ class GcpReaperCloud:
                         "snapshot_resource": {
                             "name": name,
                             "source_disk": disk,
-                            "labels": {
-                                f"{GCP_LABEL_PREFIX}managed": "true",
-                                f"{GCP_LABEL_PREFIX}team": tags.team or "",
-                                f"{GCP_LABEL_PREFIX}owner": tags.owner or "",
-                                f"{GCP_LABEL_PREFIX}reap-of": instance.instance_id,
-                            },
+                            "labels": names.snapshot_tags("gcp", team=tags.team or "", owner=tags.owner or "",
+                                                          instance_id=instance.instance_id),
                         },
                     }
                 )

@@ -6,7 +6,7 @@ The engine implements `BoxStacks` (it owns Pulumi); `aws.AwsReaperCloud` and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -23,6 +23,25 @@ class StackRef:
     cloud: str
     region: str
     instance_id: str | None
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    """Where the instance a box stack owns lives, as its outputs say.
+
+    AWS: `location` the region, `ident` the instance id (``instance_id`` output).
+    GCP: `location` the zone, `ident` the instance name, and the project
+    (``zone``, ``instance_name``, ``project`` outputs).
+    """
+
+    cloud: str
+    location: str
+    ident: str
+    project: str = ""
+
+
+# Called with an instance each time a start or stop sees it in a new state (progress for a person).
+StateSeen = Callable[[ManagedInstance], None]
 
 
 class BoxStacks(Protocol):
@@ -52,8 +71,16 @@ class ReaperCloud(Protocol):
         """The cloud's CPU metric over the last `minutes` for each running instance, by instance id."""
         ...
 
-    def stop(self, instances: Sequence[ManagedInstance]) -> list[ManagedInstance]:
+    def find(self, refs: Sequence[InstanceRef]) -> dict[InstanceRef, ManagedInstance]:
+        """The instances the refs name, re-read; a ref the cloud does not know is absent."""
+        ...
+
+    def stop(self, instances: Sequence[ManagedInstance], progress: StateSeen | None = None) -> list[ManagedInstance]:
         """Stop the instances, wait until stopped, return them re-read (with their new stop time)."""
+        ...
+
+    def start(self, instances: Sequence[ManagedInstance], progress: StateSeen | None = None) -> list[ManagedInstance]:
+        """Start the instances (`nomadrig start`), wait until running, return them re-read."""
         ...
 
     def ensure_snapshots(
