@@ -40,6 +40,15 @@ OP_WORDS = {
 }
 
 
+def is_default_provider(type_: str, urn: str) -> bool:
+    """A provider the engine made by itself (``pulumi:providers:aws::default_7_1_0``), not one the program declared.
+
+    The real engine reports it as a resource like any other; Pulumi's own display hides it, and so do we:
+    the user declared a box, not the plugin instance that creates it.
+    """
+    return type_.startswith("pulumi:providers:") and urn_name(urn).startswith("default")
+
+
 def urn_name(urn: str) -> str:
     """The logical name at the end of a URN (``urn:pulumi:stack::project::type::name``)."""
     return urn.rsplit("::", 1)[-1] if "::" in urn else urn
@@ -94,7 +103,7 @@ class UpdateProgress:
         if getattr(event, "resource_pre_event", None):
             meta = event.resource_pre_event.metadata
             op = _op(meta.op)
-            if meta.type == ROOT_TYPE:
+            if meta.type == ROOT_TYPE or is_default_provider(meta.type, meta.urn):
                 return None
             if op in QUIET_OPS:
                 self.quiet[op] = self.quiet.get(op, 0) + 1

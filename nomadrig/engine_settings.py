@@ -32,7 +32,7 @@ SECRETS_PROVIDER = "passphrase"
 INSTALL_URL = "https://www.pulumi.com/docs/install/"
 HOME_ENV = "NOMADRIG_HOME"
 PASSPHRASE_ENV = "NOMADRIG_PASSPHRASE"
-PULUMI_ROOT_ENV = "NOMADRIG_PULUMI_ROOT"  # a directory holding bin/pulumi (tests put the CLI double here)
+PULUMI_ROOT_ENV = "NOMADRIG_PULUMI_ROOT"  # a directory holding bin/pulumi: the tests' double, or .cache/engine
 POLICY_PACK_ENV = "NOMADRIG_POLICY_PACK"
 
 Warn = Callable[[str], None]
@@ -119,7 +119,8 @@ def policy_pack_dir() -> Path:
 def pulumi_root() -> Path | None:
     """The directory holding ``bin/pulumi`` to run, or None to run ``pulumi`` from PATH.
 
-    ``NOMADRIG_PULUMI_ROOT`` wins (the tests' CLI double). Otherwise PATH, then
+    ``NOMADRIG_PULUMI_ROOT`` wins (the tests' CLI double, or ``.cache/engine`` where
+    scripts/build-engine.sh built the CLI from its Go modules). Otherwise PATH, then
     the installer's default ``~/.pulumi``. Raises the install hint when no CLI
     exists anywhere, before the Automation API fails with a bare
     FileNotFoundError.

@@ -24,6 +24,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 if $want_tests; then
   .venv/bin/python -m pip install -q -e '.[test]'
+  bash scripts/build-engine.sh  # the Pulumi CLI from its Go modules, for the real-engine tests (cached)
   if [[ $EUID -eq 0 && -x scripts/ci-container-prereqs.sh ]]; then
     scripts/ci-container-prereqs.sh
   fi
