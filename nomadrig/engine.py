@@ -7,7 +7,10 @@ all in one Pulumi project run from a fixed work dir, so any teammate with the
 same backend sees the same stacks and locks. Programs are inline (the
 ``stacks`` package), so the CLI never needs a virtualenv of its own.
 
-Every preview and up carries the CrossGuard pack (``policypack/``); failures
+Every preview and up carries the CrossGuard pack (``policypack/``) configured
+with the team's own policy settings and per-rule overrides (the
+``--policy-pack-config`` file `policy_pack_config` builds), so the pack judges
+exactly as `nomadrig plan` does; failures
 become `CloudError` (exit 3) with what to do, a concurrent update is named as
 such, and Ctrl-C cancels the update before exiting 130.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -65,6 +69,7 @@ __all__ = ["Engine", "EngineBoxStacks", "RetainedVolume", "StackStatus", "Update
 Say = Callable[[str], None]
 
 SECRET_MASK = "[secret]"
+POLICY_PACK_CONFIG_FILE = "policy-pack-config.json"  # in the team's work dir, rewritten before each update
 CANCEL_WAIT_S = 120.0  # how long a Ctrl-C waits for the CLI to finish its in-flight operations and stop
 
 
@@ -78,6 +83,13 @@ def _values(outputs: Mapping[str, Any], reveal: bool = True) -> dict[str, Any]:
     """Plain output values; secrets masked unless `reveal` (programs get them, terminals do not)."""
     return {key: SECRET_MASK if not reveal and getattr(value, "secret", False) else getattr(value, "value", value)
             for key, value in outputs.items()}
+
+
+def policy_pack_config(team: Team) -> dict[str, dict[str, Any]]:
+    """The `--policy-pack-config` document the engine hands the pack: the team's policy, rule by rule."""
+    from .policy.pack_config import pack_config
+
+    return pack_config(team)
 
 
 # ---------------------------------------------------------------- the engine
@@ -126,6 +138,22 @@ class Engine:
             project_settings=project,
             pulumi_command=self.pulumi_command(),
         )
+
+    def policy_packs(self) -> dict[str, list[str]]:
+        """The pack and its config file for `up`/`preview`; the file is rewritten from the team file each time.
+
+        Written atomically through a private temp file (0600, in the 0700 work dir: it holds the team's
+        budgets and alert addresses), so a teammate's concurrent command never reads half a file.
+        """
+        import tempfile
+
+        pack = str(policy_pack_dir())  # refuses first when the pack is missing
+        path = self.settings.work_dir / POLICY_PACK_CONFIG_FILE
+        fd, tmp = tempfile.mkstemp(dir=self.settings.work_dir, prefix=f".{POLICY_PACK_CONFIG_FILE}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(policy_pack_config(self.team), indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+        return {"policy_packs": [pack], "policy_pack_configs": [str(path)]}
 
     def workspace(self) -> auto.LocalWorkspace:
         from pulumi import automation as auto
@@ -256,9 +284,9 @@ class Engine:
         project = self.team.clouds.gcp.project if cloud == "gcp" and self.team.clouds.gcp else ""
         stack = self.open_stack(name, self.programs.network(self.team, cloud, region),
                                 cloud_config(cloud, region, project))
-        packs = [str(policy_pack_dir())]
+        packs = self.policy_packs()
         result, _ = self._run_update(stack, "up", lambda on_event: stack.up(
-            policy_packs=packs, on_event=on_event, color="never", message=f"nomadrig up {name}"))
+            **packs, on_event=on_event, color="never", message=f"nomadrig up {name}"))
         return _values(result.outputs)
 
     def up_box(self, spec: BoxSpec) -> dict[str, Any]:
@@ -266,9 +294,9 @@ class Engine:
         network = self.up_network(spec.cloud, spec.region)
         stack = self.open_stack(spec.stack_name, self.programs.box(self.team, spec, network),
                                 cloud_config(spec.cloud, spec.region, spec.project))
-        packs = [str(policy_pack_dir())]
+        packs = self.policy_packs()
         result, _ = self._run_update(stack, "up", lambda on_event: stack.up(
-            policy_packs=packs, on_event=on_event, color="never", message=f"nomadrig up {spec.nomad}"))
+            **packs, on_event=on_event, color="never", message=f"nomadrig up {spec.nomad}"))
         return _values(result.outputs, reveal=False)
 
     def preview_box(self, spec: BoxSpec) -> tuple[str, dict[str, int]]:
@@ -288,9 +316,9 @@ class Engine:
                      f"(`up` creates it before the box; preview the box once it exists).")
             program = self.programs.network(self.team, spec.cloud, spec.region)
         stack = self.open_stack(name, program, cloud_config(spec.cloud, spec.region, spec.project))
-        packs = [str(policy_pack_dir())]
+        packs = self.policy_packs()
         result, _ = self._run_update(stack, "preview", lambda on_event: stack.preview(
-            policy_packs=packs, on_event=on_event, color="never"))
+            **packs, on_event=on_event, color="never"))
         return name, {str(getattr(k, "value", k)): int(v) for k, v in result.change_summary.items()}
 
     def _network_outputs(self, cloud: str, region: str) -> dict[str, Any]:
@@ -303,9 +331,9 @@ class Engine:
 
     def up_tower(self, spec: TowerSpec) -> dict[str, Any]:
         stack = self.open_stack(spec.stack_name, self.programs.tower(self.team, spec), {})
-        packs = [str(policy_pack_dir())]
+        packs = self.policy_packs()
         result, _ = self._run_update(stack, "up", lambda on_event: stack.up(
-            policy_packs=packs, on_event=on_event, color="never", message=f"nomadrig up tower {spec.name}"))
+            **packs, on_event=on_event, color="never", message=f"nomadrig up tower {spec.name}"))
         return _values(result.outputs, reveal=False)
 
     def outputs(self, name: str, reveal: bool = False) -> dict[str, Any] | None:

@@ -2,8 +2,16 @@
 
 The functions are nomadrig.policy's own, so a preview with this pack and the
 offline `nomadrig plan` reach the same verdicts. A rule's severity becomes its
-enforcement level (mandatory blocks the update, advisory warns); its
-parameters, `allow_public_ip` and `required_tags` are the policy's config.
+enforcement level (mandatory blocks the update, advisory warns).
+
+`nomadrig up`/`preview` configure every policy with the team's own settings:
+``team_policy`` (the team file's policy-relevant part, see
+nomadrig.policy.pack_config) and the team's per-rule switch as the policy's
+enforcement level. With ``team_policy`` the context is exactly `plan`'s and
+the single keys below are not read. Without it (a hand-run
+`pulumi preview --policy-pack policypack`), a rule's parameters,
+`allow_public_ip` and `required_tags` are the policy's config, the rest
+nomadrig's defaults.
 """
 
 from __future__ import annotations
@@ -22,17 +30,25 @@ from pulumi_policy import (
 )
 
 from nomadrig.config import PolicySettings, RuleOverride
+from nomadrig.errors import BadInputError
 from nomadrig.policy import PlannedResource, PolicyContext, Rule, Severity, all_rules
+from nomadrig.policy.pack_config import TEAM_POLICY_KEY, context_from_team_policy
 from nomadrig.policy.registry import run_rule
 
 PACK_NAME = "nomadrig"
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
 
+class PackConfigError(Exception):
+    """The policy pack config's team settings are not a valid team policy: the pack refuses to judge."""
+
+
 def config_schema(rule: Rule) -> PolicyConfigSchema:
     """The settings every rule may read, plus this rule's own parameters with their defaults."""
     defaults = PolicySettings()
     properties: dict[str, dict[str, Any]] = {
+        TEAM_POLICY_KEY: {"type": "string",
+                          "description": "The team file's policy settings as JSON, as `nomadrig up` writes them."},
         "allow_public_ip": {"type": "boolean", "default": defaults.allow_public_ip,
                             "description": "Boxes may have a public IP (the team file's policy.allow_public_ip)."},
         "required_tags": {"type": "array", "items": {"type": "string"}, "default": list(defaults.required_tags),
@@ -44,7 +60,9 @@ def config_schema(rule: Rule) -> PolicyConfigSchema:
 
 
 def context_from_config(rule: Rule, config: Mapping[str, Any]) -> PolicyContext:
-    """A PolicyContext from the policy's config; what the config leaves out keeps nomadrig's default."""
+    """A PolicyContext from the policy's config: the team's (as `plan` builds it), else the single keys."""
+    if TEAM_POLICY_KEY in config:
+        return team_context(config[TEAM_POLICY_KEY])
     defaults = PolicySettings()
     params = {name: config[name] for name in rule.params if name in config}
     settings = PolicySettings(
@@ -54,6 +72,19 @@ def context_from_config(rule: Rule, config: Mapping[str, Any]) -> PolicyContext:
         rules={rule.id: RuleOverride(params=params)} if params else {},
     )
     return PolicyContext(policy=settings)
+
+
+def team_context(text: Any) -> PolicyContext:
+    """`plan`'s PolicyContext from the engine's ``team_policy``; a PackConfigError naming the problem otherwise."""
+    if not isinstance(text, str):
+        raise PackConfigError(f"nomadrig policy pack: {TEAM_POLICY_KEY} must be the JSON text nomadrig writes, "
+                              f"not {type(text).__name__}.\n  Run `nomadrig up` or `preview`, which rewrite it.")
+    try:
+        return context_from_team_policy(text)
+    except BadInputError as exc:
+        raise PackConfigError(f"nomadrig policy pack: the policy pack config holds no valid team policy; "
+                              f"nothing was judged:\n{exc}\n  Run `nomadrig up` or `preview` again: they rewrite "
+                              "it from the team file.") from None
 
 
 def enforcement(rule: Rule) -> EnforcementLevel:

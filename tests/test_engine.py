@@ -86,7 +86,9 @@ def test_up_deploys_network_then_box_with_exact_commands(fake, team):
     client = next(a for a in up if a.startswith("--client=127.0.0.1:"))  # the inline program's server
     event_log = flag_value(up, "--event-log")
     assert up == ["up", "--yes", "--skip-preview", "--message", "nomadrig up ada",
-                  "--policy-pack", str(fake.policy_pack), "--color", "never", client,
+                  "--policy-pack", str(fake.policy_pack),
+                  "--policy-pack-config", str(fake.home / "work" / "vision-lab" / "policy-pack-config.json"),
+                  "--color", "never", client,
                   "--exec-kind", "auto.inline", "--event-log", event_log, "--stack", "vision-lab--ada"]
     assert Path(flag_value(up, "--policy-pack")).is_absolute()
     assert event_log.endswith("eventlog.txt")
@@ -160,7 +162,9 @@ def test_preview_carries_the_policy_pack_and_changes_nothing(fake, team):
 
     [preview] = [a for a in fake.argvs() if a[0] == "preview"]
     client = next(a for a in preview if a.startswith("--client=127.0.0.1:"))
-    assert preview == ["preview", "--policy-pack", str(fake.policy_pack), "--color", "never", client,
+    assert preview == ["preview", "--policy-pack", str(fake.policy_pack),
+                       "--policy-pack-config", str(fake.home / "work" / "vision-lab" / "policy-pack-config.json"),
+                       "--color", "never", client,
                        "--exec-kind", "auto.inline", "--event-log", flag_value(preview, "--event-log"),
                        "--stack", "vision-lab--ada"]
     assert stack == "vision-lab--ada"

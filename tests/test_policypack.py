@@ -101,6 +101,12 @@ def test_config_schema_offers_public_ip_tags_and_rule_params(policies: dict) -> 
     assert schema["require_secure_boot"] == {"type": "boolean", "default": False}
 
 
+def test_every_policy_takes_the_teams_policy_as_json_text(policies: dict) -> None:
+    """The engine's config gives each policy `team_policy`; the CLI refuses keys a schema types otherwise."""
+    for name, policy in policies.items():
+        assert policy.config_schema.properties["team_policy"]["type"] == "string", name
+
+
 def test_example_stacks_pass_every_policy(plan: PlanResult, policies: dict) -> None:
     for stack in plan.stacks:
         assert all_violations(policies, stack) == {}, stack.stack

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import pulumi
 import pytest
+import yaml
 from rich.console import Console
 
-from nomadrig.config import load_team
+from nomadrig.config import load_team, parse_team
 from nomadrig.engine import Engine
 from nomadrig.engine_stacks import network_stack_name
 from nomadrig.errors import CloudError
@@ -129,6 +130,26 @@ def test_each_resource_that_breaks_a_mandatory_rule_is_denied_and_only_those(rea
     for flip, resource in broken.items():
         assert (FLIPS[flip][1], resource.name) in denied, f"{flip}: {message}"  # a flip may break more than one rule
     assert {s.name: s.state for s in engine.list_stacks()}[previewed] == "never deployed"
+
+
+def test_what_the_team_file_allows_or_turns_off_is_no_longer_denied_under_the_real_engine(real):
+    """The engine's --policy-pack-config carries the team's policy: public IPs allowed, IMDSv2 rule off."""
+    network, box = planned("aws")
+    broken = flipped(network + box, "aws")
+    document = yaml.safe_load(TEAM_FILE.read_text())
+    document["policy"].update(allow_public_ip=True, rules={"SEC-002": {"enabled": False}})
+    team = parse_team(yaml.safe_dump(document), "team.yaml")
+    programs = ScriptedPrograms(network=replay(network + box + list(broken.values())), box=lambda _outputs: replay([]))
+    engine = Engine(team, programs=programs, console=Console(file=io.StringIO(), width=250))
+
+    with pytest.raises(CloudError) as caught:
+        engine.preview_box(box_spec(team, "ada"))
+
+    denied = set(re.findall(r"mandatory nomadrig/([A-Z]+-\d+) \(([^)]+)\)", str(caught.value)))
+    allowed = {broken["aws public IP"].name, broken["aws httpTokens optional"].name}
+    assert not {name for _rule, name in denied} & allowed, caught.value
+    still = {flip: resource for flip, resource in broken.items() if resource.name not in allowed}
+    assert still and all((FLIPS[flip][1], r.name) in denied for flip, r in still.items()), caught.value
 
 
 # ---------------------------------------------------------------- what the engine hands a pack
