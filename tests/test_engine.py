@@ -25,7 +25,7 @@ from nomadrig.engine import Engine, UpdateInterrupted, box_stacks, retained_volu
 from nomadrig.engine_settings import INSTALL_URL, policy_pack_dir, pulumi_root
 from nomadrig.errors import CloudError, ExitCode
 from nomadrig.spec import box_spec
-from tests.fake_pulumi import FakePulumi, flag_value
+from tests.fake_pulumi import FakePulumi, flag_value, spawn_in_session
 
 REPO = Path(__file__).resolve().parent.parent
 TEAM_FILE = REPO / "examples" / "team.yaml"
@@ -388,22 +388,9 @@ def _start_slow_up(fake: FakePulumi, team_file: Path = TEAM_FILE, terminal: bool
                    ) -> tuple[subprocess.Popen, str, int | None]:
     """`nomadrig up ada` in its own session, with a pty as controlling terminal when `terminal`."""
     fake.scenario(mode={"up": "slow"})  # the double waits (10 min at most) for a SIGINT or a `pulumi cancel`
-    master = slave = None
-    extra: dict = {}
-    if terminal:
-        import fcntl
-        import pty
-        import termios
-
-        master, slave = pty.openpty()
-        extra = {"stdin": slave, "preexec_fn": lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0)}
-    proc = subprocess.Popen(
+    proc, master = spawn_in_session(
         [sys.executable, "-c", "from nomadrig.cli import main; main()", "up", "ada", "--yes", "--team", str(team_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=REPO,
-        env={**os.environ, "COLUMNS": "200"}, **extra,
-    )
-    if slave is not None:
-        os.close(slave)
+        cwd=REPO, env={**os.environ, "COLUMNS": "200"}, terminal=terminal)
     started = fake.dir / "started"
     deadline = time.monotonic() + 600  # a guard for a hung start, not a bound on a busy machine
     while not started.exists() and proc.poll() is None and time.monotonic() < deadline:

@@ -30,6 +30,7 @@ from nomadrig.engine import Engine
 from nomadrig.engine_stacks import network_stack_name, tower_stack_name
 from nomadrig.errors import CloudError
 from nomadrig.spec import box_spec, tower_spec
+from tests.fake_pulumi import spawn_in_session
 from tests.fake_pulumi.real import (
     PASSPHRASE,
     REPO,
@@ -247,22 +248,9 @@ def test_destroy_removes_every_resource_and_list_says_destroyed(real, team):
 
 def start_gated_up(real: RealPulumi, terminal: bool = False) -> tuple[subprocess.Popen, int | None]:
     """A separate nomadrig process runs `up` of the tower stack; returns once its first create is in flight."""
-    master = slave = None
-    extra: dict = {}
-    if terminal:
-        import fcntl
-        import pty
-        import termios
-
-        master, slave = pty.openpty()
-        extra = {"stdin": slave, "preexec_fn": lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from tests.fake_pulumi.real import drive_gated_up; drive_gated_up()",
-         str(real.gates)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=REPO,
-        env=dict(os.environ), **extra)
-    if slave is not None:
-        os.close(slave)
+    proc, master = spawn_in_session(
+        [sys.executable, "-c", "from tests.fake_pulumi.real import drive_gated_up; drive_gated_up()", str(real.gates)],
+        cwd=REPO, env=os.environ, terminal=terminal)
     wait_for(real.gates / "first.started", proc)
     return proc, master
 

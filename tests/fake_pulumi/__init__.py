@@ -8,7 +8,10 @@ home, so a test sees exactly the commands the engine ran.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +89,27 @@ def flag_value(argv: list[str], flag: str) -> str | None:
         if arg == flag and i + 1 < len(argv):
             return argv[i + 1]
     return None
+
+
+def spawn_in_session(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], terminal: bool = False
+                     ) -> tuple[subprocess.Popen, int | None]:
+    """Start a nomadrig process in a session of its own, as a shell starts a foreground job.
+
+    With `terminal`, a pty becomes its controlling terminal and its master end is returned:
+    writing b"\\x03" to it is a user's Ctrl-C, which the terminal sends to the whole
+    foreground group (nomadrig and the Pulumi CLI it started), as a real terminal does.
+    """
+    master = slave = None
+    extra: dict[str, Any] = {}
+    if terminal:
+        import fcntl
+        import pty
+        import termios
+
+        master, slave = pty.openpty()
+        extra = {"stdin": slave, "preexec_fn": lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0)}
+    proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, cwd=cwd, env=dict(env), **extra)
+    if slave is not None:
+        os.close(slave)
+    return proc, master
