@@ -65,12 +65,12 @@ class StackPrograms:
     """The real programs from ``stacks/``; imported on first use (they pull in the cloud SDKs)."""
 
     def network(self, team: Team, cloud: str, region: str) -> PulumiFn:
-        from stacks.program import team_program
+        from nomadrig.stacks.program import team_program
 
         return team_program(team, cloud, region)
 
     def box(self, team: Team, spec: BoxSpec, network: Mapping[str, Any]) -> PulumiFn:
-        from stacks.program import box_program
+        from nomadrig.stacks.program import box_program
 
         return box_program(team, spec, network=network)
 
@@ -78,7 +78,7 @@ class StackPrograms:
         """A tower stack's program: `stacks` may ship one; otherwise wrap the `Tower` component."""
         import importlib
 
-        for module in ("stacks.program", "stacks.tower"):
+        for module in ("nomadrig.stacks.program", "nomadrig.stacks.tower"):
             func = getattr(importlib.import_module(module), "tower_program", None)
             if func is not None:
                 return func(team, spec)
@@ -86,7 +86,7 @@ class StackPrograms:
         def program() -> None:
             import pulumi
 
-            from stacks.tower import Tower
+            from nomadrig.stacks.tower import Tower
 
             tower = Tower(spec.name, team, spec.name)
             pulumi.export("tower_public_key", tower.tower_public_key)

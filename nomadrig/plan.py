@@ -26,8 +26,8 @@ from .errors import BadInputError, InputProblem
 from .policy import PlannedResource, PolicyContext, TeamPlan, Verdict, check_box, check_stack, check_team, mandatory
 
 if TYPE_CHECKING:
-    from stacks.mocks import PlanMocks
-    from stacks.record import RecordedResource
+    from nomadrig.stacks.mocks import PlanMocks
+    from nomadrig.stacks.record import RecordedResource
 
     from .config import Team
     from .cost import BoxCost, TeamProjection
@@ -155,7 +155,7 @@ def new_mocks(team: Team) -> PlanMocks:
     Tests replace this to add transforms; a replacement acts in this process
     only, so such a test plans one nomad or passes its mocks to `plan_team`.
     """
-    from stacks.mocks import MockScope, PlanMocks
+    from nomadrig.stacks.mocks import MockScope, PlanMocks
 
     aws, gcp = team.clouds.aws, team.clouds.gcp
     return PlanMocks(MockScope(account_id=aws.account_id if aws and aws.account_id else MockScope.account_id,
@@ -166,8 +166,8 @@ def run_programs(team: Team, specs: Sequence[BoxSpec], mocks: PlanMocks | None =
     """Register the team networks the specs need and their boxes, under mocks; return the record."""
     import pulumi
 
-    from stacks.mocks import RecordingMonitor
-    from stacks.program import deploy_box, deploy_team_network, team_networks
+    from nomadrig.stacks.mocks import RecordingMonitor
+    from nomadrig.stacks.program import deploy_box, deploy_team_network, team_networks
 
     mocks = mocks or new_mocks(team)
     pulumi.runtime.set_mocks(mocks, project="nomadrig", stack=f"{team.team}-plan", preview=False,
@@ -292,7 +292,7 @@ def _in_worker(team: Team, specs: Sequence[BoxSpec]) -> list[RecordedResource]:
 
 def attribute(team: Team, specs: Sequence[BoxSpec], resources: Sequence[RecordedResource]) -> list[StackPlan]:
     """Group the recorded resources by the stack they would live in (their top-level component)."""
-    from stacks.program import team_stack_name
+    from nomadrig.stacks.program import team_stack_name
 
     by_urn = {r.urn: r for r in resources}
     spec_by_nomad = {s.nomad: s for s in specs}

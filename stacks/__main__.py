@@ -13,16 +13,13 @@ it reads just enough to find the validated inputs:
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pulumi
+from nomadrig.stacks.program import box_program, team_program
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from nomadrig.config import load_team  # noqa: E402
-from nomadrig.spec import box_spec  # noqa: E402
-from stacks.program import box_program, team_program  # noqa: E402
+from nomadrig.config import load_team
+from nomadrig.spec import box_spec
 
 
 def main() -> None:

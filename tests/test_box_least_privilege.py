@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nomadrig.stacks.gcp.box import box_account_id
+from nomadrig.stacks.mocks import MockScope, PlanMocks, RecordingMonitor
+from nomadrig.stacks.record import RecordedResource
 
 from nomadrig.config import PolicySettings, Team, load_team
 from nomadrig.plan import PlanResult, StackPlan, attribute, plan_team, run_programs
 from nomadrig.policy import PlannedResource, PolicyContext, check_resource
 from nomadrig.spec import box_spec
-from stacks.gcp.box import box_account_id
-from stacks.mocks import MockScope, PlanMocks, RecordingMonitor
-from stacks.record import RecordedResource
 from tests.test_stacks_aws import aws_boxes
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "team.yaml"

@@ -12,12 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from nomadrig.stacks.aws.box import data_device_path as aws_device_path
+from nomadrig.stacks.gcp.box import data_device_path as gcp_device_path
 
 from nomadrig.config import load_team
 from nomadrig.spec import BoxSpec, box_spec
 from nomadrig.userdata import render_user_data
-from stacks.aws.box import data_device_path as aws_device_path
-from stacks.gcp.box import data_device_path as gcp_device_path
 from tests.harness import ContainerSpec, DebianContainer
 
 pytestmark = pytest.mark.container

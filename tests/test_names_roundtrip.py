@@ -108,9 +108,10 @@ def test_the_old_names_of_each_stack_are_what_earlier_releases_wrote():
 
 
 def test_a_spec_and_the_engine_name_stacks_through_the_one_module(example_team: Team):
+    from nomadrig.stacks.program import team_stack_name
+
     from nomadrig.engine_stacks import network_stack_name, tower_stack_name
     from nomadrig.spec import tower_spec
-    from stacks.program import team_stack_name
 
     spec = box_spec(example_team, "ada")
     assert spec.stack_name == "vision-lab--ada"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nomadrig.stacks.mocks import PlanMocks, alter_inputs
 from typer.testing import CliRunner
 
 import nomadrig.plan
@@ -21,7 +22,6 @@ from nomadrig.cli import app
 from nomadrig.config import load_team
 from nomadrig.cost import team_projection
 from nomadrig.spec import box_specs
-from stacks.mocks import PlanMocks, alter_inputs
 from tests.test_stacks_aws import FLIPS as AWS_FLIPS
 from tests.test_stacks_gcp import FLIPS as GCP_FLIPS
 

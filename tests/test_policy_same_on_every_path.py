@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from google.protobuf import json_format, struct_pb2
+from nomadrig.stacks.mocks import MockScope, PlanMocks, alter_inputs
 from pulumi.runtime import proto
 from pulumi_policy import EnforcementLevel
 from pulumi_policy.policy import _PolicyAnalyzerServicer
@@ -29,7 +30,6 @@ from nomadrig.plan import PlanResult, plan_team
 from nomadrig.policy import PolicyContext, Verdict
 from nomadrig.policy.pack_config import TEAM_POLICY_KEY, context_from_team_policy, team_policy_json
 from nomadrig.spec import box_spec
-from stacks.mocks import MockScope, PlanMocks, alter_inputs
 from tests.fake_pulumi import FakePulumi
 from tests.test_engine import RecordingPrograms, make_engine
 from tests.test_stacks_aws import FLIPS as AWS_FLIPS

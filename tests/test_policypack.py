@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nomadrig.stacks.mocks import MockScope, PlanMocks, alter_inputs
 from pulumi_policy import (
     EnforcementLevel,
     PolicyCustomTimeouts,
@@ -22,7 +23,6 @@ from pulumi_policy import (
 from nomadrig.config import Team, load_team
 from nomadrig.plan import PlanResult, StackPlan, plan_team
 from nomadrig.policy import PlannedResource, Severity, all_rules
-from stacks.mocks import MockScope, PlanMocks, alter_inputs
 from tests.test_stacks_aws import FLIPS as AWS_FLIPS
 from tests.test_stacks_gcp import FLIPS as GCP_FLIPS
 

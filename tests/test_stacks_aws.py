@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 import yaml
+from nomadrig.stacks.aws.box import DLAMI_PARAMETER, SESSION_MANAGER_ACTIONS, data_device_path
+from nomadrig.stacks.mocks import MockScope, PlanMocks, alter_inputs
 
 from nomadrig.config import Team, load_team
 from nomadrig.plan import PlanResult, StackPlan, plan_team
 from nomadrig.policy import mandatory
-from stacks.aws.box import DLAMI_PARAMETER, SESSION_MANAGER_ACTIONS, data_device_path
-from stacks.mocks import MockScope, PlanMocks, alter_inputs
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "team.yaml"
 INSTANCE = "aws:ec2/instance:Instance"
@@ -251,8 +251,7 @@ TEAM_OUTPUTS = {"vpc_id": "vpc-0aaa", "subnet_ids": ["subnet-0aaa", "subnet-0bbb
 
 def run_program(program: Callable[[], None], scope: MockScope) -> PlanMocks:
     import pulumi
-
-    from stacks.mocks import RecordingMonitor
+    from nomadrig.stacks.mocks import RecordingMonitor
 
     mocks = PlanMocks(scope)
     pulumi.runtime.set_mocks(mocks, project="nomadrig", stack="test", monitor=RecordingMonitor(mocks))
@@ -268,8 +267,9 @@ def run_program(program: Callable[[], None], scope: MockScope) -> PlanMocks:
 
 @pytest.mark.parametrize("source", ["outputs mapping", "stack reference"])
 def test_box_program_reads_its_team_network_from_outputs_or_a_stack_reference(team: Team, source: str) -> None:
+    from nomadrig.stacks.program import box_program
+
     from nomadrig.spec import box_spec
-    from stacks.program import box_program
 
     stack_name = "organization/nomadrig/vision-lab--net--aws--eu-west-1"
     network = TEAM_OUTPUTS if source == "outputs mapping" else stack_name
@@ -282,8 +282,9 @@ def test_box_program_reads_its_team_network_from_outputs_or_a_stack_reference(te
 
 
 def test_box_program_refuses_incomplete_team_outputs(team: Team) -> None:
+    from nomadrig.stacks.program import box_program
+
     from nomadrig.spec import box_spec
-    from stacks.program import box_program
 
     partial = {k: v for k, v in TEAM_OUTPUTS.items() if k != "kms_key_arn"}
     with pytest.raises(KeyError, match="kms_key_arn"):
@@ -294,8 +295,7 @@ def test_box_program_refuses_incomplete_team_outputs(team: Team) -> None:
 def test_team_program_exports_every_output_a_box_reads(team: Team, cloud: str, region: str,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import pulumi
-
-    from stacks.program import AWS_NETWORK_OUTPUTS, GCP_NETWORK_OUTPUTS, team_program
+    from nomadrig.stacks.program import AWS_NETWORK_OUTPUTS, GCP_NETWORK_OUTPUTS, team_program
 
     exported: dict[str, Any] = {}
     monkeypatch.setattr(pulumi, "export", lambda key, value: exported.setdefault(key, value))

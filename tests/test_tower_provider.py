@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from nomadrig.stacks.tower import TowerProvider, roles_content_hash, tower_inputs
 
 from nomadrig.config import load_team
-from stacks.tower import TowerProvider, roles_content_hash, tower_inputs
 from tests.harness import DebianContainer
 from tests.harness.fixtures import WORK_ROOT
 from tests.harness.towers import TOWER_RELEASES, container_overrides, container_team, tower_container_spec
