@@ -121,7 +121,7 @@ def _problems(exc: NomadrigError) -> list[dict[str, Any]]:
     if isinstance(exc, BadInputError):
         return [{"file": exc.file, "line": p.line, "path": p.path, "message": p.message, "fix": p.fix}
                 for p in exc.problems]
-    return list(getattr(exc, "problems", []) or []) if isinstance(exc, CommandRefused) else []
+    return list(getattr(exc, "problems", []) or [])
 
 
 def handle_errors(func: F) -> F:

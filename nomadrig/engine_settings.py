@@ -1,17 +1,19 @@
-"""Where the engine keeps things and what it tells the Pulumi CLI: home, work dir, backend, secrets.
+"""What the engine tells the Pulumi CLI: work dir, backend, secrets, the CLI and the policy pack's Python.
 
 Kept apart from `engine.py` because none of it needs Pulumi: it is plain path
 and environment logic, decided once per command, and tested without a CLI.
+Where things live is `nomadrig.paths`' answer; this module decides what the
+CLI gets:
 
-- home: ``~/.nomadrig`` (``NOMADRIG_HOME`` overrides it, for tests and for
-  people who keep dotfiles elsewhere);
 - work dir: ``<home>/work/<team>/``, fixed, so ``Pulumi.yaml`` and the
   per-stack settings files are found again by the next command;
 - backend: the team file's ``state.backend_url``; the default
   ``file://~/.nomadrig/state`` follows ``NOMADRIG_HOME`` and is created;
 - secrets: the passphrase provider, from ``NOMADRIG_PASSPHRASE`` or from a
-  0600 file generated once (losing it makes the state's secrets unreadable,
-  hence the warning to back it up).
+  0600 file generated once, by the first command that writes state
+  (`EngineSettings.ensure_passphrase`); a read-only command never creates it;
+- the policy pack's Python: the interpreter nomadrig runs on, so the pack
+  imports this very nomadrig, installed or checked out.
 """
 
 from __future__ import annotations
@@ -24,46 +26,45 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import DEFAULT_BACKEND
+from . import paths
 from .errors import CloudError
+from .paths import HOME_ENV, POLICY_PACK_ENV, nomadrig_home, policy_pack_dir
+
+__all__ = ["HOME_ENV", "POLICY_PACK_ENV", "EngineSettings", "missing_cli_error", "nomadrig_home", "passphrase_env",
+           "policy_pack_dir", "pulumi_root", "resolve_backend_url", "work_dir"]
 
 PROJECT_NAME = "nomadrig"
 SECRETS_PROVIDER = "passphrase"
 INSTALL_URL = "https://www.pulumi.com/docs/install/"
-HOME_ENV = "NOMADRIG_HOME"
 PASSPHRASE_ENV = "NOMADRIG_PASSPHRASE"
+PASSPHRASE_FILE_VAR = "PULUMI_CONFIG_PASSPHRASE_FILE"
 PULUMI_ROOT_ENV = "NOMADRIG_PULUMI_ROOT"  # a directory holding bin/pulumi: the tests' double, or .cache/engine
-POLICY_PACK_ENV = "NOMADRIG_POLICY_PACK"
 
 Warn = Callable[[str], None]
 
 
-def nomadrig_home() -> Path:
-    """``$NOMADRIG_HOME`` or ``~/.nomadrig``: everything local the engine writes lives below it."""
-    override = os.environ.get(HOME_ENV)
-    return Path(override).expanduser() if override else Path.home() / ".nomadrig"
+def work_dir(team: str) -> Path:
+    """The fixed Pulumi work dir of a team (Pulumi.yaml and Pulumi.<stack>.yaml live here), created 0700.
 
-
-def work_dir(home: Path, team: str) -> Path:
-    """The fixed Pulumi work dir of a team (Pulumi.yaml and Pulumi.<stack>.yaml live here)."""
-    path = home / "work" / team
+    Created by every engine command, read-only ones too: the Automation API
+    writes Pulumi.yaml into it before any CLI call. It holds no secret.
+    """
+    path = paths.work_dir(team)
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
 
 
-def resolve_backend_url(configured: str, home: Path) -> str:
+def resolve_backend_url(configured: str) -> str:
     """The backend URL the CLI gets; local directories are made absolute and created.
 
-    The team file's default names ``~/.nomadrig/state``; it follows
-    ``NOMADRIG_HOME`` so a test or a second checkout never writes into the
-    user's real state. Other ``file://`` URLs get ``~`` expanded. Remote
-    backends (s3, gs, azblob, Pulumi Cloud) pass through untouched.
+    The team file's default names ``~/.nomadrig/state``, which follows
+    ``NOMADRIG_HOME`` (see `paths.local_path_of_url`) so a test or a second
+    setup never writes into the user's real state. Other ``file://`` URLs get
+    ``~`` expanded. Remote backends (s3, gs, azblob, Pulumi Cloud) pass
+    through untouched.
     """
-    if configured == DEFAULT_BACKEND:
-        local = home / "state"
-    elif configured.startswith("file://"):
-        local = Path(os.path.expanduser(configured[len("file://"):]))
-    else:
+    local = paths.local_path_of_url(configured)
+    if local is None:
         return configured
     if not local.is_absolute():
         raise CloudError(f"state.backend_url {configured!r} is a relative path.\n"
@@ -72,48 +73,34 @@ def resolve_backend_url(configured: str, home: Path) -> str:
     return f"file://{local}"
 
 
-def passphrase_env(home: Path, warn: Warn) -> dict[str, str]:
-    """How the CLI gets the secrets passphrase: the env var, or a file generated once.
+def passphrase_env(warn: Warn) -> dict[str, str]:
+    """How the CLI gets the secrets passphrase: ``NOMADRIG_PASSPHRASE``, else the file under the home.
 
-    ``NOMADRIG_PASSPHRASE`` wins (CI, shared teams). Otherwise
-    ``<home>/passphrase`` (0600) is created on first use with a random value;
-    the warning tells the user to back it up, because the state's secrets
-    cannot be decrypted without it.
+    The variable wins (CI, shared teams). Otherwise the CLI reads
+    ``<home>/passphrase``, which this does not create: a read-only command
+    leaves no trace, where no stack exists the CLI never reads the file, and
+    where one does, the CLI's error names the missing file. Commands that
+    write state create it first (`EngineSettings.ensure_passphrase`).
     """
     given = os.environ.get(PASSPHRASE_ENV)
     if given:
         return {"PULUMI_CONFIG_PASSPHRASE": given}
-    path = home / "passphrase"
-    if not path.exists():
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32) + "\n")
-        warn(f"generated the state passphrase in {path} (mode 0600). Back it up: without it the "
-             "secrets in your Pulumi state cannot be decrypted. Set NOMADRIG_PASSPHRASE to use your own.")
-    elif path.stat().st_mode & 0o077:
+    path = paths.passphrase_file()
+    if path.exists() and path.stat().st_mode & 0o077:
         warn(f"{path} is readable by other users; run: chmod 600 {path}")
-    return {"PULUMI_CONFIG_PASSPHRASE_FILE": str(path)}
+    return {PASSPHRASE_FILE_VAR: str(path)}
 
 
-def repo_root() -> Path:
-    """The checkout this package runs from (policypack/ lives beside nomadrig/)."""
-    return Path(__file__).resolve().parent.parent
-
-
-def policy_pack_dir() -> Path:
-    """The CrossGuard pack attached to every preview and up, as an absolute path.
-
-    Refusing when it is missing is deliberate: running `up` without the policy
-    would silently drop the resource checks the team relies on.
-    """
-    override = os.environ.get(POLICY_PACK_ENV)
-    path = Path(override).resolve() if override else repo_root() / "policypack"
-    if not (path / "PulumiPolicy.yaml").is_file():
-        raise CloudError(f"the policy pack is missing: {path}/PulumiPolicy.yaml not found.\n"
-                         "  Run nomadrig from a checkout of the repository (policypack/ beside nomadrig/), "
-                         f"or set {POLICY_PACK_ENV} to the pack's directory.")
-    return path
+def _generate_passphrase(path: Path) -> bool:
+    """Write a random passphrase to a new 0600 file; False when another command made it first (O_EXCL)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(32) + "\n")
+    return True
 
 
 def pulumi_root() -> Path | None:
@@ -153,17 +140,33 @@ class EngineSettings:
     work_dir: Path
     backend_url: str
     env: dict[str, str] = field(default_factory=dict)
+    warn: Warn = field(default=lambda _text: None, repr=False, compare=False)
 
     @classmethod
     def for_team(cls, team: str, backend_url: str, warn: Warn) -> EngineSettings:
-        home = nomadrig_home()
-        backend = resolve_backend_url(backend_url, home)
+        """A team's settings: creates the work dir and a local backend's folder, never the passphrase."""
+        backend = resolve_backend_url(backend_url)
         env = {
             "PULUMI_BACKEND_URL": backend,
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             # Python processes the CLI starts (the tower's dynamic provider) must find this
             # interpreter's packages even when nomadrig runs from an unactivated venv.
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-            **passphrase_env(home, warn),
+            # The policy pack runs on this interpreter too (its PulumiPolicy.yaml names no virtualenv),
+            # so it imports the nomadrig that runs the command, wherever that is installed.
+            "PULUMI_PYTHON_CMD": sys.executable,
+            **passphrase_env(warn),
         }
-        return cls(team=team, home=home, work_dir=work_dir(home, team), backend_url=backend, env=env)
+        return cls(team=team, home=nomadrig_home(), work_dir=work_dir(team), backend_url=backend, env=env, warn=warn)
+
+    def ensure_passphrase(self) -> None:
+        """Generate the passphrase file the CLI is pointed at, when there is none: call before writing state.
+
+        Creating a stack (``up``, or ``preview`` of a stack that does not exist
+        yet) writes its encryption salt, which needs a passphrase. The warning
+        says to back it up: the state's secrets cannot be decrypted without it.
+        """
+        given = self.env.get(PASSPHRASE_FILE_VAR)
+        if given and _generate_passphrase(Path(given)):
+            self.warn(f"generated the state passphrase in {given} (mode 0600). Back it up: without it the "
+                      "secrets in your Pulumi state cannot be decrypted. Set NOMADRIG_PASSPHRASE to use your own.")

@@ -13,13 +13,13 @@ import gzip
 import json
 import re
 import shlex
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .paths import templates_dir
 
 if TYPE_CHECKING:
     from .spec import BoxSpec
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 TEMPLATE_NAME = "cloud-init.yaml.j2"
 EC2_USER_DATA_LIMIT = 16 * 1024  # bytes, of what EC2 stores (the gzipped text when it is gzipped)
 # nofail: nothing that wants local-fs.target may ever wait for the data volume (boot must not block on it).
@@ -68,7 +68,7 @@ def agent_config(spec: BoxSpec) -> dict[str, Any]:
 def _environment() -> Any:
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), undefined=jinja2.StrictUndefined,
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())), undefined=jinja2.StrictUndefined,
                              autoescape=False, keep_trailing_newline=True)
     env.filters["yamlstr"] = yamlstr
     env.filters["shquote"] = shlex.quote

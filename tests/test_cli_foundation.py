@@ -46,6 +46,8 @@ def test_validate_json(tmp_path):
         "team": "vision-lab",
         "nomads": 3,
         "towers": 1,
+        "policy_ok": True,
+        "verdicts": [],
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,10 +13,12 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from nomadrig.errors import BadInputError
 from nomadrig.reaper.lock import FileLock, GcsLock, ReaperLockHeld, S3Lock, holding, lock_for
 from nomadrig.reaper.run import run_reaper
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "team.yaml"
 
 
 class Clock:
@@ -87,9 +90,112 @@ def test_second_reaper_run_while_one_holds_the_lock_fails_before_touching_anythi
         run_reaper(team, apply=True, orphans=False, stacks=NoStacks(), aws=NoCloud())  # type: ignore[arg-type]
 
 
-def test_pulumi_cloud_backend_needs_an_explicit_lock_location():
-    with pytest.raises(ValueError, match="state.backend_url.*lock_url"):
+def test_pulumi_cloud_backend_without_a_lock_location_is_bad_input_naming_the_option_to_pass():
+    with pytest.raises(BadInputError) as raised:
         lock_for("https://api.pulumi.com", "vision-lab")
+    assert raised.value.exit_code == 2
+    (problem,) = raised.value.problems
+    assert problem.path == "state.backend_url" and "Pulumi Cloud" in problem.message
+    assert "--lock-url" in problem.fix and "NOMADRIG_REAPER_LOCK" in problem.fix
+
+
+@pytest.mark.parametrize("url", ["azblob://state", "file://relative/dir", "file:///", "gs://"])
+def test_lock_locations_that_cannot_hold_a_lock_are_refused(url):
+    with pytest.raises(BadInputError) as raised:
+        lock_for(url, "vision-lab", field="--lock-url")
+    assert raised.value.file == "command line" and raised.value.problems[0].path == "--lock-url"
+
+
+def test_the_default_backend_keeps_its_lock_under_nomadrig_home_beside_the_engines_state(tmp_path, monkeypatch):
+    from nomadrig.config import DEFAULT_BACKEND
+    from nomadrig.engine_settings import resolve_backend_url
+
+    monkeypatch.setenv("NOMADRIG_HOME", str(tmp_path / "home"))
+    lock = lock_for(DEFAULT_BACKEND, "vision-lab")
+    assert lock.where == str(tmp_path / "home" / "state" / ".nomadrig" / "locks" / "reaper-vision-lab.json")
+    assert resolve_backend_url(DEFAULT_BACKEND) == f"file://{Path(lock.where).parents[2]}"
+
+
+class EmptyCloud:
+    """A cloud with no managed instance that notes whether the lock file exists while it is asked."""
+
+    cloud = "aws"
+
+    def __init__(self, lock_file: Path) -> None:
+        self.lock_file = lock_file
+        self.locked_while_listing: bool | None = None
+
+    def list_instances(self, team: str) -> list:
+        self.locked_while_listing = self.lock_file.exists()
+        return []
+
+
+class NoStackAtAll:
+    def list(self) -> list:
+        return []
+
+    def destroy(self, name: str) -> None:
+        raise AssertionError("nothing to destroy")
+
+
+def pulumi_cloud_team() -> SimpleNamespace:
+    return SimpleNamespace(
+        team="vision-lab",
+        policy=SimpleNamespace(stopped_destroy_after_hours=168, max_idle_minutes=60),
+        state=SimpleNamespace(backend_url="https://api.pulumi.com"),
+    )
+
+
+def test_a_lock_url_holds_the_lock_of_a_pulumi_cloud_team_for_the_run_and_releases_it(tmp_path):
+    lock_file = tmp_path / ".nomadrig" / "locks" / "reaper-vision-lab.json"
+    cloud = EmptyCloud(lock_file)
+
+    report = run_reaper(pulumi_cloud_team(), apply=True, orphans=False, stacks=NoStackAtAll(), aws=cloud,  # type: ignore[arg-type]
+                        lock_url=f"file://{tmp_path}")
+
+    assert report.errors == [] and cloud.locked_while_listing is True
+    assert not lock_file.exists()
+
+
+def pulumi_cloud_team_file(tmp_path: Path) -> Path:
+    text = EXAMPLE.read_text()
+    assert "backend_url: file://~/.nomadrig/state" in text, "the example team's backend line moved"
+    path = tmp_path / "team.yaml"
+    path.write_text(text.replace("backend_url: file://~/.nomadrig/state", "backend_url: https://api.pulumi.com"))
+    return path
+
+
+def test_reap_apply_of_a_pulumi_cloud_team_exits_2_and_names_the_lock_url_option(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from nomadrig.cli import app
+
+    monkeypatch.setenv("NOMADRIG_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("NOMADRIG_REAPER_LOCK", raising=False)
+    result = CliRunner().invoke(app, ["reap", "--apply", "--team", str(pulumi_cloud_team_file(tmp_path))])
+
+    assert result.exit_code == 2, result.output
+    assert "state.backend_url: 'https://api.pulumi.com' cannot hold the reaper's lock" in result.stderr
+    assert "Pass --lock-url" in result.stderr and "internal error" not in result.output
+    assert "--lock-url" in CliRunner().invoke(app, ["reap", "--help"], env={"COLUMNS": "200"}).stdout
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_reap_refuses_a_lock_url_that_cannot_hold_a_lock_before_reading_anything(tmp_path, monkeypatch, how):
+    from typer.testing import CliRunner
+
+    from nomadrig.cli import app
+
+    monkeypatch.setenv("NOMADRIG_HOME", str(tmp_path / "home"))
+    args = ["reap", "--apply", "--team", str(tmp_path / "missing.yaml")]
+    if how == "option":
+        args += ["--lock-url", "azblob://locks"]
+    else:
+        monkeypatch.setenv("NOMADRIG_REAPER_LOCK", "azblob://locks")
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 2, result.output
+    assert "command line: --lock-url: 'azblob://locks' cannot hold the reaper's lock" in result.stderr
 
 
 def test_backend_urls_map_to_lock_objects_next_to_the_state(tmp_path):

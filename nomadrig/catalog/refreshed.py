@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..paths import refreshed_catalog_dir
 from .errors import CatalogError
 from .loader import (
     CATALOG_FORMAT,
@@ -47,12 +48,7 @@ RESET_HINT = "Or run `nomadrig catalog reset` to go back to the packaged catalog
 
 def refreshed_data_dir() -> Path:
     """`$NOMADRIG_CATALOG`, else `<NOMADRIG_HOME>/catalog`: one home for everything nomadrig keeps locally."""
-    env = os.environ.get("NOMADRIG_CATALOG")
-    if env:
-        return Path(env).expanduser()
-    from ..engine_settings import nomadrig_home
-
-    return nomadrig_home() / "catalog"
+    return refreshed_catalog_dir()
 
 
 @dataclass(frozen=True)

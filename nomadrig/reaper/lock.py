@@ -20,6 +20,13 @@ a tower) can already reach:
 Every lock records owner, pid, host and an expiry; a run that outlives the
 expiry can be taken over, so the expiry (default 6 h) must exceed the
 longest run (snapshot waits are bounded well below it).
+
+A backend that cannot hold such an object (Pulumi Cloud, azblob://) needs a
+lock location of its own: ``nomadrig reap --apply --lock-url URL`` (or
+``$NOMADRIG_REAPER_LOCK``) with one of the three schemes above. Without one
+the run is refused before it touches anything, with that fix. The team
+file's default ``file://~/.nomadrig/state`` follows ``NOMADRIG_HOME``, as
+the engine's state does.
 """
 
 from __future__ import annotations
@@ -36,10 +43,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from nomadrig.errors import ExitCode, NomadrigError
+from nomadrig.errors import BadInputError, ExitCode, InputProblem, NomadrigError
+from nomadrig.paths import REAPER_LOCK_ENV, local_path_of_url
 
 DEFAULT_TTL = timedelta(hours=6)
 LOCK_DIR = ".nomadrig/locks"
+LOCK_SCHEMES = ("file://", "s3://", "gs://")
+LOCK_URL_FIX = (f"Pass --lock-url (or set {REAPER_LOCK_ENV}) to a place every reaper of the team can reach: "
+                "s3://BUCKET[/PREFIX], gs://BUCKET[/PREFIX], or file:///DIR on a shared file system "
+                "(file://~/.nomadrig/state when only this machine runs the reaper).")
 
 
 def _utcnow() -> datetime:
@@ -361,27 +373,46 @@ def _precondition_error() -> type[Exception]:
 
 
 def lock_for(
-    backend_url: str,
+    url: str,
     team: str,
     *,
     ttl: timedelta = DEFAULT_TTL,
     clock: Callable[[], datetime] = _utcnow,
     owner: str | None = None,
+    field: str = "state.backend_url",
 ) -> ReaperLock:
-    """The lock that matches the state backend; a clear error for backends that cannot hold one."""
-    if backend_url.startswith("file://"):
-        directory = Path(os.path.expanduser(backend_url[len("file://") :]))
+    """The lock at `url` (the state backend, or the location given for the lock); `field` names where it came from.
+
+    Raises BadInputError (exit 2) for a URL that cannot hold a lock, before
+    the reaper touches anything: the message names the field and the fix.
+    """
+    problem = lock_url_problem(url, field)
+    if problem is not None:
+        raise BadInputError("team file" if field == "state.backend_url" else "command line", [problem])
+    directory = local_path_of_url(url)
+    if directory is not None:
         return FileLock(directory, team, ttl=ttl, clock=clock, owner=owner)
-    for scheme, cls in (("s3://", S3Lock), ("gs://", GcsLock)):
-        if backend_url.startswith(scheme):
-            bucket, _, prefix = backend_url[len(scheme) :].partition("/")
-            bucket = bucket.split("?")[0]
-            return cls(bucket, prefix.split("?")[0], team, ttl=ttl, clock=clock, owner=owner)  # type: ignore[abstract]
-    raise ValueError(
-        f"state.backend_url is {backend_url!r}: the reaper keeps its lock next to the state and supports "
-        "file://, s3:// and gs://. With Pulumi Cloud, pass lock_url (a file://, s3:// or gs:// location "
-        "every reaper of the team can reach)."
-    )
+    scheme = url[: url.index("://") + 3]
+    bucket, _, prefix = url[len(scheme) :].partition("/")
+    cls = S3Lock if scheme == "s3://" else GcsLock
+    return cls(bucket.split("?")[0], prefix.split("?")[0], team, ttl=ttl, clock=clock, owner=owner)  # type: ignore[abstract]
+
+
+def lock_url_problem(url: str, field: str = "--lock-url") -> InputProblem | None:
+    """What is wrong with `url` as a reaper lock location, or None: a file://, s3:// or gs:// URL is needed.
+
+    Pulumi Cloud keeps the state but offers no object nomadrig could write a
+    lock into; azblob:// has no conditional write nomadrig uses.
+    """
+    if url.startswith(LOCK_SCHEMES) and url.split("://", 1)[1].split("?")[0].strip("/"):
+        local = local_path_of_url(url)
+        if local is None or local.is_absolute():
+            return None
+        return InputProblem(field, f"{url!r} is a relative path: the lock would depend on the current folder.",
+                            "Write an absolute file:// URL, e.g. file:///srv/nomadrig or file://~/.nomadrig/state.")
+    why = ("it is Pulumi Cloud, which keeps the state but holds no object a reaper can lock"
+           if url.startswith("https://") else "the reaper's lock needs a file://, s3:// or gs:// location")
+    return InputProblem(field, f"{url!r} cannot hold the reaper's lock: {why}.", LOCK_URL_FIX)
 
 
 @contextlib.contextmanager
