@@ -68,7 +68,8 @@ def validate(
                                 show_default=False),
     json_out: bool = JsonOption,
 ) -> None:
-    """Check a team file; every problem names the file, line, field and fix (exit 2)."""
+    """Check a team file (exit 2: every problem names the file, line, field and fix) and its towers against the
+    policy's tower rules (exit 1 on a mandatory violation, with the rule id and the fix)."""
     if file is not None and team_file is not None and file != team_file:
         from .errors import BadInputError, InputProblem
 
@@ -77,14 +78,24 @@ def validate(
     if file is not None:
         err_console.print("note: `nomadrig validate FILE` is deprecated; use `nomadrig validate --team FILE`.",
                           markup=False, soft_wrap=True)
+    from .cli_plan import print_verdicts
+    from .policy import check_towers, mandatory
+
     path = resolve_team_file(team_file or file)
     team = load_team_file(path)
+    verdicts = check_towers(team)
+    blocking = mandatory(verdicts)
     if json_out:
         emit_json({"file": str(path), "valid": True, "team": team.team, "nomads": len(team.nomads),
-                   "towers": len(team.towers)})
+                   "towers": len(team.towers), "policy_ok": not blocking,
+                   "verdicts": [v.as_dict() for v in verdicts]})
     else:
-        console.print(f"{path}: ok: team {team.team}, {len(team.nomads)} nomads, {len(team.towers)} towers",
+        print_verdicts(verdicts)
+        verdict = f"{len(blocking)} mandatory policy violation(s)" if blocking else "ok"
+        console.print(f"{path}: {verdict}: team {team.team}, {len(team.nomads)} nomads, {len(team.towers)} towers",
                       markup=False)
+    if blocking:
+        raise typer.Exit(int(ExitCode.POLICY_VIOLATION))
 
 
 @catalog_app.callback()
@@ -221,18 +232,19 @@ def policy_list(team_file: Path = typer.Option(None, "--team", "-t",
 @app.command()
 @handle_errors
 def cost(team_file: Path = TeamFileOption, json_out: bool = JsonOption) -> None:
-    """Project the team's monthly bill line by line (compute, disks, snapshots, NAT, egress, keys, buckets)."""
+    """Project the team's monthly bill line by line (compute, disks, snapshots, NAT, egress, keys, buckets).
+
+    Exit 1 where `plan` would on its box, team and tower rules (resource rules need `plan`)."""
     import datetime as dt
 
     from .cost import team_projection
-    from .policy import PolicyContext, TeamPlan, check_team
+    from .plan import spec_verdicts
     from .spec import box_specs
 
     team = load_team_file(team_file)
     specs = box_specs(team)
     projection = team_projection(specs, team.usage, team.budgets.monthly_usd, team.policy.allow_public_ip)
-    verdicts = check_team(TeamPlan(team.team, tuple(specs), sum(projection.fixed.values())),
-                          PolicyContext.from_team(team))
+    verdicts = spec_verdicts(team, specs, projection)
     today = dt.date.today()
     if json_out:
         emit_json({**projection.as_dict(), "stale_lines": [f"{ln.scope} {ln.item}" for ln in projection.lines
@@ -302,13 +314,28 @@ def advise(
     idle_watts: float = typer.Option(None, help="Tower idle draw at the wall, W (default: the build's)."),
     platform_watts: float = typer.Option(None, help="Board, RAM, SSD and fans under load, W (default: the build's)."),
     speed_ratio: float = typer.Option(None, help="Tower GPU speed / cloud GPU speed (default: throughput.csv)."),
+    spot_overhead_pct: float = typer.Option(None, "--spot-overhead-pct", help="Spot hours re-run or restarting "
+                                            "after interruptions, % (default: the team's usage, else 10)."),
+    admin_rate: float = typer.Option(None, help="What an hour of administration costs, USD (default 50)."),
+    admin_hours: list[str] = typer.Option(None, "--admin-hours", help="SETUP=HOURS a month of administration, "
+                                          "e.g. 'tower only=5' (repeatable; defaults in the README)."),
+    tower_trips: float = typer.Option(None, help="Trips or shipments a year to move or fix a tower (default 1)."),
+    trip_usd: float = typer.Option(None, help="Cost of one such trip or shipment, USD (default 300)."),
+    notebook_price: float = typer.Option(None, help="Price of the GPU notebook, USD (default: notebooks.csv)."),
+    notebook_watts: float = typer.Option(None, help="GPU notebook at the wall while training, W."),
+    notebook_speed: float = typer.Option(None, help="Notebook GPU speed / cloud GPU speed (default: throughput.csv)."),
+    egpu_speed: float = typer.Option(None, help="eGPU speed / the same card in a desktop slot (default: egpus.csv)."),
     chart: Path = typer.Option(None, help="Write a PNG chart of cumulative cost over time."),
+    setups_chart: Path = typer.Option(None, help="Write a PNG chart ranking the field guide's five setups."),
     json_out: bool = JsonOption,
 ) -> None:
-    """Cloud or tower? Compare notebook+cloud (on-demand, spot) with a tower of as many GPUs, and show break-even."""
+    """Cloud or tower? Compare notebook+cloud (on-demand, spot) with a tower of as many GPUs, show break-even,
+    and rank the field guide's five setups (tower, notebook, notebook + tower/eGPU/cloud) with their hidden costs."""
     from .advise import AdviceInputs, cheapest_region, hours_per_week_from_usage, pick_tower, render_chart
     from .advise import advise as compute
+    from .advise.setups import ADMIN_USD_HOUR, TOWER_TRIPS_PER_YEAR, TRIP_USD, HiddenCosts, field_guide
     from .catalog import load_catalog
+    from .cost import SPOT_INTERRUPTION_OVERHEAD_PCT
     from .errors import BadInputError, InputProblem
 
     cat = load_catalog()
@@ -333,15 +360,73 @@ def advise(
                                                         "Use one of: " + ", ".join(t.name for t in cat.towers()))])
     else:
         build = pick_tower(cat, instance)
+    if spot_overhead_pct is None:
+        spot_overhead_pct = team.usage.spot_interruption_overhead_pct if team else SPOT_INTERRUPTION_OVERHEAD_PCT
     inputs = AdviceInputs(hours_per_week, electricity, life_months, resale_pct, months, always_on, root_gb, data_gb,
-                          tower_price, idle_watts, platform_watts, speed_ratio)
+                          tower_price, idle_watts, platform_watts, speed_ratio, spot_overhead_pct)
+    hidden = HiddenCosts(ADMIN_USD_HOUR if admin_rate is None else admin_rate, _admin_hours(admin_hours or []),
+                         TOWER_TRIPS_PER_YEAR if tower_trips is None else tower_trips,
+                         TRIP_USD if trip_usd is None else trip_usd, notebook_price, notebook_watts, notebook_speed,
+                         egpu_speed)
     advice = compute(cat, instance, region, build, inputs)
+    guide = field_guide(cat, advice, hidden)
     if chart:
         render_chart(advice, str(chart))
+    if setups_chart:
+        from .advise.setups_chart import render_setups_chart
+
+        render_setups_chart(guide, str(setups_chart))
     if json_out:
-        emit_json(advice.as_dict())
+        emit_json({**advice.as_dict(), "setups": guide.as_dict()})
         return
     _print_advice(advice, chart)
+    _print_setups(guide, setups_chart)
+
+
+def _admin_hours(given: list[str]) -> dict[str, float]:
+    """--admin-hours 'SETUP=HOURS' pairs over the documented defaults; a malformed pair is a usage error (exit 2)."""
+    from .advise.setups import ADMIN_HOURS_MONTH
+    from .errors import BadInputError, InputProblem
+
+    hours = dict(ADMIN_HOURS_MONTH)
+    problems = []
+    for pair in given:
+        name, _, value = pair.partition("=")
+        try:
+            hours[name.strip()] = float(value)
+        except ValueError:
+            problems.append(InputProblem("--admin-hours", f"{pair!r} is not SETUP=HOURS.",
+                                         "Write e.g. --admin-hours 'notebook + tower=6'."))
+    if problems:
+        raise BadInputError("advise", problems)
+    return hours
+
+
+def _print_setups(guide: Any, chart: Path | None) -> None:
+    """The five setups ranked: one row each with its lines over the horizon (USD), then each one's GPU and hours."""
+    from .advise.setups import LINE_ITEMS
+
+    table = DataTable(title=f"The field guide's five setups: {guide.hours_per_week:g} GPU h/week, "
+                            f"{guide.data_gb:g} GB of data, USD over {guide.horizon_months} months, cheapest first",
+                      box=None, padding=(0, 1))
+    for col in ("#", "setup", *LINE_ITEMS, "total"):
+        table.add_column(col, justify="left" if col == "setup" else "right", no_wrap=col != "setup")
+    for i, setup in enumerate(guide.setups, 1):
+        table.add_row(str(i), setup.name, *(f"{setup.lines[k]:,.0f}" for k in LINE_ITEMS), f"{setup.total_usd:,.0f}")
+    console.print(table)
+    for i, setup in enumerate(guide.setups, 1):
+        late = "" if setup.feasible else " (more than the week has: ranked last)"
+        console.print(f"{i}. {setup.name}: {setup.gpu}, {setup.gpu_hours_week:,.1f} GPU h/week{late}; "
+                      f"upfront ${setup.upfront_usd:,.0f}", markup=False)
+        for note in setup.notes:
+            console.print(f"   note: {note}", markup=False)
+    hidden = guide.hidden
+    console.print(f"hidden costs: admin at ${hidden.admin_usd_hour:g}/h ("
+                  + ", ".join(f"{k} {v:g} h/month" for k, v in hidden.admin_hours_month.items())
+                  + f"); tower trips {hidden.tower_trips_per_year:g}/year at ${hidden.trip_usd:g}; data: a backup "
+                  "copy in object storage; hardware net of its value at the horizon", markup=False)
+    if chart:
+        console.print(f"setups chart written to {chart}", markup=False)
 
 
 def _advise_team(team_file: Path | None) -> Any:

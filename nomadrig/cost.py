@@ -7,7 +7,9 @@ no amount and left out of the totals (`TeamProjection.unknown` names it). The fo
 defaults are in the README ("Cost formulas"); in short:
 
 per nomad, in the box's cloud and region (running hours = hours_per_day x days_per_month):
-  compute       running h x hourly price (spot price when the box is spot and one is known)
+  compute       running h x hourly price; a spot box (with a known spot price) is billed
+                running h x (1 + spot_interruption_overhead_pct/100) x spot price: the work lost since
+                the last checkpoint and the restart after each interruption are hours paid again
   root-disk     root_disk_gb x disk GB-month rate: billed while the box exists, running or stopped
   data-disk     data_disk_gb x disk GB-month rate: 24/7, also after `down` and the reaper (kept)
   snapshot      data_disk_gb x snapshot_pct_of_data_disk/100 x snapshots_kept x snapshot rate
@@ -49,6 +51,15 @@ NAT_IP_RATE = {"aws": "public-ipv4", "gcp": "cloud-nat-ip"}
 KMS_RATE = {"aws": "kms-key", "gcp": "kms-key-version"}
 BUCKET_RATE = {"aws": "s3-standard", "gcp": "gcs-standard"}
 CLOUD_NAT_MAX_VMS = 32  # cloud.google.com/nat/pricing: the per-VM hourly charge stops growing at 32 VMs
+#: Extra spot hours per spot hour, in percent, when the team file does not state its own
+#: (`usage.spot_interruption_overhead_pct`). AWS's Spot Instance Advisor publishes, per type and region, the
+#: share of spot capacity reclaimed over the trailing month in buckets (<5 %, 5-10 %, 10-15 %, 15-20 %, >20 %;
+#: spot-bid-advisor.s3.amazonaws.com/spot-advisor-data.json); GCP states that Spot VMs can be preempted at any
+#: time with no minimum runtime (cloud.google.com/compute/docs/instances/spot). We take the middle bucket's upper
+#: bound, 10 %, as the share of spot hours paid twice: an interrupted run repeats the work since its last
+#: checkpoint and spends minutes restarting (boot, reattach the data volume, reload). An assumption, not a
+#: measurement: a team that checkpoints often, or measures its own interruptions, should override it.
+SPOT_INTERRUPTION_OVERHEAD_PCT = 10.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,7 @@ class Assumptions:
     snapshots_kept: int  # the reaper's last snapshots of each nomad's data volume
     bucket_gb: float  # dataset bucket per team stack, current versions
     bucket_noncurrent_pct: float  # versioning keeps overwritten objects: extra GB as % of bucket_gb
+    spot_interruption_overhead_pct: float = SPOT_INTERRUPTION_OVERHEAD_PCT  # re-run + restart hours per spot hour
 
     @property
     def running_hours(self) -> float:
@@ -75,7 +87,8 @@ class Assumptions:
         from .config import Usage
 
         usage = usage if usage is not None else Usage()
-        return cls(**{name: getattr(usage, name) for name in cls.__dataclass_fields__})
+        # A usage object without a field (an older team-file schema) gets the documented default.
+        return cls(**{name: getattr(usage, name) for name in cls.__dataclass_fields__ if hasattr(usage, name)})
 
     def as_dict(self) -> dict[str, float]:
         return dict(self.__dict__)
@@ -151,9 +164,19 @@ def _total(lines: Iterable[CostLine]) -> float:
     return round(sum(line.monthly_usd for line in lines if line.monthly_usd is not None), 2)
 
 
-def compute_line(spec: BoxSpec, assume: Assumptions, catalog: Catalog) -> tuple[CostLine, str]:
-    """The instance hours: spot price when the box is spot and one is known, else on-demand (said in the note)."""
+def billed_hours(assume: Assumptions, spot_priced: bool) -> float:
+    """Running hours, plus the interruption overhead when the hours are bought at the spot price."""
     hours = assume.running_hours
+    return round(hours * (1 + assume.spot_interruption_overhead_pct / 100), 4) if spot_priced else hours
+
+
+def compute_line(spec: BoxSpec, assume: Assumptions, catalog: Catalog) -> tuple[CostLine, str]:
+    """The instance hours: spot price when the box is spot and one is known, else on-demand (said in the note).
+
+    The spot price is the catalog's regional figure: on AWS the mean over the region's AZs (a box goes to
+    the first zone of the team network, whose AZ differs per account), on GCP the region's price (the
+    same in every zone). Spot hours carry the interruption overhead (`billed_hours`).
+    """
     hourly = spec.hourly_usd
     note = ""
     if hourly is None:
@@ -162,8 +185,14 @@ def compute_line(spec: BoxSpec, assume: Assumptions, catalog: Catalog) -> tuple[
         note = "spot price unknown: on-demand used"
     price = catalog.price(spec.cloud, spec.instance_type, spec.region)
     kind = "spot" if spec.spot and spec.spot_usd_hr is not None else "on-demand"
-    basis = f"{hours:g} h x " + (f"${hourly:g}/h {kind}" if hourly is not None else "no price known")
+    hours = billed_hours(assume, kind == "spot" and hourly is not None)
+    running = f"{assume.running_hours:g} h"
+    if hours != assume.running_hours:
+        running = f"{running} x {1 + assume.spot_interruption_overhead_pct / 100:g} interruption overhead"
+    basis = f"{running} x " + (f"${hourly:g}/h {kind}" if hourly is not None else "no price known")
     when = f"{assume.hours_per_day:g} h/day x {assume.days_per_month:g} days running"
+    if kind == "spot" and hourly is not None:
+        when += f"; +{assume.spot_interruption_overhead_pct:g}% re-run and restart hours after interruptions"
     # effective_date dates a row's on-demand figure; a packaged spot figure is an undated snapshot unless
     # the row was fetched whole by a refresh (both figures read the day they took effect).
     dated = price is not None and (kind == "on-demand" or price.effective_date == price.read_date)
@@ -308,3 +337,21 @@ def team_projection(specs: list[BoxSpec], usage: Usage | Any | None, budget_usd:
         per_region[(spec.cloud, spec.region)] = per_region.get((spec.cloud, spec.region), 0) + 1
     boxes = tuple(box_cost(s, usage, catalog, per_region[(s.cloud, s.region)]) for s in specs)
     return TeamProjection(boxes, tuple(team_lines(specs, allow_public_ip, assume, catalog)), budget_usd, assume)
+
+
+def stack_summaries(projection: TeamProjection) -> list[str]:
+    """One line per stack of the projection, its monthly lines itemised, for `nomadrig plan` to print as it is.
+
+    A box stack per nomad, then a team stack per cloud and region; a line without a known rate is named
+    as unknown (and, as everywhere, left out of the sums).
+    """
+    def items(lines: Iterable[CostLine]) -> str:
+        return ", ".join(f"{line.item} " + (f"${line.monthly_usd:,.2f}" if line.monthly_usd is not None else "unknown")
+                         for line in lines)
+
+    out = [f"{box.nomad} ({box.cloud} {box.region}, {box.instance_type}{', spot' if box.spot else ''}): "
+           f"${_total(box.lines):,.2f}/month = {items(box.lines)}" for box in projection.boxes]
+    for cloud, region in sorted({(line.cloud, line.region) for line in projection.team}):
+        mine = [line for line in projection.team if (line.cloud, line.region) == (cloud, region)]
+        out.append(f"team stack {cloud} {region}: ${_total(mine):,.2f}/month = {items(mine)}")
+    return out

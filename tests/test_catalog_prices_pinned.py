@@ -7,7 +7,11 @@ list. The sources (read 2026-12-01):
   2026-09-24), https://pricing.us-east-1.amazonaws.com/offers/v1.0/aws/AmazonEC2/current/us-east-1/index.csv
   - on-demand, Linux, shared tenancy; P4/P5 after AWS's June 2025 price cut.
 * SKY8: skypilot-org/skypilot-catalog catalogs/v8/aws/vms.csv at commit e385a0d3 (generated from the AWS
-  Price List and DescribeSpotPriceHistory; undated snapshot); spot = minimum over the region's AZs.
+  Price List and DescribeSpotPriceHistory; undated snapshot); spot = mean over the region's AZs (issue #11
+  defect 5: a box is not placed in the cheapest AZ).
+* MINSPOT: the minimum-over-AZs spot figure the earlier snapshot gave was removed where the per-AZ figures were
+  not re-read; such a spot box is costed on demand and says so.
+* New regions (eu-central-1, asia-northeast1, ...): see test_catalog_regions.py.
 * GCPT: cloud.google.com/compute/gpus-pricing, Iowa (us-central1) machine-type table, whole machine.
 * SKY7: skypilot-org/skypilot-catalog catalogs/v7/gcp/vms.csv at commit 017e2502: machine part + GPU part.
 """
@@ -25,19 +29,19 @@ from nomadrig.cli import app
 
 # (cloud, type, region, on_demand, spot, source, effective date or None when the source gives none)
 PINNED = [
-    ("aws", "p5.48xlarge", "us-east-1", 55.04, 14.246, "AWSPL + SKY8 spot", "2026-09-24"),
-    ("aws", "p5.48xlarge", "us-west-2", 55.04, 21.6229, "SKY8", None),
-    ("aws", "p4d.24xlarge", "us-east-1", 21.957642, 6.289, "AWSPL + SKY8 spot", "2026-09-24"),
-    ("aws", "p4d.24xlarge", "us-west-2", 21.95764, 9.118, "SKY8", None),
-    ("aws", "p4d.24xlarge", "eu-west-1", 23.71569, 11.548, "SKY8", None),
-    ("aws", "p4de.24xlarge", "us-east-1", 27.44705, 9.7262, "AWSPL + SKY8 spot", "2026-09-24"),
-    ("aws", "p5en.48xlarge", "us-east-1", 63.296, 19.1652, "AWSPL + SKY8 spot", "2026-09-24"),
-    ("aws", "p5en.48xlarge", "us-west-2", 63.296, 24.6657, "SKY8", None),
-    ("aws", "g5.xlarge", "us-east-1", 1.006, 0.397, "AWSPL (spot: skypilot v7 snapshot)", "2026-09-24"),
-    ("aws", "g6.xlarge", "us-east-1", 0.8048, 0.3879, "AWSPL (spot: skypilot v7 snapshot)", "2026-09-24"),
-    ("aws", "g6e.xlarge", "us-east-1", 1.861, 0.787, "AWSPL (spot: skypilot v7 snapshot)", "2026-09-24"),
-    ("aws", "g4dn.xlarge", "us-east-1", 0.526, 0.1845, "AWSPL (spot: skypilot v7 snapshot)", "2026-09-24"),
-    ("aws", "p3.2xlarge", "us-east-1", 3.06, 0.5197, "AWSPL (spot: skypilot v7 snapshot)", "2026-09-24"),
+    ("aws", "p5.48xlarge", "us-east-1", 55.04, None, "AWSPL; SKY8 min-over-AZ spot 14.246 removed (MINSPOT)", "2026-09-24"),
+    ("aws", "p5.48xlarge", "us-west-2", 55.04, None, "SKY8; spot removed (MINSPOT)", None),
+    ("aws", "p4d.24xlarge", "us-east-1", 21.957642, None, "AWSPL; spot removed (MINSPOT)", "2026-09-24"),
+    ("aws", "p4d.24xlarge", "us-west-2", 21.95764, None, "SKY8; spot removed (MINSPOT)", None),
+    ("aws", "p4d.24xlarge", "eu-west-1", 23.71569, None, "SKY8; spot removed (MINSPOT)", None),
+    ("aws", "p4de.24xlarge", "us-east-1", 27.44705, None, "AWSPL; spot removed (MINSPOT)", "2026-09-24"),
+    ("aws", "p5en.48xlarge", "us-east-1", 63.296, None, "AWSPL; spot removed (MINSPOT)", "2026-09-24"),
+    ("aws", "p5en.48xlarge", "us-west-2", 63.296, None, "SKY8; spot removed (MINSPOT)", None),
+    ("aws", "g5.xlarge", "us-east-1", 1.006, 0.4824, "AWSPL + SKY8 mean of 5 AZs", "2026-09-24"),
+    ("aws", "g6.xlarge", "us-east-1", 0.8048, 0.414, "AWSPL + SKY8 mean of 4 AZs", "2026-09-24"),
+    ("aws", "g6e.xlarge", "us-east-1", 1.861, 0.8647, "AWSPL + SKY8 mean of 4 AZs", "2026-09-24"),
+    ("aws", "g4dn.xlarge", "us-east-1", 0.526, 0.2128, "AWSPL + SKY8 mean of 5 AZs", "2026-09-24"),
+    ("aws", "p3.2xlarge", "us-east-1", 3.06, None, "AWSPL; spot removed (MINSPOT)", "2026-09-24"),
     ("gcp", "a2-ultragpu-1g", "us-central1", 5.06879789, None, "GCPT; spot unknown (issue #11)", None),
     ("gcp", "a2-ultragpu-8g", "us-central1", 40.550383123, None, "GCPT", None),
     ("gcp", "a2-highgpu-1g", "us-central1", 3.673385, 2.12081, "GCPT", None),

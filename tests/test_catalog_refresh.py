@@ -157,9 +157,9 @@ def test_refresh_writes_api_prices_that_later_commands_read(tmp_path):
     catalog = load_refreshed(tmp_path)
 
     eu = catalog.price("aws", "g5.xlarge", "eu-west-1")
-    assert (eu.on_demand_usd_hr, eu.spot_usd_hr) == (1.234, 0.52)  # latest price per AZ, then the minimum
+    assert (eu.on_demand_usd_hr, eu.spot_usd_hr) == (1.234, 0.535)  # latest per AZ (0.52, 0.55), then the mean
     us = catalog.price("aws", "g5.xlarge", "us-east-1")
-    assert (us.on_demand_usd_hr, us.spot_usd_hr) == (1.011, 0.39)
+    assert (us.on_demand_usd_hr, us.spot_usd_hr) == (1.011, 0.4)  # mean of 0.41 and 0.39
     g2 = catalog.price("gcp", "g2-standard-8", "us-central1")
     assert (g2.on_demand_usd_hr, g2.spot_usd_hr) == (0.8416, 0.332)  # 8 x core + 32 GB x RAM + 1 x L4
     assert "Price List" in eu.source and eu.effective_date == eu.read_date == "2026-12-02"

@@ -29,6 +29,8 @@ HOURS = 8 * 21  # examples/team.yaml usage: 8 h/day x 21 days/month
 # Documented defaults (README "Cost formulas"): per nomad 50 GB through NAT, 10 GB out; one full snapshot of the
 # data disk; 100 GB in each team bucket plus 20 % noncurrent versions.
 NAT_GB, EGRESS_GB, SNAPSHOT_SHARE, BUCKET_GB = 50, 10, 1.0, 100 * 1.2
+# README "Spot interruption overhead": spot hours are billed x (1 + 10/100) unless usage says otherwise.
+SPOT_OVERHEAD_PCT = 10
 
 
 def csv_rows(name: str) -> list[dict[str, str]]:
@@ -53,11 +55,13 @@ def expected_lines() -> dict[tuple[str, str, str], float]:
         cloud, region = n["cloud"], n["region"]
         kind = n.get("instance_type") or PROFILES[(n["gpu_profile"], cloud)]
         row = PRICES[(cloud, kind, region)]
-        hourly = float(row["spot_usd_hr"]) if n["spot"] and row["spot_usd_hr"] else float(row["on_demand_usd_hr"])
+        spot_priced = bool(n["spot"] and row["spot_usd_hr"])
+        hourly = float(row["spot_usd_hr"]) if spot_priced else float(row["on_demand_usd_hr"])
+        billed = HOURS * (1 + SPOT_OVERHEAD_PCT / 100) if spot_priced else HOURS
         disk = "ebs-gp3" if cloud == "aws" else "pd-balanced"
         snap = "ebs-snapshot" if cloud == "aws" else "snapshot-multiregional"
         who = n["name"]
-        out[(who, region, "compute")] = round(HOURS * hourly, 2)
+        out[(who, region, "compute")] = round(billed * hourly, 2)
         out[(who, region, "root-disk")] = round(n["root_disk_gb"] * rate(cloud, disk, region), 2)
         out[(who, region, "data-disk")] = round(n["data_disk_gb"] * rate(cloud, disk, region), 2)
         out[(who, region, "snapshot")] = round(n["data_disk_gb"] * SNAPSHOT_SHARE * rate(cloud, snap, region), 2)
@@ -211,3 +215,39 @@ def test_one_nat_gateway_key_and_bucket_line_per_team_stack_that_has_them(planne
                 counted[(stack.region, item)] = counted.get((stack.region, item), 0) + 1
     lines = {(line["region"], line["item"]) for line in cost_json["team_lines"]}
     assert set(counted) == lines and set(counted.values()) == {1}
+
+
+def test_a_spot_box_pays_the_interruption_overhead_on_its_spot_hours(cost_json):
+    linus = next(b for b in cost_json["boxes"] if b["nomad"] == "linus")
+    compute = next(line for line in linus["lines"] if line["item"] == "compute")
+    assert compute["quantity"] == pytest.approx(HOURS * 1.1)
+    assert "interruption overhead" in compute["basis"] and "spot" in compute["basis"]
+
+
+def test_the_overhead_is_the_team_file_s_when_it_states_one(tmp_path):
+    text = EXAMPLE.read_text()
+    assert "usage:" in text
+    team_file = tmp_path / "team.yaml"
+    team_file.write_text(text.replace("usage:", "usage:\n  spot_interruption_overhead_pct: 25", 1))
+    team = load_team(team_file)
+    projection = team_projection(box_specs(team), team.usage, None)
+    linus = next(b for b in projection.boxes if b.nomad == "linus")
+    compute = next(line for line in linus.lines if line.item == "compute")
+    assert compute.quantity == pytest.approx(HOURS * 1.25)
+
+
+def test_plan_stack_summaries_add_up_to_the_bill_the_formulas_give():
+    """`cost.stack_summaries` (what plan prints per stack): one line per box and team stack, summing to the total."""
+    import re
+
+    from nomadrig.cost import stack_summaries
+
+    team = load_team(EXAMPLE)
+    projection = team_projection(box_specs(team), team.usage, None, team.policy.allow_public_ip)
+    lines = stack_summaries(projection)
+    stacks = {(n["name"]) for n in yaml.safe_load(EXAMPLE.read_text())["nomads"]}
+    totals = [float(re.search(r": \$([\d,]+\.\d\d)/month", line).group(1).replace(",", "")) for line in lines]
+    assert sum(totals) == pytest.approx(sum(expected_lines().values()), abs=0.05)
+    for who in stacks:
+        assert sum(line.startswith(f"{who} (") for line in lines) == 1
+    assert sum(line.startswith("team stack ") for line in lines) == len({(s.cloud, s.region) for s in box_specs(team)})

@@ -1,4 +1,5 @@
-"""`nomadrig advise`: cloud or tower, like for like, with the catalog's prices (model) and one chart (chart).
+"""`nomadrig advise`: cloud or tower, like for like, with the catalog's prices (model) and one chart (chart);
+the field guide's five setups ranked with their hidden costs (setups) and their chart (setups_chart).
 
 matplotlib is imported only when a chart is drawn.
 """
@@ -22,6 +23,7 @@ from .model import (
     tower_hours,
     tower_power_usd_month,
 )
+from .setups import SETUPS, FieldGuide, HiddenCosts, Setup, field_guide
 from .towers import tower_spec
 
 __all__ = [
@@ -29,11 +31,16 @@ __all__ = [
     "WEEKS_PER_MONTH",
     "Advice",
     "AdviceInputs",
+    "FieldGuide",
+    "HiddenCosts",
     "Option",
+    "SETUPS",
+    "Setup",
     "advise",
     "cheapest_region",
     "cloud_hours",
     "crossings",
+    "field_guide",
     "hours_per_week_from_usage",
     "pick_tower",
     "render_chart",

@@ -4,7 +4,8 @@ A notebook + cloud box is compared with a notebook + tower of the same GPU count
 common to both, so it cancels out). Formulas (also in the README, "Cost formulas"):
 
 - cloud hours a month  h = min(hours_per_week x 52/12, 730)
-- cloud, per month     h x hourly price + (root_gb + data_gb) x disk GB-month rate (the disks bill 24/7)
+- cloud, per month     h x hourly price + (root_gb + data_gb) x disk GB-month rate (the disks bill 24/7);
+                       spot hours are h x (1 + spot_overhead_pct/100), as in `nomadrig cost`
 - tower hours a month  t = min(h x speed of the cloud GPU / speed of the tower GPU, 730), speeds from
                        throughput.csv (equal when either is unknown, said in the caveats)
 - tower power          load W = (GPUs x GPU TDP + CPU TDP + platform W) / PSU efficiency; idle W per build;
@@ -25,7 +26,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from ..catalog import Catalog, InstanceType, Price, TowerBuild
-from ..cost import DISK_RATE
+from ..cost import DISK_RATE, SPOT_INTERRUPTION_OVERHEAD_PCT
 from ..errors import BadInputError, InputProblem
 
 WEEKS_PER_MONTH = 52 / 12
@@ -48,6 +49,7 @@ class AdviceInputs:
     idle_watts: float | None = None  # overrides the build's idle draw
     platform_watts: float | None = None  # overrides the build's board/RAM/SSD/fans draw
     speed_ratio: float | None = None  # tower GPU speed / cloud GPU speed; overrides throughput.csv
+    spot_overhead_pct: float = SPOT_INTERRUPTION_OVERHEAD_PCT  # spot hours re-run or restarting, as `nomadrig cost`
 
     def problems(self) -> list[InputProblem]:
         """Every out-of-range input at once, each naming its option and the range it accepts."""
@@ -63,6 +65,7 @@ class AdviceInputs:
             ("--idle-watts", self.idle_watts, 0, 5_000, True, "watts, 0 to 5000"),
             ("--platform-watts", self.platform_watts, 0, 5_000, True, "watts, 0 to 5000"),
             ("--speed-ratio", self.speed_ratio, 0, 100, False, "tower GPU speed / cloud GPU speed, more than 0"),
+            ("--spot-overhead-pct", self.spot_overhead_pct, 0, 100, True, "percent of spot hours, 0 to 100"),
         ]
         found = []
         for option, value, low, high, low_ok, accepts in checks:
@@ -213,8 +216,9 @@ def advise(catalog: Catalog, instance: InstanceType, region: str, tower: TowerBu
         caveats.append(f"no disk rate for {region}: cloud disks left out")
     options = [_cloud_option("cloud on-demand", hours, price.on_demand_usd_hr, storage, horizon)]
     if price.spot_usd_hr is not None:
-        options.append(_cloud_option("cloud spot", hours, price.spot_usd_hr, storage, horizon,
-                                     "interruptions stop the box (no overhead for lost work counted)"))
+        spot_hours = hours * (1 + inputs.spot_overhead_pct / 100)
+        options.append(_cloud_option("cloud spot", spot_hours, price.spot_usd_hr, storage, horizon,
+                                     f"+{inputs.spot_overhead_pct:g}% hours re-run or restarting after interruptions"))
     else:
         caveats.append("no spot price known: spot not compared")
     parts = inputs.tower_price_usd if inputs.tower_price_usd is not None else tower.parts_cost_usd

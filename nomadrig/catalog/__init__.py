@@ -10,15 +10,29 @@ from __future__ import annotations
 from .errors import CatalogError, CatalogRefreshError
 from .gpu_names import gpu_key
 from .loader import DEFAULT_DATA_DIR, Catalog, load_catalog
-from .models import STALE_AFTER_DAYS, GpuModel, InstanceType, Price, Profile, Rate, Throughput, TowerBuild, is_stale
+from .models import (
+    STALE_AFTER_DAYS,
+    EgpuEnclosure,
+    GpuModel,
+    InstanceType,
+    Notebook,
+    Price,
+    Profile,
+    Rate,
+    Throughput,
+    TowerBuild,
+    is_stale,
+)
 
 __all__ = [
     "DEFAULT_DATA_DIR",
     "Catalog",
     "CatalogError",
     "CatalogRefreshError",
+    "EgpuEnclosure",
     "GpuModel",
     "InstanceType",
+    "Notebook",
     "Price",
     "Profile",
     "Rate",

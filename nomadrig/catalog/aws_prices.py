@@ -64,11 +64,12 @@ def on_demand_usd_hr(pricing: Any, instance_type: str, region: str) -> float | N
 
 
 def spot_usd_hr(ec2: Any, instance_type: str, now: dt.datetime) -> float | None:
-    """The region's spot price: the latest price of each AZ, then the minimum over AZs.
+    """The region's spot price: the latest price of each AZ, then the mean over AZs.
 
-    The minimum is what a box launched with a capacity-and-price-aware allocation can
-    get in that region, and it is how the shipped catalog was built, so refreshed and
-    shipped spot figures mean the same thing.
+    A box goes to the first zone of the team network, and which AZ that zone name is differs per
+    account, so the mean over the region's AZs is the price a box can expect (the minimum would be
+    the cheapest zone, where the box is not placed). The shipped catalog's spot figures mean the
+    same thing (SOURCES.md), so refreshed and shipped figures compare.
     """
     latest: dict[str, tuple[dt.datetime, float]] = {}
     token = ""
@@ -84,7 +85,7 @@ def spot_usd_hr(ec2: Any, instance_type: str, now: dt.datetime) -> float | None:
                 latest[zone] = (stamp, usd)
         token = page.get("NextToken", "")
         if not token:
-            return min(usd for _, usd in latest.values()) if latest else None
+            return round(sum(usd for _, usd in latest.values()) / len(latest), 6) if latest else None
 
 
 def default_client_factory() -> AwsClientFactory:

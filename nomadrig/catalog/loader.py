@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import CatalogError
 from .gpu_names import gpu_key, gpu_keys
-from .models import GpuModel, InstanceType, Price, Profile, Rate, Throughput, TowerBuild
+from .models import EgpuEnclosure, GpuModel, InstanceType, Notebook, Price, Profile, Rate, Throughput, TowerBuild
 
 DEFAULT_DATA_DIR = Path(__file__).parent / "data"
 CLOUDS = ("aws", "gcp")
@@ -37,6 +37,10 @@ TOWER_COLUMNS = ("name", "gpu_model", "gpu_count", "gpu_vram_gb", "gpu_tdp_w", "
                  "date")
 THROUGHPUT_COLUMNS = ("gpu_model", "train_rel_3090", "source", "date")
 PROFILE_COLUMNS = ("profile", "cloud", "instance_type", "description")
+REGION_COLUMNS = ("cloud", "region", "source", "date")
+NOTEBOOK_COLUMNS = ("name", "kind", "gpu_model", "gpu_count", "price_usd", "load_w", "thunderbolt", "ram_gb",
+                    "life_months", "source", "date")
+EGPU_COLUMNS = ("name", "price_usd", "psu_w", "link_gbps", "pcie", "speed_factor", "source", "date")
 
 
 @dataclass
@@ -131,6 +135,32 @@ def read_rows(path: Path, columns: tuple[str, ...]) -> Iterator[Row]:
                                "Quote cells that contain commas, and give every column a cell "
                                "(empty is fine).")
         yield Row(name, line, dict(zip(columns, cells, strict=True)))
+
+
+@functools.lru_cache(maxsize=4)
+def region_names(data_dir: Path = DEFAULT_DATA_DIR) -> dict[str, frozenset[str]]:
+    """Every region name each cloud accepts, from `regions.csv`: the one region list nomadrig has.
+
+    Read on its own (not through `load_catalog`) because team-file validation needs it before, and
+    without, the prices; a duplicate or an unknown cloud stops the program with file:line like any row.
+    """
+    names: dict[str, set[str]] = {cloud: set() for cloud in CLOUDS}
+    for row in read_rows(data_dir / "regions.csv", REGION_COLUMNS):
+        cloud, region = _cloud(row), row.text("region")
+        row.required_date()
+        row.text("source")
+        if region in names[cloud]:
+            raise row.fail("region", f"duplicate region {cloud} {region}", "List each region once.")
+        names[cloud].add(region)
+    return {cloud: frozenset(found) for cloud, found in names.items()}
+
+
+def check_region(cloud: str, region: str, row: Row, known: dict[str, frozenset[str]] | None = None) -> None:
+    """A price or rate row must name a region of its cloud that regions.csv lists (`*` = every region)."""
+    names = known if known is not None else region_names()
+    if region != "*" and region not in names.get(cloud, frozenset()):
+        raise row.fail("region", f"{region!r} is not a {cloud} region listed in regions.csv",
+                       "Fix the region name, or add the region (with its source) to regions.csv.")
 
 
 def _cloud(row: Row) -> str:
@@ -238,6 +268,37 @@ def _throughput(row: Row) -> Throughput:
     return Throughput(row.text("gpu_model"), factor, row.text("source"), row.required_date())
 
 
+def _notebook(row: Row) -> Notebook:
+    """A notebooks.csv row: a thin notebook has no GPU, a dgpu one names a GPU gpus.csv knows (checked in _load)."""
+    kind = row.text("kind")
+    if kind not in ("thin", "dgpu"):
+        raise row.fail("kind", f"kind is {kind!r}", "Use thin (no discrete GPU) or dgpu.")
+    thunderbolt = row.text("thunderbolt")
+    if thunderbolt not in ("yes", "no"):
+        raise row.fail("thunderbolt", f"thunderbolt is {thunderbolt!r}", "Write yes or no.")
+    gpu_count = row.integer("gpu_count") or 0
+    gpu_model = row.optional_text("gpu_model")
+    if (kind == "dgpu") != (gpu_model is not None and gpu_count > 0):
+        raise row.fail("gpu_model", f"a {kind} notebook with gpu_model {gpu_model or 'empty'} x {gpu_count}",
+                       "A dgpu notebook names its GPU and a count of 1 or more; a thin one leaves gpu_model empty, 0.")
+    life = row.integer("life_months") or 0
+    if life < 1:
+        raise row.fail("life_months", "life_months is 0", "Give the months the notebook is kept (e.g. 36).")
+    return Notebook(row.text("name"), kind, gpu_model, gpu_count, row.number("price_usd") or 0.0,
+                    row.number("load_w") or 0.0, thunderbolt == "yes", row.integer("ram_gb") or 0, life,
+                    row.text("source"), row.required_date())
+
+
+def _egpu(row: Row) -> EgpuEnclosure:
+    factor = row.number("speed_factor") or 0.0
+    if not 0 < factor <= 1:
+        raise row.fail("speed_factor", f"speed_factor is {factor:g}",
+                       "Give the training speed behind the link relative to a desktop slot, above 0 and at most 1.")
+    return EgpuEnclosure(row.text("name"), row.number("price_usd") or 0.0, row.integer("psu_w") or 0,
+                         row.number("link_gbps") or 0.0, row.text("pcie"), factor, row.text("source"),
+                         row.required_date())
+
+
 def _profile(row: Row) -> Profile:
     return Profile(profile=row.text("profile"), cloud=_cloud(row), instance_type=row.text("instance_type"),
                    description=row.text("description"))
@@ -255,6 +316,8 @@ class Catalog:
     data_dir: Path
     _rates: dict[tuple[str, str, str], Rate] = field(default_factory=dict)
     _throughput: dict[str, Throughput] = field(default_factory=dict)
+    _notebooks: list[Notebook] = field(default_factory=list)
+    _egpus: list[EgpuEnclosure] = field(default_factory=list)
     #: Where refreshed prices came from (None: the packaged catalog only), and why a refreshed
     #: catalog was not used, when one exists but does not fit this nomadrig.
     refreshed_dir: Path | None = None
@@ -311,6 +374,12 @@ class Catalog:
 
     def towers(self) -> list[TowerBuild]:
         return list(self._towers)
+
+    def notebooks(self) -> list[Notebook]:
+        return list(self._notebooks)
+
+    def egpus(self) -> list[EgpuEnclosure]:
+        return list(self._egpus)
 
     def profile(self, name: str, cloud: str) -> Profile | None:
         return self._profiles.get((name, cloud))
@@ -422,11 +491,20 @@ def _load(data_dir: Path) -> Catalog:
     throughput = (_index(read_rows(data_dir / "throughput.csv", THROUGHPUT_COLUMNS), _throughput,
                          lambda t: (gpu_key(t.gpu_model),), "GPU") if (data_dir / "throughput.csv").exists() else {})
 
+    # notebooks.csv and egpus.csv are optional in a hand-made catalog folder: advise then has no such setups.
+    notebooks = (_index(read_rows(data_dir / "notebooks.csv", NOTEBOOK_COLUMNS), _notebook, lambda n: (n.name,),
+                        "notebook") if (data_dir / "notebooks.csv").exists() else {})
+    egpus = (_index(read_rows(data_dir / "egpus.csv", EGPU_COLUMNS), _egpu, lambda e: (e.name,), "eGPU enclosure")
+             if (data_dir / "egpus.csv").exists() else {})
+
     known_gpus = {key for g, _ in gpus.values() for key in gpu_keys(g.model, g.vram_gb)}
     gpu_fix = "Add the model to gpus.csv or use a name from it."
     for item, row in (*instances.values(), *towers.values(), *throughput.values()):
         if gpu_key(item.gpu_model) not in known_gpus:
             raise row.fail("gpu_model", f"gpu_model {item.gpu_model!r} is not in gpus.csv", gpu_fix)
+    for notebook, row in notebooks.values():
+        if notebook.gpu_model and gpu_key(notebook.gpu_model) not in known_gpus:
+            raise row.fail("gpu_model", f"gpu_model {notebook.gpu_model!r} is not in gpus.csv", gpu_fix)
     by_key = {gpu_key(g.model): g for g, _ in gpus.values()}
     for tower, row in towers.values():
         gpu = by_key.get(gpu_key(tower.gpu_model))
@@ -435,6 +513,8 @@ def _load(data_dir: Path) -> Catalog:
                            f"{gpu.vram_gb:g} GB / {gpu.tdp_w} W in gpus.csv", "Make the two files agree.")
     for price, row in prices.values():
         check_price_type(price, row, instances)
+    for rate, row in rates.values():
+        check_region(rate.cloud, rate.region, row)
     for profile, row in profiles.values():
         if (profile.cloud, profile.instance_type) not in instances:
             raise row.fail("instance_type", f"profile {profile.profile!r} points at unknown "
@@ -453,11 +533,14 @@ def _load(data_dir: Path) -> Catalog:
         data_dir=data_dir,
         _rates=values(rates),
         _throughput={k[0]: t for k, t in values(throughput).items()},
+        _notebooks=list(values(notebooks).values()),
+        _egpus=list(values(egpus).values()),
     )
 
 
 def check_price_type(price: Price, row: Row, instances: dict, fix: str = "") -> None:
-    """A price row must name a type instance_types.csv knows: a typo would otherwise price nothing."""
+    """A price row must name a known type in a known region: a typo would otherwise price nothing."""
+    check_region(price.cloud, price.region, row)
     if (price.cloud, price.instance_type) not in instances:
         raise row.fail("instance_type", f"{price.cloud} {price.instance_type!r} is not in instance_types.csv",
                        fix or "Add the type to instance_types.csv first, or fix the name.")

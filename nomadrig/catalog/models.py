@@ -150,6 +150,37 @@ class TowerBuild:
 
 
 @dataclass(frozen=True)
+class Notebook:
+    """A notebook for the field guide's setups: a thin one (no GPU of its own) or one that trains on its dGPU."""
+
+    name: str
+    kind: str  # "thin" or "dgpu"
+    gpu_model: str | None
+    gpu_count: int
+    price_usd: float
+    load_w: float  # whole notebook at the wall while training (dgpu); 0 for a thin one (its draw cancels out)
+    thunderbolt: bool  # can drive an eGPU
+    ram_gb: int
+    life_months: int
+    source: str
+    date: str
+
+
+@dataclass(frozen=True)
+class EgpuEnclosure:
+    """An external GPU box: its price, PSU and the link that slows the card down (`speed_factor`)."""
+
+    name: str
+    price_usd: float
+    psu_w: int
+    link_gbps: float
+    pcie: str
+    speed_factor: float  # training speed behind the link / the same card in a desktop x16 slot
+    source: str
+    date: str
+
+
+@dataclass(frozen=True)
 class Throughput:
     """Training throughput of a GPU relative to one RTX 3090, with its benchmark source."""
 

@@ -25,7 +25,7 @@ from .refreshed import Key, new_manifest, overlay, write_refreshed
 
 AWS_SOURCE = ("AWS Price List Query API GetProducts (AmazonEC2, Linux, Shared, preInstalledSw NA, "
               "capacitystatus Used) + EC2 DescribeSpotPriceHistory "
-              "(Linux/UNIX, latest per AZ, regional minimum)")
+              "(Linux/UNIX, latest per AZ, mean over the region's AZs)")
 GCP_SOURCE = ("GCP Cloud Billing Catalog API services/6F81-5844-456A/skus: "
               "vCPU x core SKU + RAM GB x RAM SKU + GPUs x GPU SKU (OnDemand; spot from Preemptible SKUs)")
 
