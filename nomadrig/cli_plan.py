@@ -39,7 +39,7 @@ def plan(
                                 help="Run the programs in at most this many processes (default: one per core, "
                                      "up to 4, when that is quicker; 1: in this process only, least memory)."),
 ) -> None:
-    """Run the real stacks offline (Pulumi mocks) and check every resource, box and the team against the policy.
+    """Run the real stacks offline (Pulumi mocks) and check every resource, box, tower and the team against the policy.
 
     Exit 1 when a mandatory rule is violated, 0 otherwise. No credentials, no network.
     """
@@ -90,19 +90,28 @@ def _print_verdict(verdict, indent: str) -> None:
     console.print(f"{indent}  fix: {verdict.fix}", markup=False)
 
 
+def print_verdicts(verdicts: list) -> None:
+    """Verdicts outside any stack (team, towers), one after another, as `plan` prints them."""
+    for verdict in verdicts:
+        _print_verdict(verdict, "")
+
+
 def print_plan(result: PlanResult) -> None:
+    from .cost import stack_summaries
+
     for stack in result.stacks:
         console.print(_stack_table(stack))
         for verdict in stack.verdicts:
             _print_verdict(verdict, "  ")
         console.print()
-    for verdict in result.team_verdicts:
-        _print_verdict(verdict, "")
+    print_verdicts(result.team_verdicts + result.tower_verdicts)
     projection = result.projection
     budget = f" of ${projection.budget_usd:,.2f} ({projection.budget_used_pct}%)" if projection.budget_usd else ""
     console.print(f"projected monthly cost: ${projection.total_usd:,.2f}{budget}"
                   + (f"; fixed: {', '.join(f'{k} ${v:,.2f}' for k, v in projection.fixed.items())}"
                      if projection.fixed else ""), markup=False)
+    for line in stack_summaries(projection):
+        console.print(f"  {line}", markup=False, soft_wrap=True)
     count = sum(len(s.resources) for s in result.stacks)
     failed = len(result.mandatory)
     summary = (f"{len(result.stacks)} stacks, {count} resources: "

@@ -15,7 +15,7 @@ import zoneinfo
 from collections.abc import Callable, Iterable
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -32,6 +32,9 @@ from .errors import BadInputError, InputProblem, ValueProblem, describe_char, fi
 from .regions import REGIONS_BY_CLOUD
 from .sshkeys import check_public_key
 from .yamlmap import LocatedDocument, PathKey, format_path, load_located
+
+if TYPE_CHECKING:
+    from .compat import TowerRequest
 
 CloudName = Literal["aws", "gcp"]
 SUPPORTED_OS = ("ubuntu-22.04", "ubuntu-24.04", "ubuntu-26.04", "debian-12", "debian-13")
@@ -405,6 +408,7 @@ class Usage(Strict):
     snapshots_kept: int = Field(default=1, ge=0, le=100)  # the reaper's snapshots kept per nomad
     bucket_gb: float = Field(default=100, ge=0, le=10_000_000)  # dataset bucket per team stack
     bucket_noncurrent_pct: float = Field(default=20, ge=0, le=1000)  # extra GB kept by versioning, % of bucket_gb
+    spot_interruption_overhead_pct: float = Field(default=10, ge=0, le=100)  # spot hours lost to interruptions, %
 
 
 class RuleOverride(Strict):
@@ -581,8 +585,12 @@ class Tower(Strict):
     root_on_ssd: bool | None = None
     data_encrypted: bool | None = None
     driver_channel: Literal["distro", "cuda_repo"] = "distro"
-    driver_branch: str = "550"
-    cuda_version: str = "12.4"
+    #: Driver branch, kernel-module flavour, CUDA toolkit and Python: None lets nomadrig choose them from the
+    #: GPUs and the OS release (`nomadrig.compat.decide`); a value given is checked against the same matrix.
+    driver_branch: str | None = None
+    kernel_modules: Literal["open", "proprietary"] | None = None
+    cuda_version: str | None = None
+    python: str | None = None
     frameworks: list[Framework] = Field(default_factory=lambda: ["pytorch"])
     gpu_containers: bool = False
     nomads: list[str] = Field(default_factory=list)
@@ -617,17 +625,36 @@ class Tower(Strict):
 
     @field_validator("driver_branch")
     @classmethod
-    def _branch(cls, v: str) -> str:
-        if not re.fullmatch(r"\d{3}", v):
-            raise ValueError(f"{v!r} is not an NVIDIA driver branch: three digits, quoted, like \"550\"")
+    def _branch(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"\d{3}", v):
+            raise ValueError(f"{v!r} is not an NVIDIA driver branch: three digits, quoted, like \"550\" "
+                             "(or leave it out to let nomadrig choose from the GPUs)")
         return v
 
     @field_validator("cuda_version")
     @classmethod
-    def _cuda(cls, v: str) -> str:
-        if not re.fullmatch(r"\d{2}\.\d", v):
-            raise ValueError(f"{v!r} is not a CUDA version: major.minor, quoted, like \"12.4\"")
+    def _cuda(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"\d{2}\.\d{1,2}", v):
+            raise ValueError(f"{v!r} is not a CUDA version: major.minor, quoted, like \"12.4\" "
+                             "(or leave it out to let nomadrig choose)")
         return v
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"3\.\d{1,2}", v):
+            raise ValueProblem(f"{shown(v)} is not a Python 3 version.",
+                               'Write major.minor in quotes, e.g. python: "3.12", or leave it out for the release\'s '
+                               "python3.")
+        return v
+
+    def install_request(self, path: str = "") -> TowerRequest:
+        """What this tower asks of the compatibility matrix; None fields are left for `decide` to choose."""
+        from .compat import TowerRequest
+
+        return TowerRequest(gpus=tuple(gpu.model for gpu in self.gpus), os=self.os, channel=self.driver_channel,
+                            branch=self.driver_branch, flavour=self.kernel_modules, cuda=self.cuda_version,
+                            frameworks=tuple(self.frameworks), python=self.python, path=path)
 
 
 class Team(Strict):
@@ -896,7 +923,30 @@ def _semantic_problems(team: Team, doc: LocatedDocument) -> list[InputProblem]:
                     f"Use one of: {', '.join(names)}.{_did_you_mean(gpu.model, names)}")
         for path, message, fix in _tower_access_problems(tower, base, [n.name for n in team.nomads]):
             add(path, message, fix)
+        if all(catalog.gpu(gpu.model) is not None for gpu in tower.gpus):
+            for problem in tower_install_problems(tower, i):
+                add(parse_path(problem.path), problem.message, problem.fix)
     return problems
+
+
+def tower_install_problems(tower: Tower, index: int) -> list[InputProblem]:
+    """Why the tower's GPUs, OS and wishes admit no driver/CUDA/wheel install, each with its field and fix.
+
+    A team file that asks for CUDA 13.0 on branch 550, or open modules on a V100, asks for an install that
+    cannot work on any machine: that is bad input (exit 2), not a policy a team could turn off.
+    """
+    from .compat import Refusal, decide
+
+    decision = decide(tower.install_request(f"towers[{index}]"))
+    return list(decision.problems) if isinstance(decision, Refusal) else []
+
+
+_PATH_PART_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def parse_path(text: str) -> PathKey:
+    """'towers[0].gpus[1].model' -> ('towers', 0, 'gpus', 1, 'model'): the inverse of `format_path`."""
+    return tuple(int(index) if index else name for name, index in _PATH_PART_RE.findall(text))
 
 
 def _tower_access_problems(tower: Tower, base: PathKey, team_nomads: list[str]) -> list[tuple[PathKey, str, str]]:

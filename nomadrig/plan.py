@@ -23,7 +23,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import BadInputError, InputProblem
-from .policy import PlannedResource, PolicyContext, TeamPlan, Verdict, check_box, check_stack, check_team, mandatory
+from .policy import (
+    PlannedResource,
+    PolicyContext,
+    TeamPlan,
+    Verdict,
+    check_box,
+    check_stack,
+    check_team,
+    check_towers,
+    mandatory,
+)
 
 if TYPE_CHECKING:
     from nomadrig.stacks.mocks import PlanMocks
@@ -88,10 +98,11 @@ class PlanResult:
     stacks: list[StackPlan]
     team_verdicts: list[Verdict]
     projection: TeamProjection
+    tower_verdicts: list[Verdict] = field(default_factory=list)
 
     @property
     def verdicts(self) -> list[Verdict]:
-        return [v for s in self.stacks for v in s.verdicts] + self.team_verdicts
+        return [v for s in self.stacks for v in s.verdicts] + self.team_verdicts + self.tower_verdicts
 
     @property
     def mandatory(self) -> list[Verdict]:
@@ -115,6 +126,7 @@ class PlanResult:
             "team": self.team, "ok": self.ok, "mandatory_violations": len(self.mandatory),
             "stacks": [s.as_dict() for s in self.stacks],
             "team_verdicts": [v.as_dict() for v in self.team_verdicts],
+            "tower_verdicts": [v.as_dict() for v in self.tower_verdicts],
             "cost": self.projection.as_dict(),
         }
 
@@ -254,6 +266,8 @@ def record_resources(team: Team, specs: Sequence[BoxSpec], mocks: PlanMocks | No
     everything here. Mocks passed in (tests with transforms) run here, in this
     process: their transforms are closures that cannot travel to a worker.
     """
+    if not specs:  # a team of towers only: no box, so no team network either
+        return []
     runs = [] if mocks is not None else split_specs(specs, plan_workers() if workers is None else workers)
     if len(runs) < 2:
         return run_programs(team, specs, mocks).resources
@@ -331,21 +345,36 @@ def attribute(team: Team, specs: Sequence[BoxSpec], resources: Sequence[Recorded
 
 def plan_team(team: Team, nomad: str | None = None, mocks: PlanMocks | None = None,
               workers: int | None = None) -> PlanResult:
-    """The whole offline plan: programs under mocks, resource + stack + box + team rules, costs.
+    """The whole offline plan: programs under mocks, resource + stack + box + team + tower rules, costs.
 
     `workers`: at most this many processes run the programs (default: one per core, see `record_resources`).
+    The towers are judged when the whole team is planned; `nomad` plans one box and leaves them out.
     """
-    from .cost import box_cost, team_projection
+    from .cost import team_projection
 
     ctx = PolicyContext.from_team(team)
     all_specs = select_specs(team)
     specs = select_specs(team, nomad) if nomad else all_specs
     stacks = attribute(team, specs, record_resources(team, specs, mocks, workers))
+    projection = team_projection(all_specs, team.usage, team.budgets.monthly_usd, team.policy.allow_public_ip)
+    # A stack's cost is its line of the team's projection, so the two always agree (shared NAT included).
+    box_costs = {box.nomad: box for box in projection.boxes}
     for stack in stacks:
         stack.verdicts = check_stack(stack.resources, ctx)
         if stack.spec is not None:
             stack.verdicts = check_box(stack.spec, ctx) + stack.verdicts
-            stack.cost = box_cost(stack.spec, team.usage)
-    projection = team_projection(all_specs, team.usage, team.budgets.monthly_usd, team.policy.allow_public_ip)
+            stack.cost = box_costs[stack.spec.nomad]
     team_plan = TeamPlan(team.team, tuple(all_specs), sum(projection.fixed.values()))
-    return PlanResult(team.team, stacks, check_team(team_plan, ctx), projection)
+    towers = [] if nomad else check_towers(team, ctx)
+    return PlanResult(team.team, stacks, check_team(team_plan, ctx), projection, towers)
+
+
+def spec_verdicts(team: Team, specs: Sequence[BoxSpec], projection: TeamProjection) -> list[Verdict]:
+    """The rules `plan` runs that need no program run: box, team and tower rules (what `cost` judges by).
+
+    Resource rules need the stacks' resources, so only `plan` (and `up`) runs them.
+    """
+    ctx = PolicyContext.from_team(team)
+    boxes = [v for spec in specs for v in check_box(spec, ctx)]
+    team_plan = TeamPlan(team.team, tuple(specs), sum(projection.fixed.values()))
+    return boxes + check_team(team_plan, ctx) + check_towers(team, ctx)

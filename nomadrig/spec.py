@@ -10,10 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from . import names
 from .catalog import Catalog, load_catalog
 from .config import Nomad, Team, Tower
+from .errors import BadInputError
+
+if TYPE_CHECKING:
+    from .compat import InstallPlan
 
 
 @dataclass(frozen=True)
@@ -102,12 +107,15 @@ class TowerSpec:
     root_on_ssd: bool | None
     data_encrypted: bool | None
     driver_channel: str
-    driver_branch: str
-    cuda_version: str
+    driver_branch: str  # resolved: the team file's, else the one `install` chose from the GPUs
+    cuda_version: str  # resolved, as driver_branch
     frameworks: tuple[str, ...]
     gpu_containers: bool
     nomads: tuple[str, ...]
     wireguard_port: int
+    #: The whole resolved install plan (branch, flavour, module options, toolkit, wheels, Python); None for a
+    #: spec built without a team file (a catalog build judged by the tower rules).
+    install: InstallPlan | None = None
 
     @property
     def stack_name(self) -> str:
@@ -198,6 +206,7 @@ def tower_spec(team: Team, tower: Tower | str, catalog: Catalog | None = None) -
         known = catalog.gpu(gpu.model)
         gpus.append(TowerGpuSpec(known.model if known else gpu.model, gpu.count,
                                  known.tdp_w if known else None, known.vram_gb if known else None))
+    install = install_plan(team, tower)
     return TowerSpec(
         team=team.team,
         name=tower.name,
@@ -213,10 +222,26 @@ def tower_spec(team: Team, tower: Tower | str, catalog: Catalog | None = None) -
         root_on_ssd=tower.root_on_ssd,
         data_encrypted=tower.data_encrypted,
         driver_channel=tower.driver_channel,
-        driver_branch=tower.driver_branch,
-        cuda_version=tower.cuda_version,
+        driver_branch=install.driver_branch,
+        cuda_version=install.cuda_toolkit,
         frameworks=tuple(tower.frameworks),
         gpu_containers=tower.gpu_containers,
         nomads=tuple(tower.nomads or [n.name for n in team.nomads]),
         wireguard_port=tower.wireguard_port,
+        install=install,
     )
+
+
+def install_plan(team: Team, tower: Tower) -> InstallPlan:
+    """What the tower's GPUs and OS get: the team file's choices, the rest chosen by `compat.decide`.
+
+    A loaded team file has been through the same decision (`config.tower_install_problems`), so a refusal
+    here means the team was built without `load_team`; it is reported the same way.
+    """
+    from .compat import Refusal, decide
+
+    index = team.towers.index(tower)
+    decision = decide(tower.install_request(f"towers[{index}]"))
+    if isinstance(decision, Refusal):
+        raise BadInputError("team file", list(decision.problems))
+    return decision

@@ -142,6 +142,9 @@ CASES: dict[str, tuple[object, object, str]] = {
     "TWR-004": (tower(), tower(disk_gb=500), "500 GB"),
     "TWR-005": (tower(), tower(root_on_ssd=False), "rotational"),
     "TWR-006": (tower(), tower(data_encrypted=False), "not encrypted"),
+    "TWR-007": (tower(gpus=(TowerGpuSpec("RTX 4090", 2, 450, 24),)),
+                tower(gpus=(TowerGpuSpec("GTX 1080 Ti", 1, 250, 11), TowerGpuSpec("RTX 4090", 1, 450, 24))),
+                "Pascal (GTX 1080 Ti), Ada (RTX 4090)"),
     "SEC-001": (
         res("aws:ebs/volume:Volume", encrypted=True, tags=TAGS),
         res("aws:ebs/volume:Volume", tags=TAGS),

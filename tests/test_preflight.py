@@ -342,3 +342,63 @@ def test_the_real_probes_read_this_machine_and_change_nothing(tmp_path: Path) ->
     assert run.observed["secure_boot"] in {"enabled", "disabled", "unknown"}, run.observed
     assert run.observed["root_rotational"] in {True, False, "unknown"}, run.observed
     assert isinstance(run.observed["data_encrypted"], bool), run.observed
+
+
+# -- the tower's PCI GPUs against the ones the install plan was chosen for ------------------------------
+
+
+def plan_vars() -> dict[str, Any]:
+    """What nomadrig hands preflight for the example tower (one RTX 4090): the real tower_vars output."""
+    from nomadrig.config import load_team
+    from nomadrig.tower import tower_vars
+
+    team = load_team(REPO / "examples" / "team.yaml")
+    variables = tower_vars(team, team.towers[0])
+    return {key: variables[key] for key in ("preflight_planned_gpus", "preflight_known_gpu_pci_ids",
+                                            "preflight_driver_plan")}
+
+
+def test_the_declared_gpu_on_the_pci_bus_passes_with_a_note(tmp_path: Path) -> None:
+    plan = plan_vars()
+    run = run_preflight(tmp_path, **plan, preflight_observed_gpu_pci_ids=["2684"])
+
+    assert run.rc == 0, run.output
+    assert f"GPUs: the PCI bus shows 10de:2684 RTX 4090, as the team file declares ({plan['preflight_driver_plan']})." \
+        in run.notes
+
+
+def test_a_declared_gpu_missing_from_the_pci_bus_stops_the_run(tmp_path: Path) -> None:
+    plan = plan_vars()
+    run = run_preflight(tmp_path, **plan, preflight_observed_gpu_pci_ids=[])
+
+    assert run.rc == 2, run.output
+    assert run.failure == one_problem(
+        "The team file declares 1 x RTX 4090 but the PCI bus shows 0 (PCI ids 10de:2684); the tower has: no NVIDIA "
+        f"GPU. The driver plan ({plan['preflight_driver_plan']}) was chosen for the declared GPUs. Correct the "
+        "tower's gpus in the team file (or seat the GPU), then run again."
+    )
+
+
+def test_another_gpu_than_declared_stops_the_run_naming_both(tmp_path: Path) -> None:
+    run = run_preflight(tmp_path, **plan_vars(), preflight_observed_gpu_pci_ids=["2204"])
+
+    assert run.rc == 2, run.output
+    assert "declares 1 x RTX 4090 but the PCI bus shows 0" in run.failure
+    assert "The tower has 10de:2204 RTX 3090, but the team file declares RTX 4090; RTX 3090 is not among them" \
+        in run.failure
+
+
+def test_an_nvidia_device_the_matrix_does_not_know_warns(tmp_path: Path) -> None:
+    run = run_preflight(tmp_path, **plan_vars(), preflight_observed_gpu_pci_ids=["2684", "ffff"])
+
+    assert run.rc == 0, run.output
+    assert len(run.warnings) == 1 and run.warnings[0].startswith("NVIDIA PCI device(s) 10de:ffff are not in the "
+                                                                 "compatibility matrix")
+
+
+def test_the_gpu_check_does_not_apply_in_a_container(tmp_path: Path) -> None:
+    run = run_preflight(tmp_path, **plan_vars(), preflight_observed_gpu_pci_ids=[],
+                        preflight_observed_virtualization_type="systemd-nspawn")
+
+    assert run.rc == 0, run.output
+    assert any(note.startswith("GPUs: not compared with the team file in a container") for note in run.notes)

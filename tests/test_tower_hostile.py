@@ -61,7 +61,12 @@ def hostile(payload: str, canaries: Path, field: str) -> str:
 
 
 def hostile_team(payload: str, canaries: Path) -> Team:
-    """The example team with payload in every string field that reaches tower_vars() or inventory()."""
+    """The example team with payload in every string field that reaches tower_vars() or inventory().
+
+    driver_branch, kernel_modules, cuda_version and python reach the roles only as the values of the
+    compatibility matrix's install plan; text that is not one is refused before Ansible runs
+    (test_install_fields_reach_ansible_only_as_the_matrix_values).
+    """
     team = load_team(EXAMPLE)
 
     def value(field: str) -> str:
@@ -84,8 +89,6 @@ def hostile_team(payload: str, canaries: Path) -> Team:
             "name": NAME_PAYLOAD,
             "address": value("towers[0].address"),
             "ssh_user": value("towers[0].ssh_user"),
-            "driver_branch": value("towers[0].driver_branch"),
-            "cuda_version": value("towers[0].cuda_version"),
             "nomads": names[:2],
             "admins": [names[0]],
             "docker_users": [names[1]],
@@ -343,3 +346,18 @@ def test_validation_refuses_the_shapes_the_issue_found(field: str, value: str) -
         parse_team(team_text_with_tower(**{field: value}), "team.yaml")
     problems = [p for p in error.value.problems if p.path == f"towers[0].{field}"]
     assert problems and problems[0].fix and problems[0].line, error.value.render()
+
+
+@pytest.mark.parametrize("field", ["driver_branch", "cuda_version", "python", "kernel_modules"])
+def test_install_fields_reach_ansible_only_as_the_matrix_values(field: str, tmp_path: Path) -> None:
+    """Hostile text in a field the install plan reads (validation bypassed) is refused by name; nothing runs."""
+    canaries = tmp_path / "canaries"
+    canaries.mkdir()
+    team = load_team(EXAMPLE)
+    payload = hostile("{{ lookup('pipe', 'touch CANARY') }}", canaries, field)
+    tower = team.towers[0].model_copy(update={field: payload})
+    team = team.model_copy(update={"towers": [tower]})
+    with pytest.raises(BadInputError) as error:
+        towers.tower_vars(team, tower)
+    assert f"towers[0].{field}" in error.value.render()
+    assert not list(canaries.iterdir())

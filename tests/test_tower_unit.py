@@ -397,3 +397,22 @@ def test_host_keys_are_checked_unless_the_options_relax_it(tmp_path: Path) -> No
     # ansible-runner sets ANSIBLE_HOST_KEY_CHECKING=False itself when nobody says otherwise.
     assert _runner_env(tmp_path)["ANSIBLE_HOST_KEY_CHECKING"] == "True"
     assert _runner_env(tmp_path, strict_host_keys=False)["ANSIBLE_HOST_KEY_CHECKING"] == "False"
+
+
+def test_text_that_looks_like_a_number_reaches_ansible_as_text(tmp_path: Path) -> None:
+    """A driver branch "550" or CUDA "12.10" must stay text: Ansible reads `!unsafe "550"` as the integer 550."""
+    from nomadrig.tower import unsafe_yaml
+
+    values = {"branch": "550", "cuda": "12.10", "ids": ["2684"], "flag": "yes", "template": "{{ x }}"}
+    extravars = tmp_path / "vars.yml"
+    extravars.write_text(unsafe_yaml(values))
+    playbook = tmp_path / "show.yml"
+    playbook.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"ansible.builtin.debug": {"msg": "{{ [branch is string, cuda, ids[0] is string, flag is string, "
+                                          "template] | to_json }}"}}]}]))
+    done = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-c", "local", "-i", "localhost,",
+                           str(playbook), "-e", f"@{extravars}"], capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL, env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+                                                         "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert '[true, \\"12.10\\", true, true, \\"{{ x }}\\"]' in done.stdout, done.stdout

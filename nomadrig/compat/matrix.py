@@ -36,6 +36,7 @@ CUDA_COLUMNS = ("cuda", "min_driver", "role", "source", "date")
 BRANCH_COLUMNS = ("branch", "open_modules", "support", "eol", "source", "date")
 ARCH_COLUMNS = ("architecture", "max_branch", "open_modules", "max_cuda", "source", "date")
 CC_COLUMNS = ("compute_capability", "architecture", "first_cuda", "source", "date")
+PCI_COLUMNS = ("gpu_model", "pci_ids", "source", "date")
 GPU_COLUMNS = ("gpu_model", "aliases", "compute_capability", "segment", "source", "date")
 RELEASE_COLUMNS = ("release", "codename", "python", "toolkit", "toolkit_package", "cuda_repo", "source", "date")
 DISTRO_COLUMNS = ("release", "branch", "status", "replaced_by", "flavours", "signed_modules", "version", "source",
@@ -115,6 +116,16 @@ def _gpu(row: Row) -> GpuRow:
                   source=row.text("source"), date=row.date())
 
 
+def _pci_ids(row: Row) -> tuple[str, tuple[str, ...]]:
+    """(model, device ids): four lower-case hex digits each, as the kernel writes /sys/bus/pci/devices/*/device."""
+    ids = tuple(part.strip() for part in row.text("pci_ids").split(";") if part.strip())
+    for device in ids:
+        if len(device) != 4 or any(c not in "0123456789abcdef" for c in device):
+            raise row.fail("pci_ids", f"{device!r} is not a PCI device id",
+                           "Write four lower-case hex digits, e.g. 2684.")
+    return row.text("gpu_model"), ids
+
+
 def _release(row: Row) -> Release:
     return Release(name=row.text("release"), codename=row.text("codename"), python=_version(row, "python"),
                    toolkit=_version(row, "toolkit"), toolkit_package=row.text("toolkit_package"),
@@ -186,6 +197,8 @@ class Matrix:
     distro_drivers: list[DistroDriver]
     wheels: list[Wheel]
     data_dir: Path
+    #: model (as gpus.csv names it) -> its PCI device ids (vendor 10de); models without a row are not listed.
+    pci_ids: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _gpu_index: dict[str, Gpu] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -217,6 +230,10 @@ class Matrix:
 
     def gpu_models(self) -> list[str]:
         return [row.model for row in self.gpu_rows]
+
+    def pci_models(self) -> dict[str, str]:
+        """PCI device id -> GPU model, for every board the matrix can recognise on a tower."""
+        return {device: model for model, ids in self.pci_ids.items() for device in ids}
 
     def toolkits(self) -> list[Version]:
         """Requestable CUDA toolkit versions, oldest first."""
@@ -288,7 +305,26 @@ def _load(data_dir: Path) -> Matrix:
     _check_references(cuda, branches, archs, ccs, releases, rows)
     return Matrix(cuda=cuda, branches=branches, architectures=archs, compute_capabilities=ccs,
                   gpu_rows=_items(rows["gpus"]), releases=releases, distro_drivers=_items(rows["distro"]),
-                  wheels=wheels, data_dir=data_dir)
+                  wheels=wheels, data_dir=data_dir, pci_ids=_load_pci_ids(data_dir, _items(rows["gpus"])))
+
+
+def _load_pci_ids(data_dir: Path, gpus: list[GpuRow]) -> dict[str, tuple[str, ...]]:
+    """pci_ids.csv, each model one of gpus.csv's and each device id on one model only; absent file: none."""
+    path = data_dir / "pci_ids.csv"
+    if not path.exists():
+        return {}
+    models = {gpu_key(g.model): g.model for g in gpus}
+    found: dict[str, tuple[str, ...]] = {}
+    owner: dict[str, str] = {}
+    for (model, ids), row in _load_rows(path, PCI_COLUMNS, _pci_ids, lambda item: gpu_key(item[0])):
+        if gpu_key(model) not in models:
+            raise row.fail("gpu_model", f"{model!r} is not in gpus.csv", "Add the GPU there first or fix the name.")
+        for device in ids:
+            if device in owner:
+                raise row.fail("pci_ids", f"{device} is already {owner[device]!r}'s", "A device id names one model.")
+            owner[device] = model
+        found[models[gpu_key(model)]] = ids
+    return found
 
 
 def load_matrix(data_dir: Path | None = None) -> Matrix:

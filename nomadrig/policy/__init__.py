@@ -11,16 +11,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..errors import ExitCode, NomadrigError
 from .model import PlannedResource, PolicyContext, Rule, Severity, Verdict, Violation
 from .registry import all_rules, get_rule, resource_rule, run_rule, spec_rule, stack_rule
 
 if TYPE_CHECKING:
+    from ..config import Team
     from ..spec import BoxSpec, TowerSpec
 
 __all__ = [
     "PlannedResource", "PolicyContext", "Rule", "Severity", "Verdict", "Violation", "TeamPlan",
     "all_rules", "get_rule", "resource_rule", "spec_rule", "stack_rule",
-    "check_box", "check_spec", "check_team", "check_tower", "check_resource", "check_stack", "mandatory",
+    "check_box", "check_spec", "check_team", "check_tower", "check_towers", "check_resource", "check_stack",
+    "mandatory", "PolicyRefused",
 ]
 
 
@@ -58,6 +61,33 @@ def check_tower(spec: TowerSpec, ctx: PolicyContext) -> list[Verdict]:
         if rule.kind == "tower":
             out += run_rule(rule, spec, f"tower {spec.name}", ctx)
     return out
+
+
+def check_towers(team: Team, ctx: PolicyContext | None = None) -> list[Verdict]:
+    """Every tower of a team through the tower rules: what `validate`, `plan`, `cost` and `tower apply` judge."""
+    from ..spec import tower_spec
+
+    ctx = ctx or PolicyContext.from_team(team)
+    out: list[Verdict] = []
+    for tower in team.towers:
+        out += check_tower(tower_spec(team, tower), ctx)
+    return out
+
+
+class PolicyRefused(NomadrigError):
+    """A command stopped before it changed anything because mandatory rules failed (exit 1).
+
+    `problems` carries the verdicts as `--json` prints them.
+    """
+
+    exit_code = ExitCode.POLICY_VIOLATION
+
+    def __init__(self, subject: str, verdicts: Sequence[Verdict]) -> None:
+        self.verdicts = list(verdicts)
+        self.problems = [v.as_dict() for v in self.verdicts]
+        lines = [f"refused: {subject}: {len(self.verdicts)} mandatory policy violation(s); nothing was run."]
+        lines += [f"  {v.rule_id} {v.message}\n    fix: {v.fix}" for v in self.verdicts]
+        super().__init__("\n".join(lines))
 
 
 def check_resource(resource: PlannedResource, ctx: PolicyContext) -> list[Verdict]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from ..config import SUPPORTED_OS
 from .model import PolicyContext, Severity, Violation
 from .registry import spec_rule
 
@@ -15,7 +16,8 @@ if TYPE_CHECKING:
     from ..spec import BoxSpec, TowerSpec
     from . import TeamPlan
 
-SUPPORTED_TOWER_OS = ("ubuntu-22.04", "ubuntu-24.04", "ubuntu-26.04", "debian-12", "debian-13")
+#: The team file's os choices, which preflight also receives: one list for the rule and the role.
+SUPPORTED_TOWER_OS = SUPPORTED_OS
 #: GCP projects that publish public images: Deep Learning VM, ML images, and the OS images Google builds.
 GCP_PUBLIC_IMAGE_PROJECTS = ("deeplearning-platform-release", "ml-images", "debian-cloud", "ubuntu-os-cloud",
                              "ubuntu-os-accelerator-images", "cos-cloud")
@@ -236,4 +238,35 @@ def tower_encryption(tower: TowerSpec, ctx: PolicyContext) -> Iterable[Violation
         f"{tower.name}: data disks are not encrypted; a stolen tower leaks the team's datasets",
         "encrypt the data disks with LUKS (cryptsetup luksFormat) before copying data",
         severity=Severity.MANDATORY if mode == "mandatory" else None,
+    )
+
+
+@spec_rule(id="TWR-007", title="Tower GPUs are of one architecture", severity=Severity.ADVISORY, kind="tower")
+def tower_one_architecture(tower: TowerSpec, ctx: PolicyContext) -> Iterable[Violation]:
+    """GPUs of several architectures share one driver, one module flavour and one set of wheels.
+
+    The oldest GPU then decides for all (Pascal keeps an Ada GPU on proprietary modules, a branch that
+    still supports Pascal and CUDA 12.x; wheels must carry kernels for both), and a job sees devices of
+    different speed and memory. It works, so it is advice, not a refusal; combinations no driver can
+    serve at all are refused when the team file is read.
+    """
+    from ..compat import load_matrix
+
+    matrix = load_matrix()
+    by_arch: dict[str, list[str]] = {}
+    for gpu in tower.gpus:
+        known = matrix.gpu(gpu.model)
+        if known is not None and known.model not in by_arch.setdefault(known.architecture, []):
+            by_arch[known.architecture].append(known.model)
+    if len(by_arch) < 2:
+        return
+    mix = ", ".join(f"{arch.title()} ({', '.join(models)})" for arch, models in by_arch.items())
+    plan = tower.install
+    chosen = (f"; one plan serves them all: driver branch {plan.driver_branch}, {plan.kernel_modules} kernel modules, "
+              f"CUDA {plan.cuda_toolkit}") if plan else ""
+    yield Violation(
+        f"{tower.name}: GPUs of {len(by_arch)} architectures in one tower: {mix}{chosen}; the oldest GPU limits "
+        "the driver, kernel modules and CUDA for every GPU, and mixed devices slow multi-GPU jobs to the slowest",
+        "put GPUs of one architecture in each tower (split the gpus list into two towers), or accept the older "
+        "GPU's limits",
     )
