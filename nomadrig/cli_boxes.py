@@ -38,19 +38,24 @@ from .errors import BadInputError, CloudError, ExitCode, InputProblem
 if TYPE_CHECKING:
     from .config import Team
     from .engine import Engine, StackStatus
+    from .engine_stacks import DataSource, RetainedVolume, TowerRun
     from .policy import Verdict
     from .reaper.ports import InstanceRef
     from .reaper.power import LiveState
     from .spec import BoxSpec, TowerSpec
 
 YesOption = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")
+TowerKeyOption = typer.Option(None, "--ssh-key", "-i",
+                              help="A tower: private key for SSH, as `tower apply --ssh-key` (default: your agent).")
+TowerVarOption = typer.Option(None, "--var", "-e",
+                              help="A tower: override a role variable, KEY=VALUE (YAML), as `tower apply -e`.")
 LiveOption = typer.Option(True, "--live/--no-live",
                           help="Ask the clouds for each box's instance state (--no-live: the stacks only).")
 
 
 def register(app: typer.Typer) -> None:
     for name, command in (("up", up), ("preview", preview), ("down", down), ("ls", ls), ("outputs", outputs),
-                          ("ssh-config", ssh_config), ("start", start), ("stop", stop)):
+                          ("ssh-config", ssh_config), ("start", start), ("stop", stop), ("restore", restore)):
         app.command(name=name)(handle_errors(command))
 
 
@@ -165,22 +170,31 @@ def _current_spec(team: Team, nomad: str, previous: dict[str, Any] | None) -> Bo
 
 
 def up(name: str = typer.Argument(..., help="A nomad (their box) or a tower."),
-       team_file: Path = TeamFileOption, yes: bool = YesOption, json_out: bool = JsonOption) -> None:
+       team_file: Path = TeamFileOption, yes: bool = YesOption, json_out: bool = JsonOption,
+       ssh_key: Path | None = TowerKeyOption, var: list[str] | None = TowerVarOption) -> None:
     """Create or update a box (its team network first) or a tower stack; shows the price and asks first."""
     from .spec import box_spec, tower_spec
 
     team = load_team_file(team_file)
     kind, subject = _resolve(team, name)
+    run = _tower_run(kind, name, ssh_key, var)
     if kind == "tower":
         from .policy import PolicyContext, check_tower
 
         tspec = tower_spec(team, subject)
         _refuse_on_mandatory(check_tower(tspec, PolicyContext.from_team(team)), f"up {subject}")
-        values = _up_tower(team, tspec, yes)
+        values = _up_tower(team, tspec, yes, run)
         if values is not None:
             _print_up(tspec.stack_name, "tower", values, json_out)
         return
-    spec = box_spec(team, subject)
+    _up_box(team, box_spec(team, subject), yes, json_out)
+
+
+def _up_box(team: Team, spec: BoxSpec, yes: bool, json_out: bool, snapshot: str | None = None) -> None:
+    """`up` of a box (`restore` passes the snapshot its data volume is made from): say, ask, run, print."""
+    from .engine_stacks import DataSource
+
+    subject = spec.nomad
     _refuse_on_mandatory(_box_verdicts(team, spec), f"up {subject}")
     if not yes and not sys.stdin.isatty():  # refuse before the first engine call: nothing read, nothing made
         _say(*box_plan_lines(team, spec, network_new=None, box_new=None))
@@ -190,11 +204,12 @@ def up(name: str = typer.Argument(..., help="A nomad (their box) or a tower."),
     previous = _outputs(engine, spec.stack_name)
     network_new = not _outputs(engine, network)
     spec = _current_spec(team, subject, previous)
-    _say(*box_plan_lines(team, spec, network_new=network_new, box_new=not previous))
+    data = DataSource.snapshot(snapshot) if snapshot else engine.data_source(spec)
+    _say(*box_plan_lines(team, spec, network_new=network_new, box_new=not previous, data=data))
     if not confirm(f"{'Create' if not previous else 'Update'} the box of {subject}?", yes=yes):
         _say("nothing was changed.")
         return
-    values = engine.up_box(spec)
+    values = engine.up_box(spec, data)
     _print_up(spec.stack_name, "box", values, json_out)
     if not json_out:
         price = f"${spec.hourly_usd:.2f}/h" if spec.hourly_usd is not None else "an unknown price per hour"
@@ -203,7 +218,34 @@ def up(name: str = typer.Argument(..., help="A nomad (their box) or a tower."),
                       markup=False)
 
 
-def _up_tower(team: Team, spec: TowerSpec, yes: bool) -> dict[str, Any] | None:
+def _tower_run(kind: str, name: str, ssh_key: Path | None, var: list[str] | None) -> TowerRun | None:
+    """The `--ssh-key`/`--var` of a tower's `up` or `preview`; refused for a box, whose SSH runs through SSM/IAP."""
+    from .engine_stacks import TowerRun
+
+    if kind != "tower":
+        if ssh_key is not None or var:
+            raise BadInputError("command line", [InputProblem(
+                "--ssh-key/--var", f"{name!r} is a nomad's box; these options configure a tower.",
+                "Drop them: a box is reached through `nomadrig ssh-config`, its settings come from the team file.")])
+        return None
+    from .cli_tower import parse_overrides
+
+    return TowerRun(ssh_key_file=str(ssh_key.expanduser()) if ssh_key else None, overrides=parse_overrides(var),
+                    strict_host_keys=not _host_key_checking_off())
+
+
+def _host_key_checking_off() -> bool:
+    """Whether the user turned Ansible's host key checking off with its own switch, ``ANSIBLE_HOST_KEY_CHECKING``.
+
+    nomadrig checks host keys by default (a tower's key is known once); this is the one way to relax it, for a
+    test host whose key changes on every boot, and it is Ansible's own documented variable.
+    """
+    import os
+
+    return os.environ.get("ANSIBLE_HOST_KEY_CHECKING", "").strip().lower() in ("false", "0", "no", "off")
+
+
+def _up_tower(team: Team, spec: TowerSpec, yes: bool, run: TowerRun | None = None) -> dict[str, Any] | None:
     """Say what a tower's `up` does, ask, run it; None when the user said no."""
     require_answer(yes)
     engine = _engine(team)
@@ -214,7 +256,7 @@ def _up_tower(team: Team, spec: TowerSpec, yes: bool) -> dict[str, Any] | None:
     if not confirm(f"Configure the tower {spec.name}?", yes=yes):
         _say("nothing was changed.")
         return None
-    return engine.up_tower(spec)
+    return engine.up_tower(spec, run)
 
 
 def _print_up(stack: str, kind: str, values: dict[str, Any], json_out: bool) -> None:
@@ -225,7 +267,8 @@ def _print_up(stack: str, kind: str, values: dict[str, Any], json_out: bool) -> 
     _print_outputs(values)
 
 
-def box_plan_lines(team: Team, spec: BoxSpec, *, network_new: bool | None, box_new: bool | None) -> list[str]:
+def box_plan_lines(team: Team, spec: BoxSpec, *, network_new: bool | None, box_new: bool | None,
+                   data: DataSource | None = None) -> list[str]:
     """What `up` of one box creates and what it costs an hour and a month under the team's usage.
 
     `network_new` / `box_new`: whether the stack is new, or None when not
@@ -244,6 +287,8 @@ def box_plan_lines(team: Team, spec: BoxSpec, *, network_new: bool | None, box_n
              f"{spec.instance_type} ({spec.gpu_count}x {spec.gpu_model}, {spec.vcpu} vCPU, {spec.ram_gb:g} GB RAM), "
              f"{spec.root_disk_gb} GB root + {spec.data_disk_gb} GB data disk (kept on down), "
              f"{'spot' if spec.spot else 'on-demand'}, {spec.cloud} {spec.region}"]
+    if data is not None and data.kind != data.NEW:
+        lines.append(f"  data: {data.describe()}")
     cost = box_cost(spec, team.usage)
     if cost.hourly_usd is None or cost.monthly_usd is None:
         lines.append(f"  price: unknown ({cost.note}); check `nomadrig catalog` before going on")
@@ -256,25 +301,36 @@ def box_plan_lines(team: Team, spec: BoxSpec, *, network_new: bool | None, box_n
     return lines
 
 
-def preview(name: str = typer.Argument(..., help="A nomad: preview their box."),
-            team_file: Path = TeamFileOption, json_out: bool = JsonOption) -> None:
+def preview(name: str = typer.Argument(..., help="A nomad (their box) or a tower."),
+            team_file: Path = TeamFileOption, json_out: bool = JsonOption,
+            ssh_key: Path | None = TowerKeyOption, var: list[str] | None = TowerVarOption) -> None:
     """Show what `up` would change, with policy verdicts (exit 1 on a mandatory one); changes nothing."""
+    from .engine_stacks import NO_CHANGE_OPS
     from .policy import mandatory
 
     team = load_team_file(team_file)
     kind, subject = _resolve(team, name)
-    if kind != "box":
-        raise BadInputError("command line", [InputProblem("NAME", f"{name!r} is a tower; preview takes a nomad.",
-                                                          f"Run `nomadrig up {name}` for the tower stack.")])
+    run = _tower_run(kind, name, ssh_key, var)
     engine = _engine(team)
-    spec = _current_spec(team, subject, _outputs(engine, names.box_stack_name(team.team, subject)))
-    verdicts = _box_verdicts(team, spec)
-    _print_verdicts(verdicts)
-    stack, changes = engine.preview_box(spec)
+    if kind == "tower":
+        from .policy import PolicyContext, check_tower
+        from .spec import tower_spec
+
+        tspec = tower_spec(team, subject)
+        verdicts = check_tower(tspec, PolicyContext.from_team(team))
+        _print_verdicts(verdicts)
+        _refuse_legacy(engine, tspec.stack_name)
+        stack, changes = engine.preview_tower(tspec, run)
+    else:
+        spec = _current_spec(team, subject, _outputs(engine, names.box_stack_name(team.team, subject)))
+        verdicts = _box_verdicts(team, spec)
+        _print_verdicts(verdicts)
+        stack, changes = engine.preview_box(spec)
     if json_out:
         emit_json({"stack": stack, "changes": changes, "verdicts": [v.as_dict() for v in verdicts]})
     else:
-        summary = ", ".join(f"{n} to {op}" for op, n in sorted(changes.items()) if n) or "no changes"
+        summary = ", ".join(f"{n} to {op}" for op, n in sorted(changes.items())
+                            if n and op not in NO_CHANGE_OPS) or "no changes"
         console.print(f"{stack}: {summary}", markup=False)
     if mandatory(verdicts):
         raise typer.Exit(int(ExitCode.POLICY_VIOLATION))
@@ -294,8 +350,11 @@ def down(name: str = typer.Argument(..., help="A nomad (their box) or a tower.")
     if kind == "tower":
         from .spec import tower_spec
 
-        engine.destroy(tower_spec(team, subject).stack_name)
-        console.print(f"tower stack of {subject} destroyed.", markup=False)
+        stack = tower_spec(team, subject).stack_name
+        engine.destroy(stack)
+        engine.remove_stack(stack)
+        console.print(f"tower stack of {subject} removed ({stack}); the tower keeps its configuration.",
+                      markup=False)
         return
     from .engine import retained_volumes
     from .spec import box_spec
@@ -303,11 +362,11 @@ def down(name: str = typer.Argument(..., help="A nomad (their box) or a tower.")
     spec = box_spec(team, subject)
     current = _outputs(engine, spec.stack_name)
     recorded = engine.retained(spec.stack_name)
-    if current is None and not (purge_data and recorded):
+    if current is None and not (purge_data and (recorded or _tagged_volume(engine, spec))):
         raise CloudError(f"{spec.stack_name} does not exist: nothing to destroy.\n"
                          "  `nomadrig ls` lists the team's stacks.")
     volumes = retained_volumes(spec.stack_name, spec.cloud, spec.region, current or {}, spec.project)
-    volumes += [v for v in recorded if v.id not in {x.id for x in volumes}]
+    volumes += [v for v in recorded + _tagged_volume(engine, spec) if v.id not in {x.id for x in volumes}]
     if current is not None:
         instance = current.get("instance_id") or current.get("instance_name") or "no instance"
         kept = ", ".join(v.id for v in volumes) or "its data volume"
@@ -332,8 +391,19 @@ def down(name: str = typer.Argument(..., help="A nomad (their box) or a tower.")
         console.print(f"no retained data volume of {spec.nomad} is known; nothing else to delete.", markup=False)
     for volume in kept_volumes if not purge_data else []:
         console.print(f"kept the data volume {volume.id} ({spec.data_disk_gb} GB): the next `nomadrig up "
-                      f"{spec.nomad}` does not reattach it by itself, and it is billed until deleted "
+                      f"{spec.nomad}` attaches it again; it is billed until deleted "
                       f"(`nomadrig down {spec.nomad} --purge-data`).", markup=False)
+
+
+def _tagged_volume(engine: Engine, spec: BoxSpec) -> list[RetainedVolume]:
+    """The kept data volume the box stack's tag names (a `down` or the reaper wrote it, on any machine)."""
+    from .engine_stacks import DATA_VOLUME_TYPES, RetainedVolume
+
+    ident = engine.stack_tags(spec.stack_name).get(names.DATA_VOLUME_STACK_TAG)
+    if not ident:
+        return []
+    return [RetainedVolume(spec.stack_name, spec.cloud, spec.region, DATA_VOLUME_TYPES[spec.cloud], ident,
+                           spec.project)]
 
 
 def _say_purge(spec: BoxSpec, volume_ids: list[str]) -> None:
@@ -341,6 +411,49 @@ def _say_purge(spec: BoxSpec, volume_ids: list[str]) -> None:
     _say(f"--purge-data deletes the data volume of {spec.nomad} ({what}, {spec.data_disk_gb} GB) after the box.",
          "  Everything on it is lost for good: datasets, checkpoints and notebooks under the data mount.",
          "  No snapshot is taken (the reaper's snapshots, if any, are not touched).")
+
+
+# ---------------------------------------------------------------- restore
+
+
+def restore(nomad: str = typer.Argument(..., help="The nomad whose box to bring back from a snapshot."),
+            snapshot: str | None = typer.Option(None, "--snapshot",
+                                                help="The snapshot id (default: the reaper's last one)."),
+            team_file: Path = TeamFileOption, yes: bool = YesOption, json_out: bool = JsonOption) -> None:
+    """Bring a box back with a new data volume made from a snapshot (where only a snapshot of the data is left).
+
+    Without --snapshot, the snapshot the reaper took before it destroyed the
+    box (recorded in the box stack's tags). The box must be down: a live box's
+    volume is not replaced under it. A volume a `down` kept is not touched;
+    `down --purge-data` still deletes it.
+    """
+    from .spec import box_spec
+
+    team = load_team_file(team_file)
+    kind, subject = _resolve(team, nomad)
+    if kind != "box":
+        raise BadInputError("command line", [InputProblem("NOMAD", f"{nomad!r} is a tower; restore takes a nomad.",
+                                                          "A tower keeps its own disks.")])
+    spec = box_spec(team, subject)
+    engine = _engine(team)
+    current = _outputs(engine, spec.stack_name)
+    if current:
+        raise BadInputError("command line", [InputProblem(
+            "NOMAD", f"the box of {subject} is up ({spec.stack_name}); restoring would replace its data volume.",
+            f"Run `nomadrig down {subject}` first (its volume is kept), then `nomadrig restore {subject}`.")])
+    snapshot = snapshot or engine.last_snapshot(spec.stack_name)
+    if not snapshot:
+        raise BadInputError("command line", [InputProblem(
+            "--snapshot", f"no snapshot of {subject}'s data is recorded ({spec.stack_name} has no "
+            f"{names.DATA_SNAPSHOT_STACK_TAG} tag: the reaper never destroyed this box).",
+            "Pass --snapshot ID (snapshots tagged "
+            f"{names.tag_key(spec.cloud, names.OWNER)}={names.tag_value(spec.cloud, subject)}), "
+            f"or run `nomadrig up {subject}`.")])
+    kept = engine.stack_tags(spec.stack_name).get(names.DATA_VOLUME_STACK_TAG)
+    if kept:
+        _say(f"note: the data volume {kept} that the last down kept stays as it is (billed); "
+             f"`nomadrig down {subject} --purge-data` deletes it with the restored one.")
+    _up_box(team, spec, yes, json_out, snapshot=snapshot)
 
 
 # ---------------------------------------------------------------- ls

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 
+from . import names
 from .engine_progress import ProgressDisplay, UpdateProgress
 from .engine_settings import (
     PROJECT_NAME,
@@ -41,11 +42,13 @@ from .engine_settings import (
 )
 from .engine_stacks import (
     DATA_VOLUME_TYPES,
+    DataSource,
     Programs,
     PulumiFn,
     RetainedVolume,
     StackPrograms,
     StackStatus,
+    TowerRun,
     cloud_config,
     empty_program,
     network_stack_name,
@@ -63,8 +66,8 @@ if TYPE_CHECKING:
     from .reaper.ports import StackRef
     from .spec import BoxSpec, TowerSpec
 
-__all__ = ["Engine", "EngineBoxStacks", "RetainedVolume", "StackStatus", "UpdateInterrupted", "box_stacks",
-           "cloud_config", "network_stack_name", "retained_volumes", "tower_stack_name"]
+__all__ = ["DataSource", "Engine", "EngineBoxStacks", "RetainedVolume", "StackStatus", "UpdateInterrupted",
+           "box_stacks", "cloud_config", "network_stack_name", "retained_volumes", "tower_stack_name"]
 
 Say = Callable[[str], None]
 
@@ -164,6 +167,7 @@ class Engine:
         """Create or select the stack and set its provider config (idempotent)."""
         from pulumi import automation as auto
 
+        self.settings.ensure_passphrase()  # creating a stack writes its encryption salt; read-only paths never get here
         with self._errors(name, "select"):
             stack = auto.create_or_select_stack(stack_name=name, project_name=PROJECT_NAME, program=program,
                                                 opts=self._options(program))
@@ -289,17 +293,22 @@ class Engine:
             **packs, on_event=on_event, color="never", message=f"nomadrig up {name}"))
         return _values(result.outputs)
 
-    def up_box(self, spec: BoxSpec) -> dict[str, Any]:
-        """Deploy the team network of the box's region, then the box; returns the box's outputs."""
+    def up_box(self, spec: BoxSpec, data: DataSource | None = None) -> dict[str, Any]:
+        """Deploy the team network of the box's region, then the box; returns the box's outputs.
+
+        `data`: where the box's data volume comes from; by default `data_source` decides (the
+        volume a `down` kept comes back). `nomadrig restore` passes a snapshot.
+        """
         network = self.up_network(spec.cloud, spec.region)
-        stack = self.open_stack(spec.stack_name, self.programs.box(self.team, spec, network),
+        data = data or self.data_source(spec)
+        stack = self.open_stack(spec.stack_name, self.programs.box(self.team, spec, network, data=data),
                                 cloud_config(spec.cloud, spec.region, spec.project))
         packs = self.policy_packs()
         result, _ = self._run_update(stack, "up", lambda on_event: stack.up(
             **packs, on_event=on_event, color="never", message=f"nomadrig up {spec.nomad}"))
         return _values(result.outputs, reveal=False)
 
-    def preview_box(self, spec: BoxSpec) -> tuple[str, dict[str, int]]:
+    def preview_box(self, spec: BoxSpec, data: DataSource | None = None) -> tuple[str, dict[str, int]]:
         """What `up` would change, with the policy pack's verdicts; changes nothing.
 
         A box program needs its team network's outputs; before the network's
@@ -309,7 +318,7 @@ class Engine:
         network = self._network_outputs(spec.cloud, spec.region)
         if network:
             name = spec.stack_name
-            program = self.programs.box(self.team, spec, network)
+            program = self.programs.box(self.team, spec, network, data=data or self.data_source(spec))
         else:
             name = network_stack_name(self.team.team, spec.cloud, spec.region)
             self.say(f"note: the {spec.cloud}/{spec.region} team network is not deployed yet; previewing it "
@@ -319,7 +328,7 @@ class Engine:
         packs = self.policy_packs()
         result, _ = self._run_update(stack, "preview", lambda on_event: stack.preview(
             **packs, on_event=on_event, color="never"))
-        return name, {str(getattr(k, "value", k)): int(v) for k, v in result.change_summary.items()}
+        return name, _change_counts(result.change_summary)
 
     def _network_outputs(self, cloud: str, region: str) -> dict[str, Any]:
         """The network's outputs without deploying it; empty before its first up."""
@@ -329,12 +338,21 @@ class Engine:
         with self._errors(stack.name, "read outputs"):
             return _values(stack.outputs())
 
-    def up_tower(self, spec: TowerSpec) -> dict[str, Any]:
-        stack = self.open_stack(spec.stack_name, self.programs.tower(self.team, spec), {})
+    def up_tower(self, spec: TowerSpec, run: TowerRun | None = None) -> dict[str, Any]:
+        """Configure a tower through its stack: the `Tower` provider runs the playbook only when something changed."""
+        stack = self.open_stack(spec.stack_name, self.programs.tower(self.team, spec, run=run), {})
         packs = self.policy_packs()
         result, _ = self._run_update(stack, "up", lambda on_event: stack.up(
             **packs, on_event=on_event, color="never", message=f"nomadrig up tower {spec.name}"))
         return _values(result.outputs, reveal=False)
+
+    def preview_tower(self, spec: TowerSpec, run: TowerRun | None = None) -> tuple[str, dict[str, int]]:
+        """What `up` of a tower would change (the provider's diff: roles or variables); runs no playbook."""
+        stack = self.open_stack(spec.stack_name, self.programs.tower(self.team, spec, run=run), {})
+        packs = self.policy_packs()
+        result, _ = self._run_update(stack, "preview", lambda on_event: stack.preview(
+            **packs, on_event=on_event, color="never"))
+        return spec.stack_name, _change_counts(result.change_summary)
 
     def outputs(self, name: str, reveal: bool = False) -> dict[str, Any] | None:
         """A stack's outputs (secrets masked unless `reveal`); None when the stack does not exist."""
@@ -357,7 +375,77 @@ class Engine:
                                                                            message=f"nomadrig down {name}"))
         if kept:
             self._record_retained(name, kept)
+            self._set_stack_tag(stack, names.DATA_VOLUME_STACK_TAG, kept[0].id)
         return kept
+
+    def remove_stack(self, name: str) -> None:
+        """Remove a destroyed stack from the backend (its history with it): a tower's stack after `down`.
+
+        Box stacks are never removed: their tags record the data volume the next box attaches.
+        """
+        stack = self.existing_stack(name)
+        if stack is not None:
+            with self._errors(name, "remove"):
+                stack.workspace.remove_stack(name)
+
+    # -- the data volume between boxes ----------------------------------
+
+    def data_source(self, spec: BoxSpec) -> DataSource:
+        """Where the next `up` of this box takes its data volume from (see `DataSource`).
+
+        A live box keeps the source it was made with (its ``data_source``
+        output; a box from before this output owns its volume: ``new``).
+        Otherwise the volume the last `down` or reaper destroy kept (the box
+        stack's tag, else this machine's record of an older nomadrig's
+        `down`), else a new, empty volume. A snapshot is never chosen here:
+        restoring one replaces what a kept volume holds, so only
+        `nomadrig restore` asks for it.
+        """
+        stack = self.existing_stack(spec.stack_name)
+        if stack is None:
+            return DataSource.new()
+        with self._errors(spec.stack_name, "read outputs"):
+            outputs = _values(stack.outputs())
+        live = DataSource.from_output(outputs.get("data_source"))
+        if live is not None:
+            return live
+        if retained_volumes(spec.stack_name, spec.cloud, spec.region, outputs, spec.project):
+            return DataSource.new()
+        kept = self._tags_of(stack).get(names.DATA_VOLUME_STACK_TAG)
+        if kept:
+            return DataSource.kept(kept)
+        recorded = self.retained(spec.stack_name)
+        return DataSource.kept(recorded[-1].id) if recorded else DataSource.new()
+
+    def last_snapshot(self, stack_name: str) -> str | None:
+        """The snapshot the reaper took of this box's data volume before it destroyed the box, if any."""
+        return self.stack_tags(stack_name).get(names.DATA_SNAPSHOT_STACK_TAG) or None
+
+    def record_snapshot(self, stack_name: str, snapshot_id: str) -> None:
+        """Write the reaper's snapshot into the box stack's tags, where `restore` finds it."""
+        stack = self.existing_stack(stack_name)
+        if stack is not None:
+            self._set_stack_tag(stack, names.DATA_SNAPSHOT_STACK_TAG, snapshot_id)
+
+    def stack_tags(self, stack_name: str) -> dict[str, str]:
+        """The stack's tags as the backend holds them; empty when the stack does not exist."""
+        stack = self.existing_stack(stack_name)
+        return {} if stack is None else self._tags_of(stack)
+
+    def _tags_of(self, stack: auto.Stack) -> dict[str, str]:
+        with self._errors(stack.name, "read tags"):
+            return {str(k): str(v) for k, v in stack.workspace.list_tags(stack.name).items()}
+
+    def _set_stack_tag(self, stack: auto.Stack, key: str, value: str) -> None:
+        with self._errors(stack.name, "tag"):
+            stack.workspace.set_tag(stack.name, key, value)
+
+    def _forget_kept_volume(self, stack_name: str, gone: set[str]) -> None:
+        """After a purge: the box stack no longer names a kept volume that was deleted."""
+        stack = self.existing_stack(stack_name)
+        if stack is not None and self._tags_of(stack).get(names.DATA_VOLUME_STACK_TAG) in gone:
+            with self._errors(stack_name, "tag"):
+                stack.workspace.remove_tag(stack.name, names.DATA_VOLUME_STACK_TAG)
 
     # -- retained data volumes ------------------------------------------
 
@@ -408,6 +496,7 @@ class Engine:
             stack.workspace.remove_stack(name)
         data = self._load_retained()
         gone = {v.id for v in volumes}
+        self._forget_kept_volume(box_stack_name(self.team.team, nomad), gone)
         for key in list(data):
             data[key] = [v for v in data[key] if v["id"] not in gone]
             if not data[key]:
@@ -491,6 +580,11 @@ class Engine:
                            resource_count=summary.resource_count, outputs=outputs)
 
 
+def _change_counts(summary: Mapping[Any, int]) -> dict[str, int]:
+    """A preview's change summary keyed by plain operation names (``create``, ``same``, ``update``...)."""
+    return {str(getattr(key, "value", key)): int(count) for key, count in summary.items()}
+
+
 def _stack_base(name: str) -> str:
     """``org/project/stack`` (Pulumi Cloud) or ``stack`` (DIY backends) -> ``stack``."""
     return name.rsplit("/", 1)[-1]
@@ -528,6 +622,10 @@ class EngineBoxStacks:
             refs.append(StackRef(name=status.name, nomad=status.subject, cloud=status.cloud,
                                  region=status.region, instance_id=str(instance) if instance else None))
         return refs
+
+    def record_snapshot(self, name: str, snapshot_id: str) -> None:
+        """The reaper's snapshot of the box's data, kept in the box stack's tags for `nomadrig restore`."""
+        self.engine.record_snapshot(name, snapshot_id)
 
     def destroy(self, name: str) -> None:
         """Destroy one box stack; where it runs comes from the team file, else from its outputs."""

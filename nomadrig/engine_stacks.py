@@ -48,7 +48,112 @@ def cloud_config(cloud: str, region: str, project: str = "") -> dict[str, str]:
     raise CloudError(f"unknown cloud {cloud!r}: nomadrig provisions on aws or gcp")
 
 
+# Operations of a preview or up that change nothing: a read re-reads a resource the stack does not own.
+NO_CHANGE_OPS = frozenset({"same", "read"})
+
+
+# ---------------------------------------------------------------- the data volume between boxes
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where the data volume of a nomad's next box comes from: new and empty, kept by a `down`, or a snapshot.
+
+    The design, and why. A box stack owns its data volume while the box
+    lives (``retain_on_delete``, so destroying the stack leaves the volume).
+    `down` and the reaper's destroy then write the kept volume's id into a
+    stack tag of the box stack (`names.DATA_VOLUME_STACK_TAG`), and the reaper
+    writes the snapshot it took before destroying into another
+    (`names.DATA_SNAPSHOT_STACK_TAG`). Stack tags live in the backend beside
+    the state, so a teammate's `up` and a reaper run on another machine read
+    the same record. The next `up` hands the box program ``kept``: it declares
+    the volume with ``Volume.get`` / ``Disk.get``, a read resource, which
+    Pulumi reads and attaches but never creates, updates or deletes (so the
+    next `down` leaves it again). `nomadrig restore` hands it ``snapshot``:
+    a new volume made from the snapshot.
+
+    Not chosen: a ``import_`` of the kept volume, which fails unless every
+    declared input equals the volume's real state (its tags carry the first
+    box's creation time, a user may have grown it) and would make it owned
+    again; and a third stack per nomad holding the volume, which would make
+    every existing box stack give up its volume in place, and the reaper,
+    `ls` and purge follow three stacks per box. The read resource keeps one
+    stack per box and works alike on AWS (``aws.ebs.Volume.get``) and GCP
+    (``gcp.compute.Disk.get``).
+
+    A live box exports its source (``data_source`` output, `as_output`), and
+    every later `up` passes the same one back: a box made from a snapshot
+    keeps declaring that snapshot, so nothing is replaced and nothing shows
+    as a diff.
+    """
+
+    kind: str  # NEW | KEPT | SNAPSHOT
+    ident: str = ""  # the kept volume's import id (AWS vol-..., GCP projects/../disks/..) or the snapshot id
+
+    NEW = "new"
+    KEPT = "kept"
+    SNAPSHOT = "snapshot"
+
+    def __post_init__(self) -> None:
+        if self.kind not in (self.NEW, self.KEPT, self.SNAPSHOT):
+            raise ValueError(f"data source {self.kind!r}: use new, kept or snapshot")
+        if (self.kind == self.NEW) != (not self.ident):
+            raise ValueError(f"data source {self.kind!r} {'takes no' if self.kind == self.NEW else 'needs an'} id")
+
+    @classmethod
+    def new(cls) -> DataSource:
+        return cls(cls.NEW)
+
+    @classmethod
+    def kept(cls, ident: str) -> DataSource:
+        return cls(cls.KEPT, ident)
+
+    @classmethod
+    def snapshot(cls, ident: str) -> DataSource:
+        return cls(cls.SNAPSHOT, ident)
+
+    def as_output(self) -> str:
+        """``new``, ``kept:<id>`` or ``snapshot:<id>``: the box stack's ``data_source`` output."""
+        return self.kind if self.kind == self.NEW else f"{self.kind}:{self.ident}"
+
+    @classmethod
+    def from_output(cls, text: object) -> DataSource | None:
+        """The source a live box was made with (its ``data_source`` output); None when absent or unreadable."""
+        if not isinstance(text, str):
+            return None
+        kind, _, ident = text.partition(":")
+        try:
+            return cls(kind, ident)
+        except ValueError:
+            return None
+
+    def describe(self) -> str:
+        """For the line `up` prints before asking."""
+        if self.kind == self.KEPT:
+            return f"attaches the kept data volume {self.ident}"
+        if self.kind == self.SNAPSHOT:
+            return f"a new data volume from the snapshot {self.ident}"
+        return "a new, empty data volume"
+
+
 # ---------------------------------------------------------------- programs
+
+
+@dataclass(frozen=True)
+class TowerRun:
+    """How a tower stack's provider reaches the machine: `nomadrig up TOWER --ssh-key KEY -e VAR=VALUE`.
+
+    The same two settings `nomadrig tower apply` takes, so a tower configured
+    by hand and through its stack is configured alike. Both are inputs of the
+    `Tower` resource (its variables hash covers them), so the next `up` must
+    pass the same ones to report no change.
+    """
+
+    ssh_key_file: str | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    #: False only where the user turned Ansible's host key checking off (``ANSIBLE_HOST_KEY_CHECKING=False``,
+    #: e.g. a throwaway test host whose key changes on every boot).
+    strict_host_keys: bool = True
 
 
 class Programs(Protocol):
@@ -56,9 +161,10 @@ class Programs(Protocol):
 
     def network(self, team: Team, cloud: str, region: str) -> PulumiFn: ...
 
-    def box(self, team: Team, spec: BoxSpec, network: Mapping[str, Any]) -> PulumiFn: ...
+    def box(self, team: Team, spec: BoxSpec, network: Mapping[str, Any], data: DataSource | None = None
+            ) -> PulumiFn: ...
 
-    def tower(self, team: Team, spec: TowerSpec) -> PulumiFn: ...
+    def tower(self, team: Team, spec: TowerSpec, run: TowerRun | None = None) -> PulumiFn: ...
 
 
 class StackPrograms:
@@ -69,31 +175,19 @@ class StackPrograms:
 
         return team_program(team, cloud, region)
 
-    def box(self, team: Team, spec: BoxSpec, network: Mapping[str, Any]) -> PulumiFn:
+    def box(self, team: Team, spec: BoxSpec, network: Mapping[str, Any], data: DataSource | None = None
+            ) -> PulumiFn:
         from nomadrig.stacks.program import box_program
 
-        return box_program(team, spec, network=network)
+        return box_program(team, spec, network=network, data=data)
 
-    def tower(self, team: Team, spec: TowerSpec) -> PulumiFn:
-        """A tower stack's program: `stacks` may ship one; otherwise wrap the `Tower` component."""
-        import importlib
+    def tower(self, team: Team, spec: TowerSpec, run: TowerRun | None = None) -> PulumiFn:
+        """A tower stack's program: the `Tower` component, reached as `run` says."""
+        from nomadrig.stacks.tower import tower_program
 
-        for module in ("nomadrig.stacks.program", "nomadrig.stacks.tower"):
-            func = getattr(importlib.import_module(module), "tower_program", None)
-            if func is not None:
-                return func(team, spec)
-
-        def program() -> None:
-            import pulumi
-
-            from nomadrig.stacks.tower import Tower
-
-            tower = Tower(spec.name, team, spec.name)
-            pulumi.export("tower_public_key", tower.tower_public_key)
-            for key, value in (("team", spec.team), ("tower", spec.name), ("address", spec.address)):
-                pulumi.export(key, value)
-
-        return program
+        run = run or TowerRun()
+        return tower_program(team, spec, ssh_key_file=run.ssh_key_file, overrides=run.overrides,
+                             strict_host_keys=run.strict_host_keys)
 
 
 def empty_program() -> None:
@@ -132,14 +226,19 @@ class StackStatus:
     instance_type: str
     hourly_usd: float | None
     last_update: datetime | None
-    created: str | None
+    created: Any  # the `created` output as the backend holds it: a string when nomadrig wrote it
     resource_count: int | None
     outputs: dict[str, Any] = field(default_factory=dict)
 
     def created_at(self) -> datetime | None:
-        """When the box was created (its `created` output); None when absent or not a time."""
+        """When the box was created (its `created` output); None when absent, not a string or not a time.
+
+        Outputs come from a shared backend: a hand edit may leave a number, a list or a mapping there.
+        """
+        if not isinstance(self.created, str) or not self.created:
+            return None
         try:
-            return names.parse_time(str(self.created)) if self.created else None
+            return names.parse_time(self.created)
         except ValueError:
             return None
 

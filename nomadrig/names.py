@@ -128,6 +128,14 @@ def legacy_stack_names(name: str) -> tuple[str, ...]:
     return (dash.join((parsed.team, parsed.subject)),)
 
 
+# ---------------------------------------------------------------- stack tags
+
+# Tags on a box stack itself (kept in the backend beside its state, so every teammate and the reaper's
+# machine read the same ones). Pulumi allows [a-zA-Z0-9-_.:] in a tag name, up to 40 characters.
+DATA_VOLUME_STACK_TAG = "nomadrig:data-volume"  # the data volume a `down` or the reaper kept
+DATA_SNAPSHOT_STACK_TAG = "nomadrig:data-snapshot"  # the snapshot the reaper took before its destroy
+
+
 # ---------------------------------------------------------------- tags and labels
 
 AWS_TAG_PREFIX = "nomadrig:"

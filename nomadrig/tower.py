@@ -1,7 +1,7 @@
 """Configure a tower: render its Ansible inputs, run the playbook, report what changed.
 
 The only module that talks to ansible-runner. A run gets a private data dir
-(0700) under ``~/.nomadrig/runs/<timestamp>-<tower>/`` holding the rendered
+(0700) under ``<NOMADRIG_HOME>/runs/<timestamp>-<tower>/`` (``~/.nomadrig/runs`` by default) holding the rendered
 inventory (``inventory/hosts.yml``), the variables (``env/extravars``),
 ansible-runner's artefacts and the run report (``report.json`` +
 ``summary.txt``), so a failed run can be read afterwards and a tower's
@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
-from .config import Nomad, Team, Tower
+from . import paths
+from .config import SUPPORTED_OS, Nomad, Team, Tower
 from .errors import BadInputError, CloudError, InputProblem
 
 if TYPE_CHECKING:
@@ -44,9 +45,8 @@ if TYPE_CHECKING:
 Mode = Literal["apply", "check", "verify"]
 MODES: tuple[Mode, ...] = ("apply", "check", "verify")
 
-#: The checkout that holds roles/ and playbooks/ (a team forks the repository).
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_RUNS_DIR = Path("~/.nomadrig/runs")
+#: The folder that holds roles/ and playbooks/: the checkout a team forked, or the installed wheel's copy.
+PROJECT_ROOT = paths.project_root()
 
 #: Roles in playbooks/tower.yml order; every variable is prefixed with one.
 ROLES = (
@@ -138,6 +138,56 @@ def _gpu_vars(team: Team, tower: Tower) -> list[dict[str, Any]]:
     return gpus
 
 
+#: The kernel module parameter that lets open modules before 545 drive GeForce and workstation GPUs.
+OPEN_UNSUPPORTED_GPUS_OPTION = "NVreg_OpenRmEnableUnsupportedGpus=1"
+
+
+def install_vars(team: Team, tower: Tower) -> dict[str, Any]:
+    """The roles' view of the tower's install plan (`spec.install_plan`): one decision, every role reads it.
+
+    The driver role gets the branch, the kernel-module flavour and the module options; cuda the toolkit;
+    frameworks the exact wheels and their index (wheels bring their own CUDA runtime, so only the
+    driver branch constrains them); preflight the PCI ids of the declared GPUs and of every GPU the
+    compatibility matrix knows, to compare with what the tower really holds.
+    """
+    from .compat import load_matrix
+    from .spec import install_plan
+
+    plan = install_plan(team, tower)
+    matrix = load_matrix()
+    return {
+        "preflight_planned_gpus": [
+            {"model": gpu.model, "count": gpu.count, "pci_ids": list(matrix.pci_ids.get(known.model, ()))}
+            for gpu in tower.gpus
+            if (known := matrix.gpu(gpu.model)) is not None
+        ],
+        "preflight_known_gpu_pci_ids": matrix.pci_models(),
+        "preflight_driver_plan": f"driver branch {plan.driver_branch} with {plan.kernel_modules} kernel modules",
+        "nvidia_driver_channel": plan.channel,
+        "nvidia_driver_branch": plan.driver_branch,
+        "nvidia_driver_kernel_modules": plan.kernel_modules,
+        "nvidia_driver_module_options": [OPEN_UNSUPPORTED_GPUS_OPTION] if plan.open_unsupported_gpus_param else [],
+        "cuda_channel": plan.channel,
+        "cuda_version": plan.cuda_toolkit,
+        "frameworks_cuda_version": plan.cuda_toolkit,
+        "frameworks_python": plan.python,
+        "frameworks_pins": [
+            {"framework": pin.framework, "packages": list(pin.requirements), "index": pin.index_url}
+            for pin in plan.frameworks
+        ],
+    }
+
+
+def check_tower_policy(team: Team, tower: Tower) -> None:
+    """Refuse (exit 1, nothing run) a tower the policy's mandatory tower rules reject: the same rules as `plan`."""
+    from .policy import PolicyContext, PolicyRefused, check_tower, mandatory
+    from .spec import tower_spec
+
+    blocking = mandatory(check_tower(tower_spec(team, tower), PolicyContext.from_team(team)))
+    if blocking:
+        raise PolicyRefused(f"tower {tower.name}", blocking)
+
+
 def tower_vars(team: Team, tower: Tower, *, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The role variables for one tower, from the team file, then ``overrides``.
 
@@ -155,6 +205,7 @@ def tower_vars(team: Team, tower: Tower, *, overrides: Mapping[str, Any] | None 
         "preflight_gpus": _gpu_vars(team, tower),
         "preflight_cpu_tdp_w": tower.cpu_tdp_watts,
         "preflight_psu_watts": tower.psu_watts,
+        "preflight_supported_os": list(SUPPORTED_OS),
         "base_nomads": [{"name": n.name, "ssh_key": n.ssh_key, "comment": n.email or n.name} for n in nomads],
         "base_admins": list(tower.admins),
         "base_docker_users": list(tower.docker_users) if tower.gpu_containers else [],
@@ -162,12 +213,8 @@ def tower_vars(team: Team, tower: Tower, *, overrides: Mapping[str, Any] | None 
         "hardening_wireguard_port": tower.wireguard_port,
         "hardening_ssh_only_over_wireguard": ssh_only_over_wireguard(tower, nomads),
         "hardening_wireguard_interface": WIREGUARD_INTERFACE,
-        "nvidia_driver_channel": tower.driver_channel,
-        "nvidia_driver_branch": tower.driver_branch,
-        "cuda_channel": tower.driver_channel,
-        "cuda_version": tower.cuda_version,
+        **install_vars(team, tower),
         "frameworks_list": list(tower.frameworks),
-        "frameworks_cuda_version": tower.cuda_version,
         "frameworks_device": "cuda" if tower.gpus else "cpu",
         "gpu_containers_enabled": tower.gpu_containers,
         "remote_access_wireguard_port": tower.wireguard_port,
@@ -179,6 +226,8 @@ def tower_vars(team: Team, tower: Tower, *, overrides: Mapping[str, Any] | None 
             if n.wireguard_public_key
         ],
         "verify_require_gpu": bool(tower.gpus),
+        # The agent's sources on this machine; the role's default finds them in a checkout only.
+        "agent_source_dir": str(paths.agent_source_dir()),
     }
     if overrides:
         unknown = [key for key in overrides if not key.startswith(tuple(f"{role}_" for role in ROLES))]
@@ -238,7 +287,15 @@ class _UnsafeDumper(yaml.SafeDumper):
 
 def _represent_unsafe(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     # Double quotes with escapes: newlines, NUL, U+2028 and the like come back byte for byte.
+    if dumper.resolve(yaml.ScalarNode, value, (True, False)) != _YAML_STR:
+        # Text that reads as a number, boolean, null or date ("550", "12.4", "2684"): Ansible 2.19 loads
+        # `!unsafe "550"` as the integer 550 (and "12.10" would become 12.1). Such text holds no "{", so
+        # no template; a plain quoted string keeps it text.
+        return dumper.represent_scalar(_YAML_STR, value, style='"')
     return dumper.represent_scalar("!unsafe", value, style='"')
+
+
+_YAML_STR = "tag:yaml.org,2002:str"
 
 
 _UnsafeDumper.add_representer(str, _represent_unsafe)
@@ -251,6 +308,9 @@ def unsafe_yaml(data: Any) -> str:
     evaluated as a template: ``{{ lookup('pipe', ...) }}`` in a value would run
     on the admin's machine. Marking every string, not a list of known fields,
     keeps a field added later just as inert. Numbers and booleans stay typed.
+    Text that YAML would read as another type ("550", "12.4") is written as a
+    plain quoted string instead: Ansible reads ``!unsafe "550"`` as the number
+    550, and such text cannot hold a template.
     """
     return yaml.dump(data, Dumper=_UnsafeDumper, allow_unicode=False, width=1 << 30, sort_keys=False)
 
@@ -475,7 +535,7 @@ class RunOptions:
 
     ssh_key_file: Path | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
-    runs_dir: Path = DEFAULT_RUNS_DIR
+    runs_dir: Path = field(default_factory=paths.runs_dir)  # <NOMADRIG_HOME>/runs, read when the options are made
     project_root: Path = PROJECT_ROOT
     #: Only for throwaway test hosts whose host key changes every boot.
     strict_host_keys: bool = True
@@ -483,6 +543,9 @@ class RunOptions:
     fetch_public_key: bool = True
     #: Another playbook of playbooks/ for the mode, e.g. ``access.yml`` (accounts, sudo, SSH, firewall only).
     playbook: str | None = None
+    #: Asked during the run; True stops ansible-playbook (status "canceled"). `tower --all` runs towers in
+    #: threads, where ansible-runner cannot install its own Ctrl-C handler.
+    cancel: Callable[[], bool] | None = None
 
 
 def _playbook(mode: Mode, options: RunOptions) -> Path:
@@ -511,7 +574,8 @@ def _new_run_dir(runs_dir: Path, tower: Tower) -> Path:
 def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions | None = None) -> RunReport:
     """Run one mode against one tower and return (and save) its report.
 
-    Raises BadInputError for a bad team file or overrides (nothing ran) and
+    Raises BadInputError for a bad team file or overrides (nothing ran),
+    PolicyRefused when an apply breaks a mandatory tower rule (nothing ran) and
     CloudError when Ansible could not be started at all; a run in which tasks
     failed returns a report with ``succeeded`` false.
     """
@@ -519,9 +583,13 @@ def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions |
         raise BadInputError("arguments", [InputProblem("mode", f"{mode!r} is not a mode.", f"Use one of {MODES}.")])
     options = options or RunOptions()
     tower = find_tower(team, tower_name)
+    if mode == "apply":
+        check_tower_policy(team, tower)  # the tower rules `plan` runs: a tower they reject is not touched
     variables = tower_vars(team, tower, overrides=options.overrides)
     if not (options.project_root / "playbooks").is_dir():
-        raise CloudError(f"{options.project_root / 'playbooks'} does not exist: run nomadrig from its checkout.")
+        raise CloudError(f"{options.project_root / 'playbooks'} does not exist: no tower playbooks to run.\n"
+                         "  Reinstall nomadrig (its wheel ships roles/ and playbooks/), or give a project root "
+                         "that holds them.")
     playbook = _playbook(mode, options)
     run_dir = _new_run_dir(options.runs_dir, tower)
     report = RunReport(
@@ -544,6 +612,7 @@ def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions |
             inventory=str(inventory_file),
             cmdline="--check --diff" if mode == "check" else None,
             event_handler=collector,
+            cancel_callback=options.cancel,
         )
     except Exception as exc:  # ansible-runner raises plain exceptions for a broken setup
         raise CloudError(f"ansible-runner could not start: {exc}. Its files are in {run_dir}.") from exc
@@ -602,9 +671,12 @@ def read_tower_public_key(team: Team, tower_name: str, options: RunOptions | Non
     return None
 
 
-def latest_report(tower_name: str, runs_dir: Path = DEFAULT_RUNS_DIR, *, with_key: bool = False) -> RunReport | None:
-    """The newest saved report for a tower (optionally: the newest that has its WireGuard key)."""
-    root = runs_dir.expanduser()
+def latest_report(tower_name: str, runs_dir: Path | None = None, *, with_key: bool = False) -> RunReport | None:
+    """The newest saved report for a tower (optionally: the newest that has its WireGuard key).
+
+    ``runs_dir`` defaults to ``<NOMADRIG_HOME>/runs``, where runs keep their reports.
+    """
+    root = (runs_dir or paths.runs_dir()).expanduser()
     if not root.is_dir():
         return None
     for path in sorted(root.glob(f"*-{tower_name}/report.json"), reverse=True):

@@ -81,8 +81,9 @@ class PlanMocks(pulumi_mocks.Mocks):
         inputs = self._transform(args)
         urn = self._urn_of(args)
         retain, protect = self._options.get(urn, (False, False))
+        read = bool(args.resource_id)  # a `Resource.get`: the monitor's ReadResource, with the id asked for
         self.resources.append(RecordedResource(args.typ, args.name, inputs, urn, self._parents.get(urn, ""),
-                                               args.custom, retain, protect))
+                                               args.custom, retain, protect, read))
         if args.typ.startswith("pulumi:providers:"):
             if inputs.get("region"):
                 self._provider_regions[urn] = str(inputs["region"])
@@ -92,6 +93,8 @@ class PlanMocks(pulumi_mocks.Mocks):
             if name not in self.scope.stack_outputs:
                 raise KeyError(f"no outputs mocked for stack {name}; put them in MockScope.stack_outputs")
             return name, {**inputs, "outputs": self.scope.stack_outputs[name], "secretOutputNames": []}
+        if read:  # a stack reference is a read too, answered above
+            return args.resource_id, {**inputs, **_read_outputs(args.typ, args.resource_id)}
         resource_id, extra = self._outputs(args.typ, args.name, inputs)
         return resource_id, {**inputs, **extra}
 
@@ -209,6 +212,20 @@ class PlanMocks(pulumi_mocks.Mocks):
         return rid, out
 
 
+def _read_outputs(typ: str, resource_id: str) -> dict[str, Any]:
+    """What reading an existing resource by id returns, as far as its id tells (the programs read no more).
+
+    GCP compute ids are paths (``projects/<p>/zones/<z>/disks/<name>``): name, zone and self link follow.
+    """
+    out: dict[str, Any] = {"id": resource_id}
+    if typ.startswith("gcp:compute/"):
+        parts = resource_id.split("/")
+        out.update(name=parts[-1], selfLink=f"https://www.googleapis.com/compute/v1/{resource_id}")
+        if "zones" in parts[:-1]:
+            out["zone"] = parts[parts.index("zones") + 1]
+    return out
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """The SDK's mock monitor, plus each resource's parent (its stack) and its retain/protect options."""
 
@@ -218,6 +235,11 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.mocks.registering(self.make_urn(request.parent, request.type, request.name), request.parent,
                                bool(request.retainOnDelete), bool(request.protect))
         return super().RegisterResource(request)
+
+    def ReadResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        """A `Resource.get`: recorded like a registration, so its URN and parent are its own."""
+        self.mocks.registering(self.make_urn(request.parent, request.type, request.name), request.parent)
+        return super().ReadResource(request)
 
 
 def alter_inputs(type_token: str, alter: Callable[[dict[str, Any]], None]) -> Callable[..., Any]:

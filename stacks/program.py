@@ -21,14 +21,14 @@ Programs (inline programs for ``auto.create_or_select_stack(program=...)``)
         (an AWS role, a GCP service account) limited to its nomad's prefix of
         the team bucket, so ``service_account_email`` is a GCP *box* output,
         no longer a team network output.
-    ``box_program(team, spec, network) -> Callable[[], None]``
+    ``box_program(team, spec, network, data=None) -> Callable[[], None]``
         Registers the ``nomadrig:<cloud>:Box`` component for ``spec`` and
         exports ``instance_id`` / ``data_volume_id`` / ``availability_zone`` /
         ``private_ip`` / ``role_name`` (AWS) or ``instance_name`` / ``zone`` /
         ``project`` / ``data_disk_name`` / ``instance_self_link`` /
         ``service_account_email`` (GCP), plus
         ``team``, ``nomad``, ``cloud``, ``region``, ``instance_type``,
-        ``created``, ``ttl_hours``, ``spot``. A GCP box's zone is the first
+        ``created``, ``ttl_hours``, ``spot``, ``data_source``. A GCP box's zone is the first
         zone of its region that is up (sorted), not always ``<region>-a``:
         read the ``zone`` output.
         ``network`` says where the team network's outputs come from, one of:
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     import pulumi
 
     from nomadrig.config import Team
+    from nomadrig.engine_stacks import DataSource
     from nomadrig.spec import BoxSpec
 
     from .aws.network import AwsNetworkRef
@@ -132,20 +133,25 @@ def network_ref(cloud: str, source: NetworkSource) -> AwsNetworkRef | GcpNetwork
 
 
 def deploy_box(team: Team, spec: BoxSpec, network: AwsNetworkRef | GcpNetworkRef,
-               opts: pulumi.ResourceOptions | None = None) -> Any:
-    """Register the box component (no exports); the plan calls this directly."""
+               opts: pulumi.ResourceOptions | None = None, data: DataSource | None = None) -> Any:
+    """Register the box component (no exports); the plan calls this directly.
+
+    `data`: where the data volume comes from (`nomadrig.engine_stacks.DataSource`); None is a new one.
+    """
     if spec.cloud == "aws":
         from .aws.box import DLAMI_PARAMETER
         from .aws.box import Box as AwsBox
 
         parameter = (team.clouds.aws.ami_parameter if team.clouds.aws else "") or DLAMI_PARAMETER
-        return AwsBox(spec.nomad, spec, network, opts, ami_parameter=parameter)  # type: ignore[arg-type]
+        return AwsBox(spec.nomad, spec, network, opts, ami_parameter=parameter,  # type: ignore[arg-type]
+                      data=data)
     if spec.cloud == "gcp":
         from .gcp.box import Box as GcpBox
         from .gcp.box import BoxImage
 
         image = team.clouds.gcp.image_family if team.clouds.gcp else ""
-        return GcpBox(spec.nomad, spec, network, BoxImage.from_setting(image), opts)  # type: ignore[arg-type]
+        return GcpBox(spec.nomad, spec, network, BoxImage.from_setting(image), opts,  # type: ignore[arg-type]
+                      data=data)
     raise ValueError(f"unknown cloud {spec.cloud!r}: use aws or gcp")
 
 
@@ -165,18 +171,29 @@ def team_program(team: Team, cloud: str, region: str) -> Callable[[], None]:
     return program
 
 
-def box_program(team: Team, spec: BoxSpec, network: NetworkSource) -> Callable[[], None]:
-    """The inline program of one nomad's box stack."""
+def box_program(team: Team, spec: BoxSpec, network: NetworkSource,
+                data: DataSource | None = None) -> Callable[[], None]:
+    """The inline program of one nomad's box stack.
+
+    `data` says where the data volume comes from: None or ``new`` declares a
+    new one, ``kept`` reads and attaches the volume an earlier box left (no
+    new volume), ``snapshot`` declares a new one from that snapshot. The
+    choice is exported as ``data_source`` so the next `up` repeats it.
+    """
+    from nomadrig.engine_stacks import DataSource
+
+    data = data or DataSource.new()
 
     def program() -> None:
         import pulumi
 
-        box = deploy_box(team, spec, network_ref(spec.cloud, network))
+        box = deploy_box(team, spec, network_ref(spec.cloud, network), data=data)
         for key, value in box.outputs().items():
             pulumi.export(key, value)
         for key, value in (("team", spec.team), ("nomad", spec.nomad), ("cloud", spec.cloud),
                            ("region", spec.region), ("instance_type", spec.instance_type),
-                           ("created", spec.created), ("ttl_hours", spec.ttl_hours), ("spot", spec.spot)):
+                           ("created", spec.created), ("ttl_hours", spec.ttl_hours), ("spot", spec.spot),
+                           ("data_source", data.as_output())):
             pulumi.export(key, value)
 
     return program

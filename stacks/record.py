@@ -13,7 +13,11 @@ from typing import Any
 
 @dataclass(frozen=True)
 class RecordedResource:
-    """One registered resource: its type token, logical name, inputs (camelCase), URN and parent URN."""
+    """One registered resource: its type token, logical name, inputs (camelCase), URN and parent URN.
+
+    `read`: a resource the program reads by id (``Resource.get``) instead of declaring it: the stack
+    attaches or uses it but never creates, updates or deletes it, so the policy has nothing to judge.
+    """
 
     type: str
     name: str
@@ -23,3 +27,4 @@ class RecordedResource:
     custom: bool
     retain_on_delete: bool = False
     protect: bool = False
+    read: bool = False

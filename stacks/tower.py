@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from nomadrig import paths
 from nomadrig import tower as towers
 from nomadrig.config import Team
 
@@ -76,7 +77,7 @@ def tower_inputs(
     options = {
         "ssh_key_file": ssh_key_file,
         "overrides": dict(overrides or {}),
-        "runs_dir": runs_dir or str(towers.DEFAULT_RUNS_DIR),
+        "runs_dir": runs_dir or str(paths.runs_dir()),
         "strict_host_keys": strict_host_keys,
         "project_root": str(project_root),
     }
@@ -157,10 +158,31 @@ class Tower(pulumi.ComponentResource):
         *,
         ssh_key_file: str | None = None,
         overrides: Mapping[str, Any] | None = None,
+        strict_host_keys: bool = True,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("nomadrig:tower:Tower", name, None, opts)
-        inputs = tower_inputs(team, tower_name, ssh_key_file=ssh_key_file, overrides=overrides)
+        inputs = tower_inputs(team, tower_name, ssh_key_file=ssh_key_file, overrides=overrides,
+                              strict_host_keys=strict_host_keys)
         self.configuration = TowerConfiguration(f"{name}-configuration", inputs, pulumi.ResourceOptions(parent=self))
         self.tower_public_key = self.configuration.tower_public_key
         self.register_outputs({"tower_public_key": self.tower_public_key, "content_hash": inputs["content_hash"]})
+
+
+def tower_program(team: Team, spec: Any, *, ssh_key_file: str | None = None,
+                  overrides: Mapping[str, Any] | None = None, strict_host_keys: bool = True) -> Callable[[], None]:
+    """The inline program of one tower stack: the `Tower` component and what `ls`/`outputs` show of it.
+
+    `spec` is the tower's `nomadrig.spec.TowerSpec`; `ssh_key_file` and
+    `overrides` are what `nomadrig up TOWER --ssh-key KEY -e VAR=VALUE` passed.
+    """
+
+    def program() -> None:
+        tower = Tower(spec.name, team, spec.name, ssh_key_file=ssh_key_file, overrides=overrides,
+                      strict_host_keys=strict_host_keys)
+        pulumi.export("tower_public_key", tower.tower_public_key)
+        pulumi.export("changed_tasks", tower.configuration.changed_tasks)
+        for key, value in (("team", spec.team), ("tower", spec.name), ("address", spec.address)):
+            pulumi.export(key, value)
+
+    return program

@@ -271,8 +271,8 @@ def test_a_second_up_keeps_the_creation_time_the_stack_recorded(fake, monkeypatc
 
     seen: list[str] = []
     real_box = StackPrograms.box
-    monkeypatch.setattr(StackPrograms, "box", lambda self, team, spec, network: (
-        seen.append(spec.created), real_box(self, team, spec, network))[1])
+    monkeypatch.setattr(StackPrograms, "box", lambda self, team, spec, network, data=None: (
+        seen.append(spec.created), real_box(self, team, spec, network, data))[1])
     fake.scenario(outputs={"vision-lab--ada": {"instance_id": "i-0123456789abcdef0", "created": "2026-01-05T09:30Z",
                                                "ttl_hours": 168}})
     assert run("up", "ada", "--yes").exit_code == 0
@@ -280,3 +280,93 @@ def test_a_second_up_keeps_the_creation_time_the_stack_recorded(fake, monkeypatc
     assert second.exit_code == 0, second.output
     assert seen[1] == "2026-01-05T09:30Z", "the TTL must not restart on every up"
     assert "box vision-lab--ada (update)" in second.stderr
+
+
+# -- the data volume comes back; restore; a tower's SSH key and variables ------------------------------------
+
+
+def record_data_sources(monkeypatch) -> list:
+    """What the real programs are asked to do with the data volume, on each `up` (the double never runs them)."""
+    from nomadrig.engine_stacks import StackPrograms
+
+    seen: list = []
+    real_box = StackPrograms.box
+    monkeypatch.setattr(StackPrograms, "box", lambda self, team, spec, network, data=None: (
+        seen.append(data), real_box(self, team, spec, network, data))[1])
+    return seen
+
+
+def test_up_down_up_attaches_the_same_data_volume(fake, monkeypatch):
+    from nomadrig.engine_stacks import DataSource
+
+    seen = record_data_sources(monkeypatch)
+    assert run("up", "ada", "--yes").exit_code == 0
+    volume = fake.state()["stacks"]["vision-lab--ada"]["outputs"]["data_volume_id"]
+    down = run("down", "ada", "--yes")
+    assert "the next `nomadrig up ada` attaches it again" in " ".join(down.stdout.split())
+
+    again = run("up", "ada", "--yes")
+
+    assert again.exit_code == 0, again.output
+    assert f"data: attaches the kept data volume {volume}" in " ".join(again.output.split())
+    assert seen == [DataSource.new(), DataSource.kept(volume)]
+
+
+def test_restore_after_the_reaper_declares_the_volume_from_its_last_snapshot(fake, monkeypatch):
+    from rich.console import Console
+
+    from nomadrig.config import load_team
+    from nomadrig.engine import box_stacks
+    from nomadrig.engine_stacks import DataSource
+
+    seen = record_data_sources(monkeypatch)
+    assert run("up", "ada", "--yes").exit_code == 0
+    reaper = box_stacks(load_team(TEAM_FILE), console=Console(file=None, quiet=True))
+    reaper.record_snapshot("vision-lab--ada", "snap-0123456789abcdef0")  # what a reaper run does before its destroy
+    reaper.destroy("vision-lab--ada")
+
+    result = run("restore", "ada", "--yes")
+
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.output.split())
+    assert "data: a new data volume from the snapshot snap-0123456789abcdef0" in shown
+    assert seen[-1] == DataSource.snapshot("snap-0123456789abcdef0")
+    assert "stays as it is (billed)" in shown  # the volume the reaper kept is not touched
+
+
+def test_restore_refuses_a_live_box_and_a_box_with_no_known_snapshot(fake):
+    assert run("up", "ada", "--yes").exit_code == 0
+    live = run("restore", "ada", "--yes")
+    assert live.exit_code == 2 and "nomadrig down ada" in live.output
+    assert run("down", "ada", "--yes").exit_code == 0
+    unknown = run("restore", "ada", "--yes")
+    assert unknown.exit_code == 2 and "--snapshot" in unknown.output
+    assert not [a for a in fake.argvs() if a[0] == "up" and flag_value(a, "--stack") == "vision-lab--ada"][1:]
+
+
+def test_up_of_a_tower_hands_its_ssh_key_and_variables_to_the_tower_program(fake, monkeypatch, tmp_path):
+    from nomadrig.engine_stacks import StackPrograms, TowerRun
+
+    seen: list = []
+    monkeypatch.setattr(StackPrograms, "tower", lambda self, team, spec, run=None: (seen.append(run), lambda: None)[1])
+    monkeypatch.delenv("ANSIBLE_HOST_KEY_CHECKING", raising=False)
+    result = run("up", "basement", "--yes", "--ssh-key", str(tmp_path / "key"), "-e", "hardening_extra_tcp_ports=[8080]")
+    assert result.exit_code == 0, result.output
+    monkeypatch.setenv("ANSIBLE_HOST_KEY_CHECKING", "False")  # Ansible's own switch, for a throwaway test host
+    assert run("preview", "basement", "--ssh-key", str(tmp_path / "key")).exit_code == 0
+    assert seen == [TowerRun(ssh_key_file=str(tmp_path / "key"), overrides={"hardening_extra_tcp_ports": [8080]}),
+                    TowerRun(ssh_key_file=str(tmp_path / "key"), strict_host_keys=False)]
+
+
+def test_tower_options_on_a_box_are_refused(fake):
+    result = run("up", "ada", "--yes", "-e", "x=1")
+    assert result.exit_code == 2
+    assert "--ssh-key/--var" in result.output
+    assert not [a for a in fake.argvs() if a[0] == "up"]
+
+
+def test_down_of_a_tower_removes_its_stack(fake):
+    assert run("up", "basement", "--yes").exit_code == 0
+    result = run("down", "basement", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "vision-lab--tower--basement" not in fake.state()["stacks"]

@@ -23,6 +23,7 @@ from rich.console import Console
 from nomadrig.config import load_team
 from nomadrig.engine import Engine, UpdateInterrupted, box_stacks, retained_volumes
 from nomadrig.engine_settings import INSTALL_URL, policy_pack_dir, pulumi_root
+from nomadrig.engine_stacks import DataSource, TowerRun
 from nomadrig.errors import CloudError, ExitCode
 from nomadrig.spec import box_spec
 from tests.fake_pulumi import FakePulumi, flag_value, spawn_in_session
@@ -37,16 +38,20 @@ class RecordingPrograms:
     def __init__(self) -> None:
         self.boxes: list[tuple[str, dict]] = []
         self.networks: list[tuple[str, str]] = []
+        self.data: list[DataSource | None] = []
+        self.towers: list[TowerRun | None] = []
 
     def network(self, team, cloud, region):
         self.networks.append((cloud, region))
         return lambda: None
 
-    def box(self, team, spec, network):
+    def box(self, team, spec, network, data=None):
         self.boxes.append((spec.nomad, dict(network)))
+        self.data.append(data)
         return lambda: None
 
-    def tower(self, team, spec):
+    def tower(self, team, spec, run=None):
+        self.towers.append(run)
         return lambda: None
 
 
@@ -79,10 +84,11 @@ def test_up_deploys_network_then_box_with_exact_commands(fake, team):
     ups = [a for a in argvs if a[0] == "up"]
     assert [flag_value(a, "--stack") for a in ups] == ["vision-lab--net--aws--eu-west-1", "vision-lab--ada"]
     box = stack_args(fake, "vision-lab--ada")
-    assert box[0] == ["stack", "select", "--stack", "vision-lab--ada"]
-    assert box[1] == ["stack", "init", "vision-lab--ada", "--secrets-provider", "passphrase"]
-    assert box[2] == ["config", "set-all", "--stack", "vision-lab--ada", "--plaintext", "aws:region=eu-west-1"]
-    up = box[3]
+    # The first select asks whether an earlier box left a data volume to attach (no stack: none).
+    assert box[0] == box[1] == ["stack", "select", "--stack", "vision-lab--ada"]
+    assert box[2] == ["stack", "init", "vision-lab--ada", "--secrets-provider", "passphrase"]
+    assert box[3] == ["config", "set-all", "--stack", "vision-lab--ada", "--plaintext", "aws:region=eu-west-1"]
+    up = box[4]
     client = next(a for a in up if a.startswith("--client=127.0.0.1:"))  # the inline program's server
     event_log = flag_value(up, "--event-log")
     assert up == ["up", "--yes", "--skip-preview", "--message", "nomadrig up ada",
@@ -506,3 +512,79 @@ def test_list_does_not_claim_another_teams_stacks_that_share_a_prefix(fake, team
     other = team.model_copy(update={"team": "vision"})
     assert make_engine(other).list_stacks() == []
     assert {s.name for s in make_engine(team).list_stacks()} == {"vision-lab--ada", "vision-lab--net--aws--eu-west-1"}
+
+
+# -- the data volume between boxes: down / reaper -> next up --------------------------------------------------
+
+
+def test_up_after_down_hands_the_box_the_volume_the_down_kept(fake, team):
+    programs = RecordingPrograms()
+    first = make_engine(team, programs).up_box(box_spec(team, "ada"))
+    make_engine(team, programs).destroy("vision-lab--ada", "aws", "eu-west-1")
+    make_engine(team, programs).up_box(box_spec(team, "ada"))
+
+    assert programs.data == [DataSource.new(), DataSource.kept(first["data_volume_id"])]
+    # The record is a tag of the stack in the backend, not only this machine's file.
+    assert fake.state()["stacks"]["vision-lab--ada"]["tags"] == {"nomadrig:data-volume": first["data_volume_id"]}
+
+
+def test_a_teammate_without_the_local_record_attaches_the_kept_volume_too(fake, team):
+    engine = make_engine(team)
+    first = engine.up_box(box_spec(team, "ada"))
+    engine.destroy("vision-lab--ada", "aws", "eu-west-1")
+    (engine.settings.work_dir / "retained.json").unlink()  # another machine: only the backend is shared
+
+    assert make_engine(team).data_source(box_spec(team, "ada")) == DataSource.kept(first["data_volume_id"])
+
+
+def test_a_live_box_keeps_the_data_source_it_was_made_with(fake, team):
+    fake.scenario(outputs={"vision-lab--ada": {"instance_id": "i-0abc", "data_volume_id": "vol-0restored",
+                                               "data_source": "snapshot:snap-0abc"}})
+    programs = RecordingPrograms()
+    make_engine(team, programs).up_box(box_spec(team, "ada"))
+    make_engine(team, programs).up_box(box_spec(team, "ada"))
+
+    assert programs.data[-1] == DataSource.snapshot("snap-0abc")  # declared again as it was: nothing replaced
+
+
+def test_the_reapers_destroy_records_its_snapshot_and_keeps_the_volume_for_the_next_up(fake, team):
+    engine = make_engine(team)
+    first = engine.up_box(box_spec(team, "ada"))
+    stacks = box_stacks(team, console=Console(file=io.StringIO()))
+
+    stacks.record_snapshot("vision-lab--ada", "snap-0reaped")
+    stacks.destroy("vision-lab--ada")
+
+    after = make_engine(team)
+    assert after.last_snapshot("vision-lab--ada") == "snap-0reaped"
+    assert after.data_source(box_spec(team, "ada")) == DataSource.kept(first["data_volume_id"])
+
+
+def test_purge_forgets_the_kept_volume_so_the_next_up_makes_a_new_one(fake, team):
+    engine = make_engine(team)
+    engine.up_box(box_spec(team, "ada"))
+    kept = engine.destroy("vision-lab--ada", "aws", "eu-west-1")
+
+    engine.purge(kept, "ada")
+
+    assert "nomadrig:data-volume" not in fake.state()["stacks"]["vision-lab--ada"].get("tags", {})
+    assert make_engine(team).data_source(box_spec(team, "ada")) == DataSource.new()
+
+
+def test_stack_status_age_reads_any_created_output_without_raising():
+    from datetime import UTC, datetime
+
+    from nomadrig.engine_stacks import StackStatus
+
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    last = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+    def status(created):
+        return StackStatus(name="vision-lab--ada", kind="box", subject="ada", state="deployed", cloud="aws",
+                           region="eu-west-1", instance_type="g5.xlarge", hourly_usd=1.0, last_update=last,
+                           created=created, resource_count=4, outputs={"ttl_hours": 48})
+
+    assert status("2026-12-01T06:00Z").age(now) == "6h"
+    for odd in (1700000000, 3.5, True, ["2026-12-01T06:00Z"], {"at": "x"}, "not a time", None):
+        assert status(odd).age(now) == "24h", odd  # falls back to the last update
+        assert status(odd).ttl_hours_left(now) is None

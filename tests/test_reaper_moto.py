@@ -193,6 +193,9 @@ def seed(now: datetime, plan: dict[str, tuple[int, bool, timedelta | None, bool]
     return fleet
 
 
+STACK_EVENTS = ("destroy", "record-snapshot")  # what MotoStacks logs beside the API calls
+
+
 class MotoStacks:
     """The engine double: destroying a stack terminates its instance in moto.
 
@@ -217,6 +220,10 @@ class MotoStacks:
 
     def list(self) -> list[StackRef]:
         return list(self.refs.values())
+
+    def record_snapshot(self, name: str, snapshot_id: str) -> None:
+        """What the engine writes into the box stack's tags (`EngineBoxStacks.record_snapshot`)."""
+        self.events.append(("record-snapshot", self.refs[name].instance_id, snapshot_id))
 
     def destroy(self, name: str) -> None:
         self.calls += 1
@@ -357,7 +364,7 @@ def test_unmanaged_protected_orphaned_and_kept_boxes_are_untouched(reaped: Reape
     changed = {i: (reaped.before[i], reaped.after[i]) for i in untouched if reaped.before[i] != reaped.after[i]}
     assert changed == {}
     touched_ids: set[str] = set()
-    for name, params in (e for e in reaped.events if e[0] != "destroy"):
+    for name, params in (e for e in reaped.events if e[0] not in STACK_EVENTS):
         if name in ("StopInstances", "TerminateInstances", "StartInstances"):
             touched_ids.update(params["InstanceIds"])
         if name == "CreateSnapshot":
@@ -376,6 +383,19 @@ def test_every_destroyed_box_had_a_completed_snapshot_of_its_data_volume_first(r
         assert events[destroy_at][2] == ("completed",), f"{iid}: snapshot states at destroy {events[destroy_at][2]}"
         steps = reaped.report.steps_for(iid)
         assert steps.index("destroy") > max(n for n, s in enumerate(steps) if s.startswith("snapshot"))
+
+
+def test_each_destroyed_box_has_its_snapshot_recorded_on_its_stack_before_the_destroy(reaped: Reaped):
+    """`nomadrig restore` reads this record: it must name the box's own completed snapshot."""
+    events, fleet = reaped.events, reaped.fleet
+    for iid in reaped.stacks.destroyed:
+        destroy_at = next(n for n, e in enumerate(events) if e[0] == "destroy" and e[1] == iid)
+        [(record_at, snapshot)] = [(n, e[2]) for n, e in enumerate(events) if e[0] == "record-snapshot" and e[1] == iid]
+        assert record_at < destroy_at
+        ec2 = boto3.client("ec2", region_name=fleet.region[iid])
+        [raw] = ec2.describe_snapshots(SnapshotIds=[snapshot])["Snapshots"]
+        assert (raw["VolumeId"], raw["State"]) == (fleet.data_volume[iid], "completed")
+        assert {"Key": "nomadrig:reap-of", "Value": iid} in raw["Tags"]
 
 
 def test_running_box_is_stopped_before_its_snapshot(reaped: Reaped):
@@ -457,7 +477,7 @@ def test_interrupted_run_is_finished_by_the_next_without_a_second_snapshot(aws_e
     assert [e for e in events if e[0] == "CreateSnapshot"] == []
     assert set(stacks.destroyed) == doomed
     for iid in doomed - {stacks.destroyed[0]}:
-        assert report.steps_for(iid) == ["snapshot-reused", "destroy"], report.steps_for(iid)
+        assert report.steps_for(iid) == ["snapshot-reused", "snapshot-recorded", "destroy"], report.steps_for(iid)
     assert [e[2] for e in events if e[0] == "destroy"] == [("completed",)] * (len(doomed) - 1)
 
 

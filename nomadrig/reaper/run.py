@@ -8,7 +8,10 @@ anywhere leaves nothing half-done that the next run cannot finish:
    snapshot an earlier run took after the last stop is reused, not repeated;
 3. wait until every snapshot of the box is completed (bounded); a box whose
    snapshots are not complete is not destroyed this run;
-4. destroy the box stack (the stack retains the data volume).
+4. record the snapshot in the box stack's tags, where `nomadrig restore`
+   finds it, when the stacks can (`SnapshotRecords`; the engine's can);
+5. destroy the box stack (the stack retains the data volume, and the engine
+   records it in the stack's tags, so the next `up` attaches it again).
 
 Dry run unless `apply`. Orphans (managed instances no stack owns) are only
 reported, unless `orphans` is set: then snapshot and terminate them directly.
@@ -19,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from nomadrig.reaper.inventory import RUNNING, STOPPED, CpuWindow, ManagedInstance, SnapshotRef
 from nomadrig.reaper.lock import DEFAULT_TTL, holding, lock_for
@@ -28,6 +31,17 @@ from nomadrig.reaper.verdicts import Action, ReapPolicy, Verdict, judge_all, nee
 
 Progress = Callable[[str], None]
 DEFAULT_SNAPSHOT_TIMEOUT_S = 2 * 3600.0  # below the lock's 6 h expiry
+
+
+@runtime_checkable
+class SnapshotRecords(Protocol):
+    """Box stacks that keep a note of the snapshot taken of a box's data before its destroy.
+
+    The engine's `EngineBoxStacks` writes it into the box stack's tags (shared through the backend);
+    stacks without it (tests' doubles) are still destroyed, the snapshot then found by its cloud tags.
+    """
+
+    def record_snapshot(self, name: str, snapshot_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -255,6 +269,7 @@ def _apply_cloud(
             continue
         stack: StackRef | None = verdict.stack
         assert stack is not None  # a destroy verdict always has its stack
+        _record_snapshot(stacks, stack, refs, report)
         say(f"destroying stack {stack.name} ({iid})")
         try:
             stacks.destroy(stack.name)
@@ -271,3 +286,21 @@ def _apply_cloud(
         else:
             for instance in orphans_ready:
                 report.log(instance.instance_id, "terminate-orphan", "no stack owns it; data volume kept")
+
+
+def _record_snapshot(stacks: BoxStacks, stack: StackRef, refs: Sequence[SnapshotRef], report: ReapReport) -> None:
+    """Note the box's (completed) data snapshot on its stack before the destroy; a failure is reported, not fatal.
+
+    The data volume itself is kept either way, so a note that could not be written costs `restore`
+    its default, never the data.
+    """
+    if not refs or not isinstance(stacks, SnapshotRecords):
+        return
+    snapshot = refs[0].snapshot_id  # one data volume per box: the stacks declare exactly one
+    try:
+        stacks.record_snapshot(stack.name, snapshot)
+    except Exception as error:
+        report.errors.append(f"{refs[0].instance_id}: could not record snapshot {snapshot} on {stack.name}: {error}")
+        return
+    report.log(refs[0].instance_id, "snapshot-recorded", f"{snapshot} on stack {stack.name}")
+

@@ -14,6 +14,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from nomadrig.engine_stacks import DataSource
 from nomadrig.spec import BoxSpec
 from nomadrig.userdata import gzip_user_data, render_user_data
 
@@ -91,7 +92,8 @@ class Box(pulumi.ComponentResource):
     """GPU instance (IMDSv2, encrypted gp3 root, no inbound path but SSM) + retained encrypted data volume."""
 
     def __init__(self, name: str, spec: BoxSpec, network: AwsNetworkRef,
-                 opts: pulumi.ResourceOptions | None = None, ami_parameter: str = DLAMI_PARAMETER):
+                 opts: pulumi.ResourceOptions | None = None, ami_parameter: str = DLAMI_PARAMETER,
+                 data: DataSource | None = None):
         super().__init__("nomadrig:aws:Box", name, None, opts)
         if spec.cloud != "aws":
             raise ValueError(f"box {spec.nomad}: spec is for {spec.cloud}, not aws")
@@ -111,11 +113,7 @@ class Box(pulumi.ComponentResource):
                                lambda args: role_policy(args[0], args[1], spec.nomad, spec.region)))
         profile = aws.iam.InstanceProfile(f"{name}-box", role=self.role.name, tags=tags, opts=child)
 
-        # Retained on delete: destroying the box stack leaves the data (and the reaper snapshots it first).
-        self.data_volume = aws.ebs.Volume(
-            f"{name}-data", availability_zone=network.availability_zone, size=spec.data_disk_gb, type="gp3",
-            encrypted=True, kms_key_id=network.kms_key_arn, tags={**tags, "Name": f"{spec.stack_name}-data"},
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(retain_on_delete=True)))
+        self.data_volume = self._data_volume(name, spec, network, tags, child, data)
 
         user_data = self.data_volume.id.apply(lambda vid: packed_user_data(
             render_user_data(spec, data_device_path(vid))))
@@ -150,6 +148,23 @@ class Box(pulumi.ComponentResource):
             "role_name": self.role.name,
         }
         self.register_outputs(self._outputs)
+
+    @staticmethod
+    def _data_volume(name: str, spec: BoxSpec, network: AwsNetworkRef, tags: dict[str, str],
+                     opts: pulumi.ResourceOptions, data: DataSource | None) -> aws.ebs.Volume:
+        """The box's data volume: the one an earlier box kept (read, not owned), else a new one.
+
+        A new volume (empty, or from a snapshot) is retained on delete: destroying the box stack leaves
+        the data (and the reaper snapshots it first). A kept volume is read by id: Pulumi attaches it
+        and, the box stack never having created it, never deletes it.
+        """
+        if data is not None and data.kind == data.KEPT:
+            return aws.ebs.Volume.get(f"{name}-data", data.ident, opts=opts)
+        return aws.ebs.Volume(
+            f"{name}-data", availability_zone=network.availability_zone, size=spec.data_disk_gb, type="gp3",
+            encrypted=True, kms_key_id=network.kms_key_arn, tags={**tags, "Name": f"{spec.stack_name}-data"},
+            snapshot_id=data.ident if data is not None and data.kind == data.SNAPSHOT else None,
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True)))
 
     def outputs(self) -> dict[str, Any]:
         return dict(self._outputs)

@@ -18,6 +18,7 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
+from nomadrig.engine_stacks import DataSource
 from nomadrig.spec import BoxSpec
 from nomadrig.userdata import render_user_data
 
@@ -40,6 +41,7 @@ BOX_PROJECT_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
 BOX_BUCKET_ROLE = "roles/storage.objectUser"
 ACCELERATOR_OPTIMISED = ("a2-", "a3-", "a4-", "g2-", "g4-")
 DATA_DEVICE_NAME = "data"
+KEPT_DISK_RE = re.compile(rf"projects/{_PROJECT}/zones/([a-z]+-[a-z]+[0-9]+-[a-z])/disks/{_NAME}")
 
 
 def data_device_path(device_name: str = DATA_DEVICE_NAME) -> str:
@@ -82,6 +84,14 @@ def own_prefix_condition(bucket: str, nomad: str) -> str:
     return f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/{nomad}/")'
 
 
+def kept_disk_zone(ident: str) -> str:
+    """The zone in a disk's id (``projects/<p>/zones/<zone>/disks/<name>``, as the engine records kept disks)."""
+    match = KEPT_DISK_RE.fullmatch(ident)
+    if not match:
+        raise ValueError(f"kept data disk {ident!r} is not projects/<project>/zones/<zone>/disks/<name>")
+    return match.group(1)
+
+
 @dataclass(frozen=True)
 class BoxImage:
     """The boot image; a family path resolves to its newest image when the box is created."""
@@ -115,7 +125,7 @@ class Box(pulumi.ComponentResource):
     """Shielded, OS Login, no external IP, TERMINATE on maintenance, spot stops; retained CMEK data disk."""
 
     def __init__(self, name: str, spec: BoxSpec, network: GcpNetworkRef, image: BoxImage | None = None,
-                 opts: pulumi.ResourceOptions | None = None):
+                 opts: pulumi.ResourceOptions | None = None, data: DataSource | None = None):
         super().__init__("nomadrig:gcp:Box", name, None, opts)
         if spec.cloud != "gcp":
             raise ValueError(f"box {spec.nomad}: spec is for {spec.cloud}, not gcp")
@@ -127,15 +137,22 @@ class Box(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, provider=provider)
         labels = spec.labels()
         self.service_account = self._identity(name, spec, network, child)
-        zone = gcp.compute.get_zones_output(project=spec.project, region=spec.region, status="UP",
+        zone: pulumi.Input[str] = gcp.compute.get_zones_output(project=spec.project, region=spec.region, status="UP",
                                             opts=pulumi.InvokeOptions(provider=provider)).names.apply(
             lambda names: _first_zone(spec, names))
 
-        # Retained on delete: destroying the box stack leaves the data disk (the reaper snapshots it first).
-        self.data_disk = gcp.compute.Disk(
-            f"{name}-data", zone=zone, size=spec.data_disk_gb, type="pd-balanced", labels=labels,
-            disk_encryption_key=gcp.compute.DiskDiskEncryptionKeyArgs(kms_key_self_link=network.kms_key_id),
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(retain_on_delete=True)))
+        if data is not None and data.kind == data.KEPT:
+            # A disk an earlier box kept: read by id (attached, never owned, so never deleted), and the box
+            # goes to the disk's zone, which the id names.
+            zone = kept_disk_zone(data.ident)
+            self.data_disk = gcp.compute.Disk.get(f"{name}-data", data.ident, opts=child)
+        else:
+            # Retained on delete: destroying the box stack leaves the data disk (the reaper snapshots it first).
+            self.data_disk = gcp.compute.Disk(
+                f"{name}-data", zone=zone, size=spec.data_disk_gb, type="pd-balanced", labels=labels,
+                disk_encryption_key=gcp.compute.DiskDiskEncryptionKeyArgs(kms_key_self_link=network.kms_key_id),
+                snapshot=data.ident if data is not None and data.kind == data.SNAPSHOT else None,
+                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(retain_on_delete=True)))
 
         scheduling = gcp.compute.InstanceSchedulingArgs(
             on_host_maintenance="TERMINATE", automatic_restart=not spec.spot,

@@ -181,11 +181,13 @@ class ScriptedPrograms:
     """`nomadrig.engine_stacks.Programs` from plain callables: the engine asks, the test decides."""
 
     def __init__(self, *, tower: PulumiFn | None = None, network: PulumiFn | None = None,
-                 box: Callable[[Mapping[str, Any]], PulumiFn] | None = None) -> None:
-        self._tower, self._network, self._box = tower, network, box
+                 box: Callable[[Mapping[str, Any]], PulumiFn] | None = None,
+                 data_box: Callable[[Mapping[str, Any], Any], PulumiFn] | None = None) -> None:
+        self._tower, self._network, self._box, self._data_box = tower, network, box, data_box
         self.box_networks: list[dict[str, Any]] = []
+        self.box_data: list[Any] = []
 
-    def tower(self, team: Any, spec: Any) -> PulumiFn:
+    def tower(self, team: Any, spec: Any, run: Any = None) -> PulumiFn:
         assert self._tower is not None, "this test declared no tower program"
         return self._tower
 
@@ -193,9 +195,13 @@ class ScriptedPrograms:
         assert self._network is not None, "this test declared no network program"
         return self._network
 
-    def box(self, team: Any, spec: Any, network: Mapping[str, Any]) -> PulumiFn:
-        assert self._box is not None, "this test declared no box program"
+    def box(self, team: Any, spec: Any, network: Mapping[str, Any], data: Any = None) -> PulumiFn:
+        """The test's box program: `data_box` gets the engine's `DataSource` too, `box` only the network."""
         self.box_networks.append(dict(network))
+        self.box_data.append(data)
+        if self._data_box is not None:
+            return self._data_box(network, data)
+        assert self._box is not None, "this test declared no box program"
         return self._box(network)
 
 
@@ -268,3 +274,42 @@ def drive_gated_up() -> None:
     except NomadrigError as exc:
         print(str(exc), file=sys.stderr)
         sys.exit(int(exc.exit_code))
+
+
+class VolumeProvider(pulumi.dynamic.ResourceProvider):
+    """A stand-in for a cloud volume: each create gets a new id (``vol-<random>``), as EBS or a GCE disk does.
+
+    So a test can tell the same volume attached again from a new one made in its place.
+    """
+
+    def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
+        import uuid
+
+        return pulumi.dynamic.CreateResult(id_=f"vol-{uuid.uuid4().hex[:17]}", outs=dict(props))
+
+
+class Volume(pulumi.dynamic.Resource, module="nomadrig-test", name="Volume"):
+    """A data volume with a fresh id per create; retained on delete, as the box programs declare theirs."""
+
+    def __init__(self, name: str, props: Mapping[str, Any], opts: pulumi.ResourceOptions | None = None) -> None:
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True))
+        super().__init__(VolumeProvider(), name, dict(props), opts)
+
+
+def box_with_data_program(network: Mapping[str, Any], data: Any) -> PulumiFn:
+    """A box stack shaped like the real ones around its data: kept -> no volume declared, else a new one.
+
+    Exports what the engine reads back: ``data_volume_id`` and ``data_source``.
+    """
+
+    def program() -> None:
+        if data.kind == data.KEPT:
+            volume_id: Any = data.ident
+        else:
+            volume_id = Volume("data", {"source": data.as_output()}).id
+        box = Note("box", {"network": network["network_id"], "volume": volume_id})
+        pulumi.export("instance_id", box.id)
+        pulumi.export("data_volume_id", volume_id)
+        pulumi.export("data_source", data.as_output())
+
+    return program
