@@ -15,98 +15,30 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from nomadrig import tower as towers
-from nomadrig.config import Team
-from tests.harness import DebianContainer
-from tests.harness.fixtures import WORK_ROOT
-from tests.harness.towers import (
-    TOWER_RELEASES,
-    TowerRelease,
-    container_overrides,
-    container_team,
-    tower_container_spec,
-)
-from tests.harness.wheels import cpu_jax_wheels, wheel_dir_size_mb
+from tests.harness.tower_pool import TowerPool
+from tests.harness.towers import TOWER_RELEASES, ConvergedTower
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 
-@dataclass
-class AppliedTower:
-    release: TowerRelease
-    container: DebianContainer
-    team: Team
-    options: towers.RunOptions
-    first: towers.RunReport
-    first_s: float
-    download_mb: float
-    wheels_mb: float
-
-    @property
-    def name(self) -> str:
-        return self.team.towers[0].name
-
-    def sh(self, command: str) -> str:
-        result = self.container.run(command, timeout=300)
-        assert result.returncode == 0, f"{command}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-        return result.stdout
-
-
-def _proxy_bytes_for(ip: str, since: float) -> int:
-    """Bytes apt-cacher-ng served to ip since a time (its log: epoch|type|size|client|path)."""
-    log = Path("/var/log/apt-cacher-ng/apt-cacher.log")
-    total = 0
-    for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
-        fields = line.split("|")
-        fresh = fields[0].isdigit() and int(fields[0]) >= since
-        if len(fields) >= 5 and fresh and fields[3] == ip and fields[1] == "O":
-            total += int(fields[2]) if fields[2].isdigit() else 0
-    return total
-
-
 @pytest.fixture(scope="module", params=sorted(TOWER_RELEASES), ids=lambda r: TOWER_RELEASES[r].os)
-def applied(
-    request: pytest.FixtureRequest,
-    container_prerequisites: None,
-    container_ssh_key: Path,
-) -> Iterator[AppliedTower]:
-    """A container of each release after one `tower apply` (first run from bare)."""
-    release = TOWER_RELEASES[request.param]
-    wheels = cpu_jax_wheels(release.codename)
-    spec = tower_container_spec(release.codename)
-    workdir = WORK_ROOT / f"tower-{release.codename}-{int(time.time())}"
-    container = DebianContainer(spec, workdir, container_ssh_key)
-    container.boot(timeout=120)
-    try:
-        team = container_team(release, container, container_ssh_key, name=f"ci-{release.codename}")
-        options = towers.RunOptions(
-            ssh_key_file=container_ssh_key,
-            overrides=container_overrides(),
-            runs_dir=workdir.with_name(workdir.name + "-runs"),  # kept: pytest prunes its tmp dirs
-            strict_host_keys=False,
-        )
-        started, since = time.monotonic(), time.time()
-        first = towers.run(team, team.towers[0].name, "apply", options)
-        elapsed = time.monotonic() - started
-        print(f"\n{first.summary()}")
-        yield AppliedTower(
-            release, container, team, options, first, elapsed,
-            download_mb=_proxy_bytes_for(container.ip, since) / 1e6, wheels_mb=wheel_dir_size_mb(wheels),
-        )  # fmt: skip
-    finally:
-        container.close()
-        subprocess.run(["rm", "-rf", str(workdir)], check=False)
+def applied(request: pytest.FixtureRequest, tower_pool: TowerPool) -> ConvergedTower:
+    """A container of each release after one `tower apply` (first run from bare).
+
+    Both come from the session's pool, whose first applies started in the
+    background when the session began; Debian 12's is the shared
+    ``converged_tower`` that other modules use too.
+    """
+    return tower_pool.get(request.param)
 
 
-def test_first_apply_succeeds(applied: AppliedTower, record_property: pytest.RecordProperty) -> None:
+def test_first_apply_succeeds(applied: ConvergedTower, record_property: pytest.RecordProperty) -> None:
     record_property("first_apply_s", round(applied.first_s))
     record_property("apt_download_mb", round(applied.download_mb))
     print(
@@ -117,7 +49,7 @@ def test_first_apply_succeeds(applied: AppliedTower, record_property: pytest.Rec
     assert applied.first.changed > 0
 
 
-def dpkg_packages(applied: AppliedTower, pattern: str) -> dict[str, tuple[str, str]]:
+def dpkg_packages(applied: ConvergedTower, pattern: str) -> dict[str, tuple[str, str]]:
     """Packages dpkg knows matching a glob: name -> (status abbreviation, version).
 
     The abbreviation's second letter is the state ("i": installed); the first
@@ -130,7 +62,7 @@ def dpkg_packages(applied: AppliedTower, pattern: str) -> dict[str, tuple[str, s
     return {row[1]: (row[0].strip(), row[2]) for row in rows if len(row) == 3 and not row[0].startswith("u")}
 
 
-def test_driver_and_cuda_come_from_debian_non_free_and_are_held(applied: AppliedTower) -> None:
+def test_driver_and_cuda_come_from_debian_non_free_and_are_held(applied: ConvergedTower) -> None:
     branch = applied.release.driver_branch
     modules = dpkg_packages(applied, "nvidia*kernel-dkms")
     assert modules, f"no NVIDIA kernel module package; NVIDIA packages: {dpkg_packages(applied, '*nvidia*')}"
@@ -149,12 +81,12 @@ def test_driver_and_cuda_come_from_debian_non_free_and_are_held(applied: Applied
     assert protected, f"nvidia-cuda-toolkit is neither held nor blacklisted for unattended upgrades: {patterns}"
 
 
-def test_nouveau_is_blacklisted(applied: AppliedTower) -> None:
+def test_nouveau_is_blacklisted(applied: ConvergedTower) -> None:
     blacklist = applied.sh("cat /etc/modprobe.d/*.conf")
     assert any(line.split()[:2] == ["blacklist", "nouveau"] for line in blacklist.splitlines())
 
 
-def test_sshd_accepts_keys_only_and_no_root(applied: AppliedTower) -> None:
+def test_sshd_accepts_keys_only_and_no_root(applied: ConvergedTower) -> None:
     effective = dict(
         line.split(" ", 1) for line in applied.sh("sshd -T -C user=admin,host=x,addr=127.0.0.1").splitlines()
     )
@@ -163,7 +95,7 @@ def test_sshd_accepts_keys_only_and_no_root(applied: AppliedTower) -> None:
     assert effective["pubkeyauthentication"] == "yes"
 
 
-def test_root_cannot_log_in_over_ssh_but_a_nomad_can(applied: AppliedTower) -> None:
+def test_root_cannot_log_in_over_ssh_but_a_nomad_can(applied: ConvergedTower) -> None:
     assert applied.container.ssh("true", user="root", timeout=30).returncode != 0
     nomad = applied.team.towers[0].nomads[0]
     as_nomad = applied.container.ssh("id -nG", user=nomad, timeout=30)
@@ -171,7 +103,7 @@ def test_root_cannot_log_in_over_ssh_but_a_nomad_can(applied: AppliedTower) -> N
     assert "nomads" in as_nomad.stdout.split()
 
 
-def test_nftables_ruleset_is_loaded_with_ssh_and_wireguard_open(applied: AppliedTower) -> None:
+def test_nftables_ruleset_is_loaded_with_ssh_and_wireguard_open(applied: ConvergedTower) -> None:
     ruleset = applied.sh("nft list ruleset")
     tower = applied.team.towers[0]
     assert "policy drop" in ruleset
@@ -179,7 +111,7 @@ def test_nftables_ruleset_is_loaded_with_ssh_and_wireguard_open(applied: Applied
     assert f"dport {tower.wireguard_port}" in ruleset
 
 
-def test_each_nomad_has_an_account_with_exactly_their_key(applied: AppliedTower) -> None:
+def test_each_nomad_has_an_account_with_exactly_their_key(applied: ConvergedTower) -> None:
     by_name = {n.name: n for n in applied.team.nomads}
     for name in applied.team.towers[0].nomads:
         keys = applied.sh(f"cat /home/{shlex.quote(name)}/.ssh/authorized_keys").strip().splitlines()
@@ -189,7 +121,7 @@ def test_each_nomad_has_an_account_with_exactly_their_key(applied: AppliedTower)
         assert applied.container.run(f"id {shlex.quote(name)}").returncode != 0, f"{name} got an account"
 
 
-def test_wireguard_is_configured_with_the_nomads_as_peers(applied: AppliedTower) -> None:
+def test_wireguard_is_configured_with_the_nomads_as_peers(applied: ConvergedTower) -> None:
     config = applied.sh("cat /etc/wireguard/wg0.conf")
     for nomad in applied.team.nomads:
         if nomad.name in applied.team.towers[0].nomads:
@@ -200,7 +132,7 @@ def test_wireguard_is_configured_with_the_nomads_as_peers(applied: AppliedTower)
     assert mode == "600"  # it holds the tower's private key
 
 
-def test_jax_runs_a_computation_in_the_shared_venv(applied: AppliedTower) -> None:
+def test_jax_runs_a_computation_in_the_shared_venv(applied: ConvergedTower) -> None:
     out = applied.sh(
         "/opt/nomadrig/venv/bin/python -c "
         '"import jax.numpy as np; print(float((np.ones((64, 64)) @ np.ones((64, 64))).sum()))"'
@@ -209,7 +141,7 @@ def test_jax_runs_a_computation_in_the_shared_venv(applied: AppliedTower) -> Non
 
 
 def test_verify_passes_its_cpu_path_through_the_cli(
-    applied: AppliedTower, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    applied: ConvergedTower, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import yaml
     from typer.testing import CliRunner
@@ -228,13 +160,13 @@ def test_verify_passes_its_cpu_path_through_the_cli(
     assert result.exit_code == 0, result.output
 
 
-def test_check_mode_on_a_converged_tower_shows_no_change(applied: AppliedTower) -> None:
+def test_check_mode_on_a_converged_tower_shows_no_change(applied: ConvergedTower) -> None:
     report = towers.run(applied.team, applied.name, "check", applied.options)
     assert report.succeeded, report.summary()
     assert report.changed == 0, report.changed_tasks
 
 
-def test_second_apply_changes_nothing(applied: AppliedTower, record_property: pytest.RecordProperty) -> None:
+def test_second_apply_changes_nothing(applied: ConvergedTower, record_property: pytest.RecordProperty) -> None:
     started = time.monotonic()
     report = towers.run(applied.team, applied.name, "apply", applied.options)
     elapsed = time.monotonic() - started

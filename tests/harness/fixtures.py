@@ -8,6 +8,10 @@ Load with ``pytest_plugins = ["tests.harness.fixtures"]`` in tests/conftest.py.
   seed, read-only bind mounts); everything it booted is torn down at the end
   of the test, pass or fail.
 - ``container_ssh_key``: the per-session test key pair (generated, in a tmp dir).
+- ``converged_tower``: ONE Debian 12 tower per session, converged once by the
+  full playbook; shared by every test that needs a configured tower.
+- ``tower_pool``: the session's converged towers, one per release; their first
+  applies start in the background when the session starts (see tower_pool.py).
 
 Without the prerequisites the tests skip with the reason; with ``CI`` set they
 fail instead, so a CI machine cannot silently skip the real tests.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,6 +31,11 @@ import pytest
 from tests.harness.container import ContainerSpec, DebianContainer
 from tests.harness.prereqs import check_prerequisites, in_ci
 from tests.harness.rootfs import RELEASES
+from tests.harness.tower_pool import TowerPool
+from tests.harness.towers import TOWER_RELEASES, ConvergedTower
+
+#: The release of the shared converged tower: Debian 12, where the full playbook (driver 535, CUDA 11.8) converges.
+CONVERGED_RELEASE = "bookworm"
 
 #: Per-container trees live here, not in /tmp: a tower with CUDA is several GB.
 WORK_ROOT = Path(os.environ.get("NOMADRIG_TEST_WORKDIR", "/var/tmp/nomadrig-tests"))
@@ -84,3 +94,78 @@ def boot_container(container_prerequisites: None, container_ssh_key: Path, tmp_p
 def debian_container(boot_container: BootContainer, debian_release: str) -> DebianContainer:
     """A freshly booted container of each supported release, reachable over SSH."""
     return boot_container(ContainerSpec(release=debian_release))
+
+
+def releases_to_converge(items: list[pytest.Item]) -> set[str]:
+    """The releases whose converged tower the collected tests will ask the pool for.
+
+    A test using ``converged_tower`` needs Debian 12; one that uses the pool and
+    is parametrised with a release codename (test_tower_container.py's
+    ``applied``) needs that release.
+    """
+    wanted: set[str] = set()
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "converged_tower" in names:
+            wanted.add(CONVERGED_RELEASE)
+        if "tower_pool" in names:
+            params = getattr(getattr(item, "callspec", None), "params", {})
+            wanted.update(value for value in params.values() if isinstance(value, str) and value in TOWER_RELEASES)
+    return wanted
+
+
+@pytest.fixture(scope="session")
+def tower_pool(container_prerequisites: None, container_ssh_key: Path) -> Iterator[TowerPool]:
+    """The session's towers, one per release, each converged once; all stopped at the end of the session."""
+    pool = TowerPool(container_ssh_key, WORK_ROOT)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _towers_converge_in_background(request: pytest.FixtureRequest) -> None:
+    """At the session's first test, start the first applies the collected tests will need.
+
+    They run while the non-container tests (ordered first) use the CPU. Without
+    the container prerequisites nothing starts here: the container tests then
+    skip or fail through ``container_prerequisites`` as usual.
+    """
+    wanted = releases_to_converge(request.session.items)
+    if not wanted or not check_prerequisites().ok:
+        return
+    pool: TowerPool = request.getfixturevalue("tower_pool")
+    for codename in sorted(wanted):
+        try:
+            pool.start(codename)
+        except Exception as exc:  # noqa: BLE001 - reported by the test that needs the tower, which starts it again
+            warnings.warn(f"could not start the {codename} tower in the background: {exc}", stacklevel=1)
+
+
+@pytest.fixture(scope="session")
+def converged_tower(tower_pool: TowerPool) -> ConvergedTower:
+    """One Debian 12 container converged once by ``nomadrig.tower.run(team, name, "apply", options)``.
+
+    A first apply from bare costs 8-19 minutes, so the session pays it once
+    (in the background from the session's start, see ``tower_pool``) and every
+    test that needs a configured tower shares this one: the tower container
+    tests, the Tower provider, ``tower check`` from an installed wheel,
+    ``nomadrig up`` through the real engine.
+
+    Yields a ``ConvergedTower``: ``.container`` (DebianContainer), ``.team``
+    (the example team with its single tower, named like the example's, e.g.
+    ``basement``, at the container), ``.options`` (RunOptions: key, the
+    container's variable overrides, runs dir), ``.ssh_key``, ``.release``
+    (TowerRelease), ``.first`` (the first apply's RunReport), ``.first_s``,
+    ``.download_mb``, ``.wheels_mb``, ``.name``, ``.sh(cmd)`` and
+    ``.reapply()``.
+
+    Contract for users: the baseline is the machine as ``.first`` left it with
+    ``.team`` and ``.options``. A test that changes the tower (other
+    variables, another team, a provider update) must leave it converged to
+    that baseline before it ends, pass or fail (e.g. ``.reapply()`` in a
+    ``finally``), so that check mode and a second apply still change nothing
+    for whoever comes next. Read-only runs (check, verify) need no restoring.
+    """
+    return tower_pool.get(CONVERGED_RELEASE)

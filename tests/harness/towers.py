@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nomadrig import tower as towers
 from nomadrig.config import Team, TowerGpu, load_team
 from tests.harness.container import ContainerSpec, DebianContainer
 from tests.harness.wheels import cpu_jax_wheels
@@ -52,8 +53,8 @@ def tower_container_spec(release: str) -> ContainerSpec:
     return ContainerSpec(release=release, bind_ro={str(wheels): WHEELS_IN_CONTAINER})
 
 
-def container_team(release: TowerRelease, container: DebianContainer, nomad_key: Path, name: str) -> Team:
-    """The example team with one tower, ``name``, at the container's address.
+def container_team(release: TowerRelease, container: DebianContainer, nomad_key: Path, name: str | None = None) -> Team:
+    """The example team with one tower, ``name`` (default: the example's own), at the container's address.
 
     It connects as the installer-style ``admin`` account (sudo), declares an
     RTX 4090 as a real tower would, and gives two nomads the test SSH key and
@@ -67,7 +68,7 @@ def container_team(release: TowerRelease, container: DebianContainer, nomad_key:
     ]
     tower = team.towers[0].model_copy(
         update={
-            "name": name,
+            "name": name or team.towers[0].name,
             "address": container.ip,
             "ssh_user": "admin",
             "os": release.os,
@@ -91,3 +92,56 @@ def container_overrides() -> dict[str, Any]:
         "frameworks_no_index": True,
         "verify_require_gpu": False,
     }
+
+
+#: apt-cacher-ng's access log on the host (epoch|type|size|client|path), read for the download figure.
+APT_PROXY_LOG = Path("/var/log/apt-cacher-ng/apt-cacher.log")
+
+
+def proxy_bytes_for(ip: str, since: float, log: Path = APT_PROXY_LOG) -> int:
+    """Bytes the host's apt proxy served to ip since a time: what a first apply downloads from the archive."""
+    total = 0
+    for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
+        fields = line.split("|")
+        fresh = fields[0].isdigit() and int(fields[0]) >= since
+        if len(fields) >= 5 and fresh and fields[3] == ip and fields[1] == "O":
+            total += int(fields[2]) if fields[2].isdigit() else 0
+    return total
+
+
+@dataclass
+class ConvergedTower:
+    """A booted container after one ``tower apply`` from bare, and what a test needs to use it.
+
+    ``team`` has one tower (named like the example team's) at the container;
+    running ``towers.run(team, name, mode, options)`` again reaches the same
+    machine with the same variables, so the baseline is exactly what ``first``
+    converged to.
+    """
+
+    release: TowerRelease
+    container: DebianContainer
+    team: Team
+    options: towers.RunOptions
+    ssh_key: Path
+    first: towers.RunReport
+    first_s: float
+    download_mb: float
+    wheels_mb: float
+
+    @property
+    def name(self) -> str:
+        """The tower's name in ``team`` (what ``nomadrig tower ... NAME`` takes)."""
+        return self.team.towers[0].name
+
+    def sh(self, command: str, timeout: float = 300) -> str:
+        """Run a command inside the container (not over SSH); it must succeed."""
+        result = self.container.run(command, timeout=timeout)
+        assert result.returncode == 0, f"{command}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    def reapply(self) -> towers.RunReport:
+        """Apply the baseline team and variables again: how a test that changed the tower restores it."""
+        report = towers.run(self.team, self.name, "apply", self.options)
+        assert report.succeeded, f"restoring the baseline failed:\n{report.summary()}"
+        return report
