@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from nomadrig import paths
+from tests.fake_pulumi.real import PASSPHRASE, built_engine_root
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "team.yaml"
@@ -270,7 +271,6 @@ except CloudError as error:
 
 
 def test_preview_attaches_the_installed_policy_pack_and_the_real_engine_runs_it(installed):
-    from tests.fake_pulumi.real import PASSPHRASE, built_engine_root
 
     env = dict(installed.env(), NOMADRIG_PULUMI_ROOT=str(built_engine_root()), NOMADRIG_PASSPHRASE=PASSPHRASE,
                PULUMI_HOME=str(installed.home / "pulumi-home"))

@@ -39,6 +39,12 @@ def built_engine_root() -> Path:
     Where Go is installed the build is part of the test setup, so a missing CLI is a failure to fix, not a
     reason to skip silently: CI must not pass with the real-engine tests quietly skipped.
     """
+    from tests.harness.engine_build import EngineBuildFailed, wait_for_engine_build
+
+    try:  # setup.sh --engine-background may still be building it: every user of the CLI waits here
+        wait_for_engine_build()
+    except EngineBuildFailed as exc:
+        pytest.fail(str(exc), pytrace=False)
     if (ENGINE_BIN / "pulumi").is_file():
         return ENGINE_ROOT
     if shutil.which("go") is None:
