@@ -116,7 +116,7 @@ def error_object(code: int, message: str, problems: list[dict[str, Any]] | None 
     return {"error": {"code": code, "message": message, "problems": problems or []}}
 
 
-def _problems(exc: NomadrigError) -> list[dict[str, Any]]:
+def problems_of(exc: NomadrigError) -> list[dict[str, Any]]:
     """The located problems of an error, as JSON: file, line, field path, what is wrong, the fix."""
     if isinstance(exc, BadInputError):
         return [{"file": exc.file, "line": p.line, "path": p.path, "message": p.message, "fix": p.fix}
@@ -142,7 +142,7 @@ def handle_errors(func: F) -> F:
             # soft_wrap: the terminal wraps; a command in the message (a fix to paste) keeps its one line
             err_console.print(exc.render(), markup=False, highlight=False, soft_wrap=True)
             if as_json:
-                emit_json(error_object(int(exc.exit_code), exc.render(), _problems(exc)))
+                emit_json(error_object(int(exc.exit_code), exc.render(), problems_of(exc)))
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
             err_console.print("interrupted", markup=False)

@@ -23,7 +23,6 @@ from .cli_common import (
     DataTable,
     JsonOption,
     TeamFileOption,
-    _problems,
     console,
     emit_json,
     err_console,
@@ -31,6 +30,7 @@ from .cli_common import (
     handle_errors,
     literal,
     load_team_file,
+    problems_of,
 )
 from .errors import BadInputError, CloudError, ExitCode, InputProblem, NomadrigError
 
@@ -118,7 +118,7 @@ class Outcome:
         """The report as JSON, with an ``error`` object (cli_common's shape) when the tower did not succeed."""
         data: dict[str, Any] = asdict(self.report) if self.report is not None else {"tower": self.tower}
         if self.error is not None:
-            data.update(error_object(self.exit_code, self.error.render(), _problems(self.error)))
+            data.update(error_object(self.exit_code, self.error.render(), problems_of(self.error)))
         elif self.exit_code:
             data.update(error_object(self.exit_code, f"tower {self.tower}: the {self.report.mode} run failed "
                                                      f"(status {self.report.status}); see {self.report.run_dir}."))

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 
-from . import names
+from . import names, paths
 from .engine_progress import ProgressDisplay, UpdateProgress
 from .engine_settings import (
     PROJECT_NAME,
@@ -451,7 +451,7 @@ class Engine:
 
     @property
     def _retained_file(self) -> Path:
-        return self.settings.work_dir / "retained.json"
+        return paths.retained_volumes_file(self.team.team)
 
     def _load_retained(self) -> dict[str, list[dict[str, str]]]:
         try:
