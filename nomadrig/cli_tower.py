@@ -345,12 +345,19 @@ def peers(
 
     team = load_team_file(team_file)
     found = towers.find_tower(team, tower)
-    key = None
+    key, unread = None, ""
     if not offline:
-        key = towers.read_tower_public_key(team, tower, towers.RunOptions(ssh_key_file=ssh_key))
+        try:
+            key = towers.read_tower_public_key(team, tower, towers.RunOptions(ssh_key_file=ssh_key))
+        except CloudError as exc:
+            unread = str(exc)
     if key is None:
         last = towers.latest_report(tower, runs_dir, with_key=True)
         key = last.tower_public_key if last else None
+        if last is not None and key is not None and unread:
+            err_console.print(f"{unread}\n  Using the key in the last run report ({last.run_dir}).", markup=False)
+    if key is None and unread:
+        raise CloudError(f"{unread}\n  No run report under {runs_dir or paths.runs_dir()} holds the key either.")
     if key is None:
         raise CloudError(
             f"no WireGuard public key for tower {tower}: not readable at {towers.TOWER_PUBLIC_KEY_FILE} "

@@ -68,6 +68,8 @@ WIREGUARD_NETWORK = IPv4Network("10.77.0.0/24")
 #: The tower's WireGuard interface: remote_access creates it, hardening may admit SSH only through it.
 WIREGUARD_INTERFACE = "wg0"
 TOWER_PUBLIC_KEY_FILE = "/etc/wireguard/nomadrig-tower.pub"
+#: The fact remote_access sets to the tower's public key; an apply takes the key from it, not over SSH again.
+PUBLIC_KEY_FACT = "remote_access_tower_public_key"
 _WG_KEY_RE = re.compile(r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")
 
 
@@ -510,6 +512,9 @@ class _EventCollector:
             noted = isinstance(message, str) and message.startswith(NOTE_PREFIXES)
             if kind == "runner_on_ok" and noted and message not in self.report.notes:
                 self.report.notes.append(message)
+            announced = (result.get("ansible_facts") or {}).get(PUBLIC_KEY_FACT) if kind == "runner_on_ok" else None
+            if isinstance(announced, str) and _WG_KEY_RE.match(announced):
+                self.report.tower_public_key = announced
             if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
                 message = _failure_message(result)
                 self.report.failed_tasks.append({"task": label, "msg": str(message)[:2000]})
@@ -624,8 +629,12 @@ def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions |
         report.failed_tasks.append({"task": "(ansible-playbook)", "msg": f"rc {result.rc}: {tail}"})
     if any("Host key verification failed" in failure["msg"] for failure in report.failed_tasks):
         report.notes.append(_unknown_host_key_note(tower))
-    if mode == "apply" and report.succeeded and options.fetch_public_key:
-        report.tower_public_key = read_tower_public_key(team, tower.name, options)
+    if mode == "apply" and report.succeeded and options.fetch_public_key and not report.tower_public_key:
+        # remote_access announces the key as a fact (the collector keeps it); read the file only when it did not.
+        try:
+            report.tower_public_key = read_tower_public_key(team, tower.name, options)
+        except CloudError as exc:
+            report.notes.append(f"WARNING: {exc}")
     (run_dir / "report.json").write_text(report.to_json())
     (run_dir / "summary.txt").write_text(report.summary() + "\n")
     return report
@@ -643,7 +652,9 @@ def _unknown_host_key_note(tower: Tower) -> str:
 def read_tower_public_key(team: Team, tower_name: str, options: RunOptions | None = None) -> str | None:
     """Read the tower's WireGuard public key over SSH (Ansible's slurp, with sudo).
 
-    Returns None when the file is not there yet (remote_access has not run).
+    Returns None when the file is not there yet (remote_access has not run); any other failure (unreachable,
+    sudo refused, a file that holds something else) raises CloudError with Ansible's reason, as a silent None
+    would send the user to the wrong fix.
     """
     import base64
     import tempfile
@@ -664,11 +675,26 @@ def read_tower_public_key(team: Team, tower_name: str, options: RunOptions | Non
             cmdline="--become",
         )
         for event in result.events:
-            if event.get("event") == "runner_on_ok":
-                content = event["event_data"]["res"].get("content", "")
-                key = base64.b64decode(content).decode().strip()
-                return key if _WG_KEY_RE.match(key) else None
-    return None
+            kind, res = event.get("event"), (event.get("event_data") or {}).get("res") or {}
+            if kind == "runner_on_ok":
+                key = base64.b64decode(res.get("content", "")).decode(errors="replace").strip()
+                if not _WG_KEY_RE.match(key):
+                    raise CloudError(
+                        f"{TOWER_PUBLIC_KEY_FILE} on tower {tower_name} does not hold a WireGuard public key.\n"
+                        f"  Run `nomadrig tower apply {tower_name}`: remote_access writes it again."
+                    )
+                return key
+            if kind == "runner_on_failed" and "not found" in _failure_message(res).lower():
+                return None
+            if kind in ("runner_on_failed", "runner_on_unreachable"):
+                raise CloudError(
+                    f"could not read tower {tower_name}'s WireGuard public key ({TOWER_PUBLIC_KEY_FILE}) over SSH: "
+                    f"{_failure_message(res)}"
+                )
+    raise CloudError(
+        f"could not read tower {tower_name}'s WireGuard public key: ansible ended {result.status} (rc {result.rc}) "
+        "without a result for the tower."
+    )
 
 
 def latest_report(tower_name: str, runs_dir: Path | None = None, *, with_key: bool = False) -> RunReport | None:

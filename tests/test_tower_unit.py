@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import re
 import stat
 import subprocess
 import sys
@@ -10,10 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nomadrig import tower as tower_module
 from nomadrig.catalog import load_catalog
 from nomadrig.cli_tower import parse_overrides
 from nomadrig.config import Team, TowerGpu, load_team, parse_team
-from nomadrig.errors import BadInputError
+from nomadrig.errors import BadInputError, CloudError
 from nomadrig.tower import (
     RunReport,
     _EventCollector,
@@ -416,3 +419,50 @@ def test_text_that_looks_like_a_number_reaches_ansible_as_text(tmp_path: Path) -
                                                          "HOME": str(tmp_path)})
     assert done.returncode == 0, done.stdout + done.stderr
     assert '[true, \\"12.10\\", true, true, \\"{{ x }}\\"]' in done.stdout, done.stdout
+
+
+def test_the_key_remote_access_announces_is_the_reports_and_nothing_else_is() -> None:
+    # set_fact's result carries what it set under ansible_facts (Ansible's set_fact module documentation).
+    fact = tower_module.PUBLIC_KEY_FACT
+    assert f"{fact}:" in (tower_module.PROJECT_ROOT / "roles/remote_access/tasks/wireguard.yml").read_text()
+    report = RunReport(tower="t1", host="h", mode="apply", started="now")
+    collect = _EventCollector(report, None, total=None)
+    collect(_event("runner_on_ok", "Remember the key", "remote_access", res={"ansible_facts": {fact: "not a key"}}))
+    assert report.tower_public_key is None
+    collect(_event("runner_on_ok", "Remember the key", "remote_access", res={"ansible_facts": {fact: WG_KEY_ADA}}))
+    assert report.tower_public_key == WG_KEY_ADA
+
+
+class _Ran:
+    """What _run_ansible returns, as far as read_tower_public_key looks: ansible-runner's status, rc and events."""
+
+    def __init__(self, *events: dict[str, object], status: str = "successful", rc: int = 0) -> None:
+        self.events, self.status, self.rc = list(events), status, rc
+
+
+@pytest.mark.parametrize(
+    ("event", "words"),
+    [
+        (_event("runner_on_unreachable", res={"unreachable": True, "msg": "ssh: connect to host: timed out"}),
+         "over SSH: ssh: connect to host: timed out"),
+        (_event("runner_on_failed", res={"msg": "sudo: a password is required"}), "sudo: a password is required"),
+        (_event("runner_on_ok", res={"content": "aGVsbG8K"}), "does not hold a WireGuard public key"),
+        (None, "without a result for the tower"),
+    ],
+)  # fmt: skip
+def test_a_key_that_cannot_be_read_is_an_error_with_ansibles_reason(
+    team: Team, monkeypatch: pytest.MonkeyPatch, event: dict[str, object] | None, words: str
+) -> None:
+    ran = _Ran(event) if event else _Ran(status="failed", rc=4)
+    monkeypatch.setattr(tower_module, "_run_ansible", lambda *args, **kwargs: ran)
+    with pytest.raises(CloudError, match=re.escape(words)):
+        tower_module.read_tower_public_key(team, "basement")
+
+
+def test_a_key_file_not_there_yet_is_no_key_and_a_good_one_is_read(team: Team, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = _Ran(_event("runner_on_failed", res={"msg": "file not found: /etc/wireguard/nomadrig-tower.pub"}))
+    monkeypatch.setattr(tower_module, "_run_ansible", lambda *args, **kwargs: missing)
+    assert tower_module.read_tower_public_key(team, "basement") is None
+    good = _Ran(_event("runner_on_ok", res={"content": base64.b64encode(f"{WG_KEY_ADA}\n".encode()).decode()}))
+    monkeypatch.setattr(tower_module, "_run_ansible", lambda *args, **kwargs: good)
+    assert tower_module.read_tower_public_key(team, "basement") == WG_KEY_ADA

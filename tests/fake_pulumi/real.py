@@ -100,7 +100,7 @@ class RealPulumi:
         """Each command line the wrapper saw, without the `--non-interactive` the SDK adds to all."""
         if self.log is None or not self.log.exists():
             return []
-        records = self.log.read_bytes().split(b"\x1e")[1:]
+        records = [path.read_bytes() for path in sorted(self.log.glob("*.argv"))]
         return [[a.decode() for a in r.split(b"\0")[:-1] if a != b"--non-interactive"] for r in records]
 
 
@@ -118,10 +118,19 @@ def wrapper_root(folder: Path, script: str) -> Path:
 
 
 def _recording_root(root: Path) -> tuple[Path, Path]:
-    """The built CLI behind a wrapper that logs each argv and then execs it (signals reach the CLI itself)."""
-    log = root / "argv.log"
-    # One record per call: RS, then each argument NUL-terminated (arguments may hold newlines, never NUL).
-    script = f"{{ printf '\\036'; printf '%s\\0' \"$@\"; }} >> '{log}'\nexec \"$PULUMI\" \"$@\"\n"
+    """The built CLI behind a wrapper that logs each argv and then execs it (signals reach the CLI itself).
+
+    One file per call, named by its start time in nanoseconds: calls the engine runs side by side (`ls` reads
+    four stacks at once) interleaved their writes in one shared file. Each argument is NUL-terminated
+    (arguments may hold newlines, never NUL); the file is renamed into place whole.
+    """
+    log = root / "argv"
+    log.mkdir(parents=True)
+    script = (
+        f"record='{log}'/$(date +%s%N)-$$\n"
+        "printf '%s\\0' \"$@\" > \"$record.partial\" && mv \"$record.partial\" \"$record.argv\"\n"
+        "exec \"$PULUMI\" \"$@\"\n"
+    )
     return wrapper_root(root, script), log
 
 
