@@ -580,7 +580,7 @@ def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions |
     """Run one mode against one tower and return (and save) its report.
 
     Raises BadInputError for a bad team file or overrides (nothing ran),
-    PolicyRefused when an apply breaks a mandatory tower rule (nothing ran) and
+    PolicyRefused when an apply or check breaks a mandatory tower rule (nothing ran) and
     CloudError when Ansible could not be started at all; a run in which tasks
     failed returns a report with ``succeeded`` false.
     """
@@ -588,8 +588,9 @@ def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions |
         raise BadInputError("arguments", [InputProblem("mode", f"{mode!r} is not a mode.", f"Use one of {MODES}.")])
     options = options or RunOptions()
     tower = find_tower(team, tower_name)
-    if mode == "apply":
-        check_tower_policy(team, tower)  # the tower rules `plan` runs: a tower they reject is not touched
+    if mode in ("apply", "check"):
+        # The tower rules `plan` runs: a tower they reject is not touched, and its dry run says so too.
+        check_tower_policy(team, tower)
     variables = tower_vars(team, tower, overrides=options.overrides)
     if not (options.project_root / "playbooks").is_dir():
         raise CloudError(f"{options.project_root / 'playbooks'} does not exist: no tower playbooks to run.\n"
@@ -626,7 +627,9 @@ def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions |
     if report.status != "successful" and not report.failed_tasks and not report.unreachable:
         stdout = (run_dir / "artifacts").glob("*/stdout")
         tail = next((p.read_text(errors="replace")[-2000:] for p in stdout), "")
-        report.failed_tasks.append({"task": "(ansible-playbook)", "msg": f"rc {result.rc}: {tail}"})
+        # ansible-runner leaves rc None when the process ended on a signal (pexpect's exitstatus is None then).
+        ended = f"rc {result.rc}" if result.rc is not None else "killed by a signal, no exit status"
+        report.failed_tasks.append({"task": "(ansible-playbook)", "msg": f"{ended}: {tail or '(no output)'}"})
     if any("Host key verification failed" in failure["msg"] for failure in report.failed_tasks):
         report.notes.append(_unknown_host_key_note(tower))
     if mode == "apply" and report.succeeded and options.fetch_public_key and not report.tower_public_key:

@@ -182,6 +182,7 @@ def tower_program(team: Team, spec: Any, *, ssh_key_file: str | None = None,
                       strict_host_keys=strict_host_keys)
         pulumi.export("tower_public_key", tower.tower_public_key)
         pulumi.export("changed_tasks", tower.configuration.changed_tasks)
+        pulumi.export("run_dir", tower.configuration.run_dir)  # where the last run's report.json and logs are
         for key, value in (("team", spec.team), ("tower", spec.name), ("address", spec.address)):
             pulumi.export(key, value)
 

@@ -103,6 +103,8 @@ def test_up_ls_outputs_no_change_preview_update_and_down_of_a_tower_through_the_
         on_tower = tower.sh(f"cat {towers.TOWER_PUBLIC_KEY_FILE}").strip()
         assert created["outputs"]["tower_public_key"] == on_tower  # the provider's run read it over SSH
         assert created["outputs"]["changed_tasks"] == 0  # the fixture converged it with the same roles and vars
+        recorded = towers.latest_report(name, engine_env.home / "runs")  # the provider's run kept its report
+        assert recorded is not None and recorded.succeeded and recorded.run_dir == created["outputs"]["run_dir"]
 
         listed = json.loads(ok(nomadrig("ls", "--json", "--no-live", "--team", str(team_file))).stdout)
         mine = {s["stack"]: s for s in listed["stacks"]}[stack]

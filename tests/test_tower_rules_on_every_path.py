@@ -1,4 +1,4 @@
-"""Tower rules run wherever a team is judged: `validate`, `plan`, `cost` and before `tower apply`.
+"""Tower rules run wherever a team is judged: `validate`, `plan`, `cost` and before `tower apply`/`check`.
 
 A tower with 8 GB of RAM and a 400 W supply for an RTX 4090 breaks TWR-002 and TWR-003 (mandatory):
 every command exits 1 naming the rule and its fix, and `tower apply` runs nothing.
@@ -77,9 +77,10 @@ def test_cost_exits_1_where_plan_does(weak_tower: Path) -> None:
     assert_refused_by_tower_rules(runner.invoke(app, ["cost", "--team", str(weak_tower)]))
 
 
-def test_tower_apply_checks_the_rules_and_runs_nothing(weak_tower: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["apply", "check"])  # check is apply's dry run: it says what apply would say
+def test_tower_apply_and_check_check_the_rules_and_run_nothing(weak_tower: Path, tmp_path: Path, mode: str) -> None:
     runs = tmp_path / "runs"
-    result = runner.invoke(app, ["tower", "apply", "basement", "--team", str(weak_tower), "--runs-dir", str(runs)])
+    result = runner.invoke(app, ["tower", mode, "basement", "--team", str(weak_tower), "--runs-dir", str(runs)])
     assert_refused_by_tower_rules(result)
     assert "nothing was run" in result.output
     assert not runs.exists() or not any(runs.iterdir()), "a run dir was made: ansible was started"
