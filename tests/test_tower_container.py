@@ -62,6 +62,23 @@ def dpkg_packages(applied: ConvergedTower, pattern: str) -> dict[str, tuple[str,
     return {row[1]: (row[0].strip(), row[2]) for row in rows if len(row) == 3 and not row[0].startswith("u")}
 
 
+def test_check_of_the_bare_machine_succeeds_says_what_would_change_and_changes_nothing(applied: ConvergedTower) -> None:
+    """`tower check` ran on the bare container just before the first apply (tests/harness/tower_pool.py)."""
+    check = applied.bare_check
+    assert check is not None and check.mode == "check"
+    assert check.succeeded, check.summary()
+    would = set(check.changed_tasks)
+    assert {"hardening : Write the firewall rules, checked with `nft -c` before they land",
+            "base : Create or update one account per nomad, in exactly the groups the team file grants"} <= would
+    # What the dry run cannot look up before the sources and the environment exist, it says.
+    assert any(note.startswith("NOTE: dry run: Debian's contrib and non-free") for note in check.notes), check.notes
+    assert any("pip cannot say what it" in note for note in check.notes), check.notes
+    # It changed nothing: the apply right after it still had to make those changes.
+    assert {"hardening : Write the firewall rules, checked with `nft -c` before they land",
+            "base : Create or update one account per nomad, in exactly the groups the team file grants",
+            "agent : Install the agent's systemd service and timer"} <= set(applied.first.changed_tasks)
+
+
 def test_driver_and_cuda_come_from_debian_non_free_and_are_held(applied: ConvergedTower) -> None:
     branch = applied.release.driver_branch
     modules = dpkg_packages(applied, "nvidia*kernel-dkms")

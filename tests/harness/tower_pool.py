@@ -76,6 +76,7 @@ class ConvergeJob:
             self.release, self.container, self.team, self.options, self.ssh_key, first, result["seconds"],
             download_mb=proxy_bytes_for(self.container.ip, self.since) / 1e6,
             wheels_mb=wheel_dir_size_mb(cpu_jax_wheels(self.release.codename)),
+            bare_check=towers.RunReport.from_json(result["bare_check"]),
         )  # fmt: skip
 
     def close(self) -> None:
@@ -92,7 +93,10 @@ class ConvergeJob:
 
 
 def start_converge(release: TowerRelease, ssh_key: Path, work_root: Path) -> ConvergeJob:
-    """Boot a bare container of release and start its first full apply in a child process; returns at once."""
+    """Boot a bare container of release and start, in a child process, its `tower check` and first full apply.
+
+    Returns at once.
+    """
     workdir = work_root / f"tower-{release.codename}-{time.time_ns()}"
     container = DebianContainer(tower_container_spec(release.codename), workdir, ssh_key)
     container.boot(timeout=120)
@@ -168,12 +172,16 @@ def main(request_file: str, result_file: str) -> int:
         runs_dir=Path(request["runs_dir"]),
         strict_host_keys=False,
     )
+    # The dry run of a bare machine first (a user's first command is often `tower check`), then the apply.
+    bare_check = towers.run(team, request["tower"], "check", options)
+    print(bare_check.summary(), flush=True)
     started = time.monotonic()
     report = towers.run(team, request["tower"], "apply", options)
     seconds = time.monotonic() - started
     print(report.summary(), flush=True)
     partial = Path(result_file + ".partial")
-    partial.write_text(json.dumps({"report": report.to_json(), "seconds": seconds}))
+    result = {"report": report.to_json(), "seconds": seconds, "bare_check": bare_check.to_json()}
+    partial.write_text(json.dumps(result))
     partial.rename(result_file)  # whole or absent: the parent reads it only after the child ended
     return 0
 

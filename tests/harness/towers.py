@@ -128,6 +128,8 @@ class ConvergedTower:
     first_s: float
     download_mb: float
     wheels_mb: float
+    #: `tower check` of the same machine while it was still bare, run just before ``first``.
+    bare_check: towers.RunReport | None = None
 
     @property
     def name(self) -> str:
