@@ -13,7 +13,7 @@ import difflib
 import re
 import zoneinfo
 from collections.abc import Callable, Iterable
-from functools import cache, cached_property
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -694,18 +694,6 @@ class Team(Strict):
         return nomad.region or self.clouds.regions(self.nomad_cloud(nomad))[0]
 
 
-class LoadedTeam(BaseModel):
-    """A validated team plus where it came from (for messages and state paths)."""
-
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
-    team: Team
-    path: Path
-
-    @cached_property
-    def source_text(self) -> str:
-        return self.path.read_text()
-
-
 # ---------------------------------------------------------------- errors
 
 
@@ -1012,8 +1000,3 @@ def load_team(path: str | Path) -> Team:
         raise BadInputError(str(file), [InputProblem("", f"cannot read it: {exc.__class__.__name__}.",
                                                      "Pass a readable UTF-8 YAML file.")]) from None
     return parse_team(text, str(file))
-
-
-def team_json_schema() -> dict[str, Any]:
-    return Team.model_json_schema()
-

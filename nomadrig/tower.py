@@ -130,7 +130,8 @@ def _gpu_vars(team: Team, tower: Tower) -> list[dict[str, Any]]:
                 InputProblem(
                     f"towers[{index}].gpus[{i}].model",
                     f"{gpu.model!r} {reason}, so the PSU headroom cannot be checked.",
-                    "Use a model listed by `nomadrig catalog list --towers`, e.g. 'RTX 4090'.",
+                    "Use one of the catalog's GPU models with a known TDP: "
+                    + ", ".join(sorted(g.model for g in catalog.gpu_models() if g.tdp_w is not None)) + ".",
                 )
             )
             continue

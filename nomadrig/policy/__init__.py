@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PlannedResource", "PolicyContext", "Rule", "Severity", "Verdict", "Violation", "TeamPlan",
     "all_rules", "get_rule", "resource_rule", "spec_rule", "stack_rule",
-    "check_box", "check_spec", "check_team", "check_tower", "check_towers", "check_resource", "check_stack",
+    "check_box", "check_team", "check_tower", "check_towers", "check_resource", "check_stack",
     "mandatory", "PolicyRefused",
 ]
 
@@ -42,9 +42,6 @@ def check_box(spec: BoxSpec, ctx: PolicyContext) -> list[Verdict]:
         if rule.kind == "box":
             out += run_rule(rule, spec, f"box {spec.nomad}", ctx)
     return out
-
-
-check_spec = check_box
 
 
 def check_team(plan: TeamPlan, ctx: PolicyContext) -> list[Verdict]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import ValueProblem, first_unprintable, shown
@@ -154,6 +154,3 @@ def run_rule(rule: Rule, subject: Any, subject_name: str, ctx: PolicyContext) ->
         for v in rule.func(subject, rule_ctx)
     ]
 
-
-def rules_of(kind: RuleKind) -> Iterable[Rule]:
-    return (r for r in all_rules() if r.kind == kind)
