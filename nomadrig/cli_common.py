@@ -92,13 +92,6 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def fail(message: str, code: ExitCode, fix: str = "") -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {literal(message)}")
-    if fix:
-        err_console.print(f"  {fix}", markup=False)
-    return typer.Exit(int(code))
-
-
 INTERRUPTED = 130  # the shell's convention for SIGINT
 
 

@@ -11,6 +11,7 @@ EC2 served by moto on loopback.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -131,7 +132,7 @@ def test_no_tag_value_and_no_clock_makes_the_verdict_raise(ttl, created, idle, m
         stopped = now - timedelta(days=stopped_days)
     except OverflowError:
         stopped = None
-    instance = instance.with_state("stopped", stopped)
+    instance = replace(instance, state="stopped", stopped_since=stopped, spot_interrupted=False)
     verdict = judge(instance, STACK if has_stack else None, BUSY, POLICY, now)
     parsed = BoxTags.parse(tags, cloud)
     if verdict.action in (Action.DESTROY, Action.STOP, Action.ORPHAN):

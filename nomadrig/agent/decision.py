@@ -33,7 +33,6 @@ from typing import Any
 from .config import AgentConfig
 from .untrusted import printable
 
-ACTIONS = ("none", "warn", "shutdown", "report")
 SIGNALS = ("gpu", "cpu", "ssh", "jupyter", "lease", "cloud_init")
 # Unreadable => the whole sample is unknown (not quiet).
 REQUIRED_SIGNALS = ("cpu", "ssh")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from nomadrig.names import BoxTags
@@ -71,10 +71,6 @@ class ManagedInstance:
     def box_tags(self) -> BoxTags:
         """The parsed nomadrig tags (parsed on demand so that the record stays plain data)."""
         return BoxTags.parse(self.tags, self.cloud)
-
-    def with_state(self, state: str, stopped_since: datetime | None) -> ManagedInstance:
-        """A copy after a state change the reaper caused (e.g. its own stop): no longer a spot interruption."""
-        return replace(self, state=state, stopped_since=stopped_since, spot_interrupted=False)
 
 
 @dataclass(frozen=True)
