@@ -1,6 +1,6 @@
 """A booted container dressed as a tower: the team file and overrides the tower tests share.
 
-The tower tests, the provider test and the converge benchmark all need the
+The tower tests, the real-engine tower test and the benchmarks all need the
 same thing: the example team, its tower pointed at a container, the nomads
 given keys made at test time, and the few variables that differ in a
 GPU-less container (the CPU framework path from a local wheel directory).
