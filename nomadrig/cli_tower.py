@@ -10,8 +10,10 @@ towers run in parallel and the exit code is the worst of their outcomes.
 from __future__ import annotations
 
 import queue
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,11 +132,11 @@ def run_towers(team: Team, names: list[str], mode: Mode, options: Callable[[str]
     """Run `mode` on each tower, at most `parallel` at once, each in its own thread; outcomes in `names` order.
 
     A tower's failure (bad variables, Ansible not starting, a failed task)
-    is recorded and the others go on. The main thread only waits on a queue,
-    so Ctrl-C reaches it at once: it then cancels every run through the
-    runs' `cancel` option (ansible-runner stops its ansible-playbook), waits
-    for them to stop, and raises KeyboardInterrupt (exit 130). An interrupt
-    raised inside a run is handled the same way.
+    is recorded and the others go on. The main thread polls the runs' queue
+    and a Ctrl-C flag (`_ctrl_c_as_a_flag`): on Ctrl-C it cancels every run
+    through the runs' `cancel` option (ansible-runner stops its
+    ansible-playbook), waits for them to stop, and raises KeyboardInterrupt
+    (exit 130). An interrupt raised inside a run is handled the same way.
     """
     from . import tower as towers
 
@@ -158,28 +160,61 @@ def run_towers(team: Team, names: list[str], mode: Mode, options: Callable[[str]
             except BaseException as error:  # KeyboardInterrupt raised in the run: the main thread re-raises it
                 finished.put((index, error))
 
-    for index, name in enumerate(names):
-        threading.Thread(target=work, args=(index, name), name=f"tower-{name}", daemon=True).start()
+    threads: list[threading.Thread] = []
     outcomes: dict[int, Outcome | BaseException | None] = {}
-    try:
-        while len(outcomes) < len(names):
-            index, outcome = finished.get()
+    with _ctrl_c_as_a_flag() as interrupted:
+        for index, name in enumerate(names):
+            thread = threading.Thread(target=work, args=(index, name), name=f"tower-{name}", daemon=True)
+            threads.append(thread)
+            thread.start()
+        while len(outcomes) < len(names) and not interrupted():
+            try:
+                index, outcome = finished.get(timeout=0.1)
+            except queue.Empty:
+                continue
             outcomes[index] = outcome
-            if isinstance(outcome, BaseException):
-                raise outcome
-    except KeyboardInterrupt:
-        _stop_runs(stop, finished, len(names) - len(outcomes))
-        raise
+            if isinstance(outcome, BaseException):  # KeyboardInterrupt raised inside a run
+                break
+        if interrupted() or any(isinstance(outcome, BaseException) for outcome in outcomes.values()):
+            _stop_runs(stop, threads)
+            raise KeyboardInterrupt
     return [outcome for _, outcome in sorted(outcomes.items())]  # type: ignore[misc]
 
 
-def _stop_runs(stop: threading.Event, finished: queue.Queue, running: int) -> None:
+@contextmanager
+def _ctrl_c_as_a_flag() -> Iterator[Callable[[], bool]]:
+    """While the runs go, Ctrl-C only raises a flag the main thread polls; a second Ctrl-C raises at once.
+
+    A KeyboardInterrupt raised at an arbitrary point of the main thread can land inside a queue's or a
+    thread's lock and leave it broken ("release unlocked lock"), so the first one is not raised there.
+    Off the main thread (where no handler can be set) Ctrl-C stays Python's own.
+    """
+    pressed: list[bool] = []
+
+    def on_sigint(_signum: int, _frame: object) -> None:
+        if pressed:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting for the runs
+        pressed.append(True)
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread
+        yield lambda: False
+        return
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_runs(stop: threading.Event, threads: list[threading.Thread]) -> None:
     """Cancel the runs still going and wait until each has stopped its playbook (a second Ctrl-C stops waiting)."""
     stop.set()
+    running = [thread for thread in threads if thread.is_alive()]
     if running:
-        err_console.print(f"interrupted: stopping {running} running tower run(s)...", markup=False)
-    for _ in range(running):
-        finished.get()
+        err_console.print(f"interrupted: stopping {len(running)} running tower run(s)...", markup=False)
+    for thread in running:
+        thread.join()
 
 
 class TowerProgress:
