@@ -10,10 +10,8 @@ towers run in parallel and the exit code is the worst of their outcomes.
 from __future__ import annotations
 
 import queue
-import signal
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +32,7 @@ from .cli_common import (
     load_team_file,
     problems_of,
 )
+from .engine_interrupt import ctrl_c_as_a_flag
 from .errors import BadInputError, CloudError, ExitCode, InputProblem, NomadrigError
 
 if TYPE_CHECKING:
@@ -133,7 +132,7 @@ def run_towers(team: Team, names: list[str], mode: Mode, options: Callable[[str]
 
     A tower's failure (bad variables, Ansible not starting, a failed task)
     is recorded and the others go on. The main thread polls the runs' queue
-    and a Ctrl-C flag (`_ctrl_c_as_a_flag`): on Ctrl-C it cancels every run
+    and a Ctrl-C flag (`engine_interrupt.ctrl_c_as_a_flag`): on Ctrl-C it cancels every run
     through the runs' `cancel` option (ansible-runner stops its
     ansible-playbook), waits for them to stop, and raises KeyboardInterrupt
     (exit 130). An interrupt raised inside a run is handled the same way.
@@ -162,7 +161,7 @@ def run_towers(team: Team, names: list[str], mode: Mode, options: Callable[[str]
 
     threads: list[threading.Thread] = []
     outcomes: dict[int, Outcome | BaseException | None] = {}
-    with _ctrl_c_as_a_flag() as interrupted:
+    with ctrl_c_as_a_flag() as interrupted:
         for index, name in enumerate(names):
             thread = threading.Thread(target=work, args=(index, name), name=f"tower-{name}", daemon=True)
             threads.append(thread)
@@ -179,32 +178,6 @@ def run_towers(team: Team, names: list[str], mode: Mode, options: Callable[[str]
             _stop_runs(stop, threads)
             raise KeyboardInterrupt
     return [outcome for _, outcome in sorted(outcomes.items())]  # type: ignore[misc]
-
-
-@contextmanager
-def _ctrl_c_as_a_flag() -> Iterator[Callable[[], bool]]:
-    """While the runs go, Ctrl-C only raises a flag the main thread polls; a second Ctrl-C raises at once.
-
-    A KeyboardInterrupt raised at an arbitrary point of the main thread can land inside a queue's or a
-    thread's lock and leave it broken ("release unlocked lock"), so the first one is not raised there.
-    Off the main thread (where no handler can be set) Ctrl-C stays Python's own.
-    """
-    pressed: list[bool] = []
-
-    def on_sigint(_signum: int, _frame: object) -> None:
-        if pressed:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting for the runs
-        pressed.append(True)
-
-    try:
-        previous = signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread
-        yield lambda: False
-        return
-    try:
-        yield lambda: bool(pressed)
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _stop_runs(stop: threading.Event, threads: list[threading.Thread]) -> None:

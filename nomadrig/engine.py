@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from rich.console import Console
 
 from . import names, paths
+from .engine_interrupt import ctrl_c_as_a_flag
 from .engine_progress import ProgressDisplay, UpdateProgress
 from .engine_settings import (
     PROJECT_NAME,
@@ -236,13 +237,14 @@ class Engine:
                     done.set()
 
             # Wait on an Event, not Thread.join: on Python 3.11 a Ctrl-C inside join() marks the
-            # still-running thread as stopped, and we could no longer wait for it.
-            threading.Thread(target=work, name=f"pulumi-{action}-{stack.name}", daemon=True).start()
-            try:
-                while not done.wait(0.2):
+            # still-running thread as stopped, and we could no longer wait for it. The Ctrl-C is a flag
+            # polled here (ctrl_c_as_a_flag), never a KeyboardInterrupt inside the Event's lock.
+            with ctrl_c_as_a_flag() as interrupted:
+                threading.Thread(target=work, name=f"pulumi-{action}-{stack.name}", daemon=True).start()
+                while not done.wait(0.2) and not interrupted():
                     pass
-            except KeyboardInterrupt:
-                self._cancel(stack, action, done)
+                if interrupted():
+                    self._cancel(stack, action, done)
             if "error" in outcome:
                 raise outcome["error"]
         self.say(f"{action} {stack.name}: {progress.summary_line()}")

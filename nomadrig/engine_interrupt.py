@@ -21,6 +21,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -72,3 +74,30 @@ def forward_interrupt() -> int:
 def is_service_backend(backend_url: str) -> bool:
     """Pulumi Cloud (or a self-hosted service) cancels updates; self-managed backends only break locks."""
     return backend_url.startswith(("https://", "http://"))
+
+
+@contextmanager
+def ctrl_c_as_a_flag() -> Iterator[Callable[[], bool]]:
+    """Inside the block, a Ctrl-C only raises a flag the main thread polls; a second one raises at once.
+
+    The main thread waits on worker threads (the CLI's update, the towers' runs). A KeyboardInterrupt
+    raised at an arbitrary point there can land before the code that handles it, or inside a queue's or
+    an Event's lock and leave it broken ("release unlocked lock"), so the first Ctrl-C is not raised.
+    Off the main thread (where no handler can be set) Ctrl-C stays Python's own.
+    """
+    pressed: list[bool] = []
+
+    def on_sigint(_signum: int, _frame: object) -> None:
+        if pressed:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting for the runs
+        pressed.append(True)
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread
+        yield lambda: False
+        return
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
