@@ -475,8 +475,10 @@ ROLE = REPO / "roles" / "agent"
 
 def test_role_copies_the_same_modules_as_the_bundle():
     tasks = yaml.safe_load((ROLE / "tasks" / "main.yml").read_text())
-    copy_task = next(t for t in tasks if t["name"].startswith("Copy the agent package"))
-    assert "fileglob" in copy_task["loop"] and "bundle[.]py" in copy_task["loop"]
+    copy_task = next(t for t in tasks if t["name"].startswith("Copy the agent modules"))
+    assert copy_task["loop"] == "{{ __agent_modules }}"
+    modules = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["__agent_modules"]
+    assert "fileglob" in modules and "bundle[.]py" in modules
     assert {"bundle.py"} == bundle.NOT_SHIPPED
 
 
