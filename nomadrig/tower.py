@@ -610,19 +610,26 @@ def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions |
     inventory_file = write_ansible_inputs(run_dir, variables, hosts)
     collector = _EventCollector(report, options.progress, total=None)
     started = time.monotonic()
-    try:
-        result = _run_ansible(
-            run_dir,
-            options.project_root,
-            strict_host_keys=options.strict_host_keys,
-            playbook=str(playbook),
-            inventory=str(inventory_file),
-            cmdline="--check --diff" if mode == "check" else None,
-            event_handler=collector,
-            cancel_callback=options.cancel,
-        )
-    except Exception as exc:  # ansible-runner raises plain exceptions for a broken setup
-        raise CloudError(f"ansible-runner could not start: {exc}. Its files are in {run_dir}.") from exc
+    for attempt in (1, 2):
+        try:
+            result = _run_ansible(
+                run_dir,
+                options.project_root,
+                strict_host_keys=options.strict_host_keys,
+                playbook=str(playbook),
+                inventory=str(inventory_file),
+                cmdline="--check --diff" if mode == "check" else None,
+                event_handler=collector,
+                cancel_callback=options.cancel,
+            )
+        except Exception as exc:  # ansible-runner raises plain exceptions for a broken setup
+            raise CloudError(f"ansible-runner could not start: {exc}. Its files are in {run_dir}.") from exc
+        if attempt == 2 or not _ended_before_it_began(result, options):
+            break
+        # Seen 2 times in ~40 runs under the Pulumi engine's dynamic provider, cause not found: the new
+        # ansible-playbook ends on a signal before printing anything. It ran nothing, so a second start is safe.
+        report.notes.append("WARNING: ansible-playbook ended on a signal before it printed anything "
+                            "(no task ran); it was started once more.")
     report.duration_s = round(time.monotonic() - started, 1)
     report.status, report.rc = result.status, result.rc
     if report.status != "successful" and not report.failed_tasks and not report.unreachable:
@@ -642,6 +649,12 @@ def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions |
     (run_dir / "report.json").write_text(report.to_json())
     (run_dir / "summary.txt").write_text(report.summary() + "\n")
     return report
+
+
+def _ended_before_it_began(result: Runner, options: RunOptions) -> bool:
+    """The playbook process died on a signal (rc None) before its first event, and nobody cancelled it."""
+    cancelled = options.cancel is not None and options.cancel()
+    return result.rc is None and result.status == "failed" and not cancelled and next(iter(result.events), None) is None
 
 
 def _unknown_host_key_note(tower: Tower) -> str:

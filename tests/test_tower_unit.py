@@ -466,3 +466,26 @@ def test_a_key_file_not_there_yet_is_no_key_and_a_good_one_is_read(team: Team, m
     good = _Ran(_event("runner_on_ok", res={"content": base64.b64encode(f"{WG_KEY_ADA}\n".encode()).decode()}))
     monkeypatch.setattr(tower_module, "_run_ansible", lambda *args, **kwargs: good)
     assert tower_module.read_tower_public_key(team, "basement") == WG_KEY_ADA
+
+
+@pytest.mark.parametrize("cancelled", [False, True])
+def test_a_playbook_killed_before_its_first_event_is_started_once_more_unless_cancelled(
+    team: Team, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cancelled: bool
+) -> None:
+    # ansible-runner's record of a child that died on a signal at once: status failed, rc None, no events.
+    runs = iter([_Ran(status="failed", rc=None), _Ran(_event("playbook_on_start"), status="successful", rc=0)])
+    calls: list[dict[str, object]] = []
+
+    def fake_run_ansible(*args: object, **kwargs: object) -> _Ran:
+        calls.append(kwargs)
+        return next(runs)
+
+    monkeypatch.setattr(tower_module, "_run_ansible", fake_run_ansible)
+    options = tower_module.RunOptions(runs_dir=tmp_path / "runs", fetch_public_key=False,
+                                      cancel=lambda: cancelled)
+    report = tower_module.run(team, "basement", "apply", options)
+    if cancelled:
+        assert len(calls) == 1 and report.status == "failed"
+    else:
+        assert len(calls) == 2 and report.status == "successful"
+        assert any("started once more" in note for note in report.notes)
