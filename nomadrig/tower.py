@@ -651,6 +651,33 @@ def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions |
     return report
 
 
+def run_in_child(team: Team, tower_name: str, mode: Mode, options: RunOptions) -> RunReport:
+    """`run` in a fresh Python process (nomadrig.tower_child says why); its errors come back as CloudError.
+
+    For callers inside a gRPC server (the `Tower` dynamic provider). `progress` and `cancel` stay behind.
+    """
+    import subprocess
+    import tempfile
+
+    request = {
+        "team": team.model_dump(mode="json"), "tower": tower_name, "mode": mode,
+        "ssh_key_file": str(options.ssh_key_file) if options.ssh_key_file else None,
+        "overrides": dict(options.overrides),
+        "runs_dir": str(options.runs_dir),
+        "project_root": str(options.project_root), "strict_host_keys": options.strict_host_keys,
+        "fetch_public_key": options.fetch_public_key,
+    }
+    with tempfile.TemporaryDirectory(prefix="nomadrig-tower-run-") as private:
+        request_file, report_file = Path(private) / "request.json", Path(private) / "report.json"
+        request_file.write_text(json.dumps(request))
+        done = subprocess.run([sys.executable, "-m", "nomadrig.tower_child", str(request_file), str(report_file)],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+        if not report_file.exists():
+            raise CloudError(f"the tower run for {tower_name} ended (exit {done.returncode}) without a report:\n"
+                             f"{done.stderr[-3000:]}")
+        return RunReport.from_json(report_file.read_text())
+
+
 def _ended_before_it_began(result: Runner, options: RunOptions) -> bool:
     """The playbook process died on a signal (rc None) before its first event, and nobody cancelled it."""
     cancelled = options.cancel is not None and options.cancel()

@@ -106,7 +106,7 @@ class TowerProvider(ResourceProvider):
             project_root=Path(props["project_root"]),
             strict_host_keys=bool(props.get("strict_host_keys", True)),
         )
-        report = towers.run(team, props["tower"], "apply", options)
+        report = towers.run_in_child(team, props["tower"], "apply", options)  # not forked from this gRPC process
         if not report.succeeded:
             raise TowerApplyFailed(report.summary())
         return {
