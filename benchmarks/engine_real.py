@@ -152,6 +152,19 @@ def one_run(workdir: Path, clock: EventClock) -> dict[str, Sample]:
         monkeypatch.undo()
 
 
+def record(lines: list[str], out: Path) -> None:
+    """Print the figures with the machine, the CLI's version, the date and the load, and append them to `out`."""
+    version = os.popen(f"'{ENGINE_BIN / 'pulumi'}' version").read().strip()
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    lines = [*lines, f"machine: {os.cpu_count()} cores, {mem_gib:.0f} GiB, Python {platform.python_version()}, "
+                     f"pulumi {version} (built from its Go modules); {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
+                     f"load average at the end {os.getloadavg()[0]:.1f}"]
+    text = "\n".join(lines)
+    print(text)
+    with out.open("a") as handle:
+        handle.write(text + "\n\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
@@ -176,15 +189,7 @@ def main() -> None:
             f"= start-up to first engine event {med('to_first_event'):.2f} s + engine run {med('engine'):.2f} s "
             f"+ after summary {med('after_summary'):.2f} s; other CLI calls {med('other_cli'):.2f} s "
             f"({samples[0].other_calls} calls); nomadrig + Automation API {med('nomadrig'):.2f} s")
-    version = os.popen(f"'{ENGINE_BIN / 'pulumi'}' version").read().strip()
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    lines.append(f"machine: {os.cpu_count()} cores, {mem_gib:.0f} GiB, Python {platform.python_version()}, "
-                 f"pulumi {version} (built from its Go modules); {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
-                 f"load average at the end {os.getloadavg()[0]:.1f}")
-    text = "\n".join(lines)
-    print(text)
-    with args.out.open("a") as handle:
-        handle.write(text + "\n\n")
+    record(lines, args.out)
 
 
 if __name__ == "__main__":

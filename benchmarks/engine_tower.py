@@ -25,12 +25,10 @@ import argparse
 import io
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +38,7 @@ sys.path.insert(0, str(REPO))
 import pytest  # noqa: E402  (MonkeyPatch: the same environment set-up as the tests, outside pytest)
 from rich.console import Console  # noqa: E402
 
-from benchmarks.engine_real import EventClock, Sample, measure, timed_root  # noqa: E402
+from benchmarks.engine_real import EventClock, Sample, measure, record, timed_root  # noqa: E402
 from nomadrig import tower as towers  # noqa: E402
 from nomadrig.cli_tower import parse_overrides  # noqa: E402
 from nomadrig.config import Team, load_team  # noqa: E402
@@ -166,15 +164,7 @@ def main() -> None:
             f"{label}: {med('wall'):.1f} s wall; playbook {playbook:.1f} s; pulumi process {med('process'):.1f} s "
             f"(engine's own share {med('process') - playbook:.1f} s); other CLI calls {med('other_cli'):.1f} s "
             f"({samples[0].other_calls} calls); nomadrig + Automation API {med('nomadrig'):.1f} s")
-    version = os.popen(f"'{ENGINE_BIN / 'pulumi'}' version").read().strip()
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    lines.append(f"machine: {os.cpu_count()} cores, {mem_gib:.0f} GiB, Python {platform.python_version()}, "
-                 f"pulumi {version} (built from its Go modules); {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
-                 f"load average at the end {os.getloadavg()[0]:.1f}")
-    text = "\n".join(lines)
-    print(text)
-    with args.out.open("a") as handle:
-        handle.write(text + "\n\n")
+    record(lines, args.out)
     print(json.dumps({"written": str(args.out)}))
 
 
