@@ -38,10 +38,10 @@ sys.path.insert(0, str(REPO))
 import pytest  # noqa: E402  (MonkeyPatch: the same environment set-up as the tests, outside pytest)
 from rich.console import Console  # noqa: E402
 
-from nomadrig.config import load_team  # noqa: E402
 from nomadrig.engine import Engine  # noqa: E402
-from nomadrig.engine_progress import UpdateProgress  # noqa: E402
+from nomadrig.engine.progress import UpdateProgress  # noqa: E402
 from nomadrig.spec import tower_spec  # noqa: E402
+from nomadrig.team.load import load_team  # noqa: E402
 from tests.fake_pulumi.real import (  # noqa: E402
     ENGINE_BIN,
     RealPulumi,

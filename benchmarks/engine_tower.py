@@ -39,12 +39,13 @@ import pytest  # noqa: E402  (MonkeyPatch: the same environment set-up as the te
 from rich.console import Console  # noqa: E402
 
 from benchmarks.engine_real import EventClock, Sample, measure, record, timed_root  # noqa: E402
-from nomadrig import tower as towers  # noqa: E402
-from nomadrig.cli_tower import parse_overrides  # noqa: E402
-from nomadrig.config import Team, load_team  # noqa: E402
+from nomadrig import towers  # noqa: E402
+from nomadrig.cli.tower import parse_overrides  # noqa: E402
 from nomadrig.engine import Engine  # noqa: E402
-from nomadrig.engine_stacks import TowerRun  # noqa: E402
+from nomadrig.engine.stacks import TowerRun  # noqa: E402
 from nomadrig.spec import tower_spec  # noqa: E402
+from nomadrig.team.load import load_team  # noqa: E402
+from nomadrig.team.model import Team  # noqa: E402
 from tests.fake_pulumi.real import ENGINE_BIN, RealPulumi  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "engine_tower.txt"

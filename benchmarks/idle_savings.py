@@ -229,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the idle agent's decision function is missing ({error}); cannot replay the agent", file=sys.stderr)
         return 1
     from nomadrig.catalog import load_catalog
-    from nomadrig.config import load_team
     from nomadrig.reaper.verdicts import ReapPolicy
+    from nomadrig.team.load import load_team
 
     wall = time.perf_counter()
     trace = json.loads(args.trace.read_text())

@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nomadrig import tower as towers  # noqa: E402
+from nomadrig import towers  # noqa: E402
 from tests.harness import DebianContainer, check_prerequisites  # noqa: E402
 from tests.harness.fixtures import WORK_ROOT  # noqa: E402
 from tests.harness.towers import (  # noqa: E402

@@ -31,11 +31,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .catalog import Catalog, Rate, load_catalog
+from nomadrig.catalog import Catalog, Rate, load_catalog
 
 if TYPE_CHECKING:
-    from .config import Usage
-    from .spec import BoxSpec
+    from nomadrig.spec import BoxSpec
+    from nomadrig.team.model import Usage
 
 HOURS_PER_MONTH = 730.0  # the clouds' own billing convention (8,760 h / 12)
 TEAM = "(team)"
@@ -84,7 +84,7 @@ class Assumptions:
 
     @classmethod
     def from_usage(cls, usage: Usage | None) -> Assumptions:
-        from .config import Usage
+        from nomadrig.team.model import Usage
 
         usage = usage if usage is not None else Usage()
         # A usage object without a field (an older team-file schema) gets the documented default.
@@ -113,7 +113,7 @@ class CostLine:
     read_date: str = ""
 
     def stale(self, today: dt.date) -> bool:
-        from .catalog import is_stale
+        from nomadrig.catalog import is_stale
 
         return is_stale(self.effective_date, today)
 

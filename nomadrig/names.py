@@ -7,7 +7,7 @@ its parser is what keeps them agreeing: a box the stacks tag is a box the
 reaper can read.
 
 Stack names join their parts with ``--``. Team, nomad and tower names cannot
-hold ``--`` (``nomadrig.config``), nor can cloud regions, so a stack name
+hold ``--`` (``nomadrig.team``), nor can cloud regions, so a stack name
 splits back into exactly the parts it was made of, and no two stacks share a
 name: ``vision--lab-ada`` (team ``vision``, nomad ``lab-ada``) is not
 ``vision-lab--ada``, and a nomad named ``net`` is not a network stack.

@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import CloudError
+from nomadrig.errors import CloudError
 
 HOME_ENV = "NOMADRIG_HOME"
 CATALOG_ENV = "NOMADRIG_CATALOG"

@@ -10,7 +10,7 @@ known everywhere at once. Which GPU types a region offers is the prices' busines
 
 from __future__ import annotations
 
-from .catalog.loader import region_names
+from nomadrig.catalog.loader import region_names
 
 REGIONS_BY_CLOUD: dict[str, frozenset[str]] = region_names()
 AWS_REGIONS = REGIONS_BY_CLOUD["aws"]

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from . import names
-from .catalog import Catalog, load_catalog
-from .config import Nomad, Team, Tower
-from .errors import BadInputError
+from nomadrig import names
+from nomadrig.catalog import Catalog, load_catalog
+from nomadrig.errors import BadInputError
+from nomadrig.team.model import Nomad, Team, Tower
 
 if TYPE_CHECKING:
-    from .compat import InstallPlan
+    from nomadrig.compat import InstallPlan
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ def install_plan(team: Team, tower: Tower) -> InstallPlan:
     A loaded team file has been through the same decision (`config.tower_install_problems`), so a refusal
     here means the team was built without `load_team`; it is reported the same way.
     """
-    from .compat import Refusal, decide
+    from nomadrig.compat import Refusal, decide
 
     index = team.towers.index(tower)
     decision = decide(tower.install_request(f"towers[{index}]"))

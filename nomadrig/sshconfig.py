@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BadInputError, CloudError, InputProblem
+from nomadrig.errors import BadInputError, CloudError, InputProblem
 
 if TYPE_CHECKING:
-    from .spec import BoxSpec
+    from nomadrig.spec import BoxSpec
 
 JUPYTER_PORT = 8888
 BACKUP_SUFFIX = ".nomadrig.bak"

@@ -19,7 +19,7 @@ import base64
 import binascii
 import struct
 
-from .errors import ValueProblem, describe_char, first_unprintable, shown
+from nomadrig.errors import ValueProblem, describe_char, first_unprintable, shown
 
 PUBLIC_KEY_TYPES = (
     "ssh-ed25519",

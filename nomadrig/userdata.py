@@ -15,10 +15,10 @@ import re
 import shlex
 from typing import TYPE_CHECKING, Any
 
-from .paths import templates_dir
+from nomadrig.paths import templates_dir
 
 if TYPE_CHECKING:
-    from .spec import BoxSpec
+    from nomadrig.spec import BoxSpec
 
 TEMPLATE_NAME = "cloud-init.yaml.j2"
 EC2_USER_DATA_LIMIT = 16 * 1024  # bytes, of what EC2 stores (the gzipped text when it is gzipped)
@@ -77,7 +77,7 @@ def _environment() -> Any:
 
 def render_user_data(spec: BoxSpec, data_device: str) -> str:
     """The box's #cloud-config: nomad account + key, /data, upgrade policy, idle agent."""
-    from .agent.bundle import cloud_init_runcmd
+    from nomadrig.agent.bundle import cloud_init_runcmd
 
     if not _DEVICE_RE.match(data_device):
         raise UserDataError(f"data device {data_device!r} is not a /dev path; pass the stable by-id path")
@@ -93,7 +93,7 @@ def render_user_data(spec: BoxSpec, data_device: str) -> str:
 @functools.lru_cache(maxsize=32)
 def _agent_write_files(config_json: str) -> list[dict[str, str]]:
     """The agent's write_files entries; compacting its sources is slow, and a team shares a few configs."""
-    from .agent.bundle import cloud_init_write_files
+    from nomadrig.agent.bundle import cloud_init_write_files
 
     return cloud_init_write_files(json.loads(config_json), compact=True)
 

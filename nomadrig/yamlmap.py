@@ -52,7 +52,7 @@ from yaml.events import (
 from yaml.nodes import ScalarNode
 from yaml.resolver import Resolver
 
-from .errors import InputProblem
+from nomadrig.errors import InputProblem
 
 PathKey = tuple[str | int, ...]
 

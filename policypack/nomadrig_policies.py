@@ -29,11 +29,11 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from nomadrig.config import PolicySettings, RuleOverride
 from nomadrig.errors import BadInputError
 from nomadrig.policy import PlannedResource, PolicyContext, Rule, Severity, all_rules
 from nomadrig.policy.pack_config import TEAM_POLICY_KEY, context_from_team_policy
 from nomadrig.policy.registry import run_rule
+from nomadrig.team.model import PolicySettings, RuleOverride
 
 PACK_NAME = "nomadrig"
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}

@@ -31,10 +31,10 @@ import pulumi
 from nomadrig.stacks.program import box_program, team_program
 from nomadrig.stacks.tower import tower_program
 
-from nomadrig.config import load_team
-from nomadrig.engine_stacks import DataSource
 from nomadrig.names import network_stack_name
 from nomadrig.spec import box_spec, tower_spec
+from nomadrig.team.load import load_team
+from nomadrig.volumes import DataSource
 
 KINDS = ("network", "nomad", "tower")
 

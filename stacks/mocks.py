@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+from nomadrig.stacks.record import RecordedResource
 from pulumi.runtime import mocks as pulumi_mocks
-
-from .record import RecordedResource
 
 MOCK_ACCOUNT_ID = "123456789012"
 

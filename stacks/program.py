@@ -1,6 +1,6 @@
 """The Pulumi programs nomadrig runs: what the engine, the offline plan and `pulumi up` all call.
 
-API (stable; `nomadrig/engine.py` depends on it)
+API (stable; `nomadrig/engine/operations.py` depends on it)
 -------------------------------------------------
 
 Stacks
@@ -52,13 +52,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pulumi
+    from nomadrig.stacks.aws.network import AwsNetworkRef
+    from nomadrig.stacks.gcp.network import GcpNetworkRef
 
-    from nomadrig.config import Team
-    from nomadrig.engine_stacks import DataSource
     from nomadrig.spec import BoxSpec
-
-    from .aws.network import AwsNetworkRef
-    from .gcp.network import GcpNetworkRef
+    from nomadrig.team.model import Team
+    from nomadrig.volumes import DataSource
 
     NetworkSource = str | Mapping[str, Any] | AwsNetworkRef | GcpNetworkRef
 
@@ -93,15 +92,15 @@ def is_primary_region(team: Team, cloud: str, region: str) -> bool:
 def deploy_team_network(team: Team, cloud: str, region: str, opts: pulumi.ResourceOptions | None = None) -> Any:
     """Register the team network component (no exports); the plan calls this directly."""
     if cloud == "aws":
-        from .aws.network import TeamNetwork as AwsTeamNetwork
-        from .aws.network import TeamNetworkSettings as AwsSettings
+        from nomadrig.stacks.aws.network import TeamNetwork as AwsTeamNetwork
+        from nomadrig.stacks.aws.network import TeamNetworkSettings as AwsSettings
 
         return AwsTeamNetwork(f"{team.team}-{region}", AwsSettings.from_team(team, region,
                                                                               is_primary_region(team, cloud, region)),
                               opts)
     if cloud == "gcp":
-        from .gcp.network import TeamNetwork as GcpTeamNetwork
-        from .gcp.network import TeamNetworkSettings as GcpSettings
+        from nomadrig.stacks.gcp.network import TeamNetwork as GcpTeamNetwork
+        from nomadrig.stacks.gcp.network import TeamNetworkSettings as GcpSettings
 
         return GcpTeamNetwork(f"{team.team}-{region}", GcpSettings.from_team(team, region,
                                                                               is_primary_region(team, cloud, region)),
@@ -111,8 +110,8 @@ def deploy_team_network(team: Team, cloud: str, region: str, opts: pulumi.Resour
 
 def network_ref(cloud: str, source: NetworkSource) -> AwsNetworkRef | GcpNetworkRef:
     """Turn any accepted network source into the typed reference a Box takes."""
-    from .aws.network import AwsNetworkRef
-    from .gcp.network import GcpNetworkRef
+    from nomadrig.stacks.aws.network import AwsNetworkRef
+    from nomadrig.stacks.gcp.network import GcpNetworkRef
 
     ref_type = AwsNetworkRef if cloud == "aws" else GcpNetworkRef
     if isinstance(source, ref_type):
@@ -136,18 +135,18 @@ def deploy_box(team: Team, spec: BoxSpec, network: AwsNetworkRef | GcpNetworkRef
                opts: pulumi.ResourceOptions | None = None, data: DataSource | None = None) -> Any:
     """Register the box component (no exports); the plan calls this directly.
 
-    `data`: where the data volume comes from (`nomadrig.engine_stacks.DataSource`); None is a new one.
+    `data`: where the data volume comes from (`nomadrig.engine.stacks.DataSource`); None is a new one.
     """
     if spec.cloud == "aws":
-        from .aws.box import DLAMI_PARAMETER
-        from .aws.box import Box as AwsBox
+        from nomadrig.stacks.aws.box import DLAMI_PARAMETER
+        from nomadrig.stacks.aws.box import Box as AwsBox
 
         parameter = (team.clouds.aws.ami_parameter if team.clouds.aws else "") or DLAMI_PARAMETER
         return AwsBox(spec.nomad, spec, network, opts, ami_parameter=parameter,  # type: ignore[arg-type]
                       data=data)
     if spec.cloud == "gcp":
-        from .gcp.box import Box as GcpBox
-        from .gcp.box import BoxImage
+        from nomadrig.stacks.gcp.box import Box as GcpBox
+        from nomadrig.stacks.gcp.box import BoxImage
 
         image = team.clouds.gcp.image_family if team.clouds.gcp else ""
         return GcpBox(spec.nomad, spec, network, BoxImage.from_setting(image), opts,  # type: ignore[arg-type]
@@ -180,7 +179,7 @@ def box_program(team: Team, spec: BoxSpec, network: NetworkSource,
     new volume), ``snapshot`` declares a new one from that snapshot. The
     choice is exported as ``data_source`` so the next `up` repeats it.
     """
-    from nomadrig.engine_stacks import DataSource
+    from nomadrig.volumes import DataSource
 
     data = data or DataSource.new()
 

@@ -2,7 +2,7 @@
 
 ``Tower`` (type ``nomadrig:tower:Tower``) is a component whose child
 ``TowerConfiguration`` is a dynamic resource backed by ``TowerProvider``, a
-pure-Python provider that runs the tower playbook through ``nomadrig.tower``.
+pure-Python provider that runs the tower playbook through ``nomadrig.towers``.
 Its ``diff`` compares two hashes, the roles' content (every file under roles/
 and playbooks/) and the tower's rendered variables and inventory, so an
 unchanged tower is not re-run and editing a role or the team file is enough
@@ -23,9 +23,8 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-from nomadrig import paths
-from nomadrig import tower as towers
-from nomadrig.config import Team
+from nomadrig import paths, towers
+from nomadrig.team.model import Team
 
 #: What decides whether a tower needs another run; anything else is bookkeeping.
 TRIGGERS = ("content_hash", "vars_hash")

@@ -23,10 +23,11 @@ from nomadrig.stacks.gcp.box import box_account_id
 from nomadrig.stacks.mocks import MockScope, PlanMocks, RecordingMonitor
 from nomadrig.stacks.record import RecordedResource
 
-from nomadrig.config import PolicySettings, Team, load_team
 from nomadrig.plan import PlanResult, StackPlan, attribute, plan_team, run_programs
 from nomadrig.policy import PlannedResource, PolicyContext, check_resource
 from nomadrig.spec import box_spec
+from nomadrig.team.load import load_team
+from nomadrig.team.model import PolicySettings, Team
 from tests.test_stacks_aws import aws_boxes
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "team.yaml"

@@ -107,9 +107,9 @@ def test_a_price_row_in_an_unlisted_region_stops_the_loader_with_file_and_line(t
 
 
 def test_a_team_in_eu_central_1_and_asia_northeast1_validates_and_is_costed(tmp_path):
-    from nomadrig.config import load_team
     from nomadrig.cost import team_projection
     from nomadrig.spec import box_specs
+    from nomadrig.team.load import load_team
 
     text = EXAMPLE.read_text()
     text = text.replace("regions: [us-east-1, us-west-2, eu-west-1]", "regions: [eu-central-1, us-east-1]")

@@ -267,7 +267,7 @@ def test_ls_names_stacks_left_under_their_old_name(fake):
 
 
 def test_a_second_up_keeps_the_creation_time_the_stack_recorded(fake, monkeypatch):
-    from nomadrig.engine_stacks import StackPrograms
+    from nomadrig.engine.stacks import StackPrograms
 
     seen: list[str] = []
     real_box = StackPrograms.box
@@ -287,7 +287,7 @@ def test_a_second_up_keeps_the_creation_time_the_stack_recorded(fake, monkeypatc
 
 def record_data_sources(monkeypatch) -> list:
     """What the real programs are asked to do with the data volume, on each `up` (the double never runs them)."""
-    from nomadrig.engine_stacks import StackPrograms
+    from nomadrig.engine.stacks import StackPrograms
 
     seen: list = []
     real_box = StackPrograms.box
@@ -297,7 +297,7 @@ def record_data_sources(monkeypatch) -> list:
 
 
 def test_up_down_up_attaches_the_same_data_volume(fake, monkeypatch):
-    from nomadrig.engine_stacks import DataSource
+    from nomadrig.volumes import DataSource
 
     seen = record_data_sources(monkeypatch)
     assert run("up", "ada", "--yes").exit_code == 0
@@ -315,9 +315,9 @@ def test_up_down_up_attaches_the_same_data_volume(fake, monkeypatch):
 def test_restore_after_the_reaper_declares_the_volume_from_its_last_snapshot(fake, monkeypatch):
     from rich.console import Console
 
-    from nomadrig.config import load_team
     from nomadrig.engine import box_stacks
-    from nomadrig.engine_stacks import DataSource
+    from nomadrig.team.load import load_team
+    from nomadrig.volumes import DataSource
 
     seen = record_data_sources(monkeypatch)
     assert run("up", "ada", "--yes").exit_code == 0
@@ -345,7 +345,7 @@ def test_restore_refuses_a_live_box_and_a_box_with_no_known_snapshot(fake):
 
 
 def test_up_of_a_tower_hands_its_ssh_key_and_variables_to_the_tower_program(fake, monkeypatch, tmp_path):
-    from nomadrig.engine_stacks import StackPrograms, TowerRun
+    from nomadrig.engine.stacks import StackPrograms, TowerRun
 
     seen: list = []
     monkeypatch.setattr(StackPrograms, "tower", lambda self, team, spec, run=None: (seen.append(run), lambda: None)[1])

@@ -222,12 +222,12 @@ def test_a_usage_error_with_json_prints_the_error_object_and_exits_2():
 
 
 def test_ctrl_c_exits_130_with_json_saying_so(monkeypatch):
-    import nomadrig.config
+    import nomadrig.team.load
 
     def interrupted(path):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(nomadrig.config, "load_team", interrupted)
+    monkeypatch.setattr(nomadrig.team.load, "load_team", interrupted)
     result = runner.invoke(app, ["validate", "--team", str(EXAMPLE), "--json"])
     assert result.exit_code == 130
     assert json.loads(result.stdout) == {"error": {"code": 130, "message": "interrupted", "problems": []}}

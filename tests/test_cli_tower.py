@@ -1,6 +1,6 @@
 """`nomadrig tower apply|check|verify`: exit codes, --all in parallel, errors on stderr, --json error objects.
 
-The runs themselves are `nomadrig.tower.run`'s business (tested against booted containers); here a stand-in
+The runs themselves are `nomadrig.towers.run`'s business (tested against booted containers); here a stand-in
 for it, patched in, returns reports or raises, so each test states what the CLI makes of an outcome.
 """
 
@@ -19,7 +19,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from nomadrig import tower as towers
+from nomadrig import towers
 from nomadrig.cli import app
 from nomadrig.errors import BadInputError, InputProblem
 
@@ -91,7 +91,7 @@ def test_ctrl_c_during_a_run_exits_130_and_json_says_interrupted(monkeypatch):
 
 SIGINT_SCRIPT = """
 import pathlib, sys, threading, time
-from nomadrig import tower as towers
+from nomadrig import towers
 from nomadrig.cli import main
 
 started = threading.Semaphore(0)

@@ -15,8 +15,8 @@ import pytest
 from nomadrig.stacks.aws.box import data_device_path as aws_device_path
 from nomadrig.stacks.gcp.box import data_device_path as gcp_device_path
 
-from nomadrig.config import load_team
 from nomadrig.spec import BoxSpec, box_spec
+from nomadrig.team.load import load_team
 from nomadrig.userdata import render_user_data
 from tests.harness import ContainerSpec, DebianContainer
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nomadrig.config import Usage
 from nomadrig.cost import Assumptions, box_cost, fixed_monthly_usd, team_projection
+from nomadrig.team.model import Usage
 
 from .test_policy_rules import BOX
 

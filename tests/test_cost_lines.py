@@ -18,9 +18,9 @@ import yaml
 from typer.testing import CliRunner
 
 from nomadrig.cli import app
-from nomadrig.config import load_team
 from nomadrig.cost import team_projection
 from nomadrig.spec import box_specs
+from nomadrig.team.load import load_team
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "team.yaml"

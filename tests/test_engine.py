@@ -20,12 +20,13 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from nomadrig.config import load_team
-from nomadrig.engine import Engine, UpdateInterrupted, box_stacks, retained_volumes
-from nomadrig.engine_settings import INSTALL_URL, policy_pack_dir, pulumi_root
-from nomadrig.engine_stacks import DataSource, TowerRun
+from nomadrig.engine import Engine, UpdateInterrupted, box_stacks
+from nomadrig.engine.settings import INSTALL_URL, policy_pack_dir, pulumi_root
+from nomadrig.engine.stacks import TowerRun
 from nomadrig.errors import CloudError, ExitCode
 from nomadrig.spec import box_spec
+from nomadrig.team.load import load_team
+from nomadrig.volumes import DataSource, retained_volumes
 from tests.fake_pulumi import FakePulumi, flag_value, spawn_in_session
 
 REPO = Path(__file__).resolve().parent.parent
@@ -476,7 +477,7 @@ def test_live_view_on_a_terminal_ends_with_every_resource_and_its_time(fake, tea
 def test_progress_counts_unchanged_resources_without_listing_them():
     from pulumi.automation import EngineEvent
 
-    from nomadrig.engine_progress import UpdateProgress
+    from nomadrig.engine.progress import UpdateProgress
 
     ticks = iter([0.0, 0.0, 2.5, 3.0])
     progress = UpdateProgress("s", "up", clock=lambda: next(ticks))
@@ -574,7 +575,7 @@ def test_purge_forgets_the_kept_volume_so_the_next_up_makes_a_new_one(fake, team
 def test_stack_status_age_reads_any_created_output_without_raising():
     from datetime import UTC, datetime
 
-    from nomadrig.engine_stacks import StackStatus
+    from nomadrig.engine.stacks import StackStatus
 
     now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
     last = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

@@ -21,10 +21,10 @@ import pulumi
 import pytest
 from rich.console import Console
 
-from nomadrig.config import load_team
 from nomadrig.engine import Engine
-from nomadrig.engine_stacks import network_stack_name, tower_stack_name
+from nomadrig.names import network_stack_name, tower_stack_name
 from nomadrig.spec import box_spec, tower_spec
+from nomadrig.team.load import load_team
 from tests.fake_pulumi import FakePulumi
 from tests.fake_pulumi.real import REPO, Note, RealPulumi, ScriptedPrograms, built_engine_root
 

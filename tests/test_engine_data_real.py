@@ -17,10 +17,10 @@ import pulumi
 import pytest
 from rich.console import Console
 
-from nomadrig.config import load_team
 from nomadrig.engine import Engine, box_stacks
-from nomadrig.engine_stacks import DataSource
 from nomadrig.spec import box_spec
+from nomadrig.team.load import load_team
+from nomadrig.volumes import DataSource
 from tests.fake_pulumi.real import REPO, Note, RealPulumi, ScriptedPrograms, box_with_data_program
 
 TEAM_FILE = REPO / "examples" / "team.yaml"

@@ -25,11 +25,11 @@ import pytest
 from rich.console import Console
 from semver import VersionInfo
 
-from nomadrig.config import load_team
 from nomadrig.engine import Engine
-from nomadrig.engine_stacks import network_stack_name, tower_stack_name
 from nomadrig.errors import CloudError
+from nomadrig.names import network_stack_name, tower_stack_name
 from nomadrig.spec import box_spec, tower_spec
+from nomadrig.team.load import load_team
 from tests.fake_pulumi import spawn_in_session
 from tests.fake_pulumi.real import (
     PASSPHRASE,

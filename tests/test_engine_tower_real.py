@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 import yaml
 
-from nomadrig import tower as towers
-from nomadrig.config import Team
+from nomadrig import towers
 from nomadrig.names import tower_stack_name
+from nomadrig.team.model import Team
 from tests.fake_pulumi.real import RealPulumi
 from tests.harness.towers import ConvergedTower
 

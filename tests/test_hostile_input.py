@@ -33,11 +33,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from nomadrig import tower as towers
-from nomadrig.config import Team, parse_team
+from nomadrig import towers
 from nomadrig.errors import BadInputError
 from nomadrig.spec import box_specs
 from nomadrig.sshconfig import box_accesses, render_block
+from nomadrig.team.load import parse_team
+from nomadrig.team.model import Team
 from nomadrig.userdata import render_user_data
 from nomadrig.yamlmap import PathKey, format_path
 from tests.test_tower_hostile import (
@@ -319,7 +320,7 @@ def test_the_live_progress_table_prints_names_from_the_state_as_written() -> Non
 
     from rich.console import Console
 
-    from nomadrig.engine_progress import ProgressDisplay, ResourceRow, UpdateProgress
+    from nomadrig.engine.progress import ProgressDisplay, ResourceRow, UpdateProgress
 
     progress = UpdateProgress(stack="[bold red]team[/]--ada", action="updating")
     progress.rows["urn"] = ResourceRow(urn="urn", type="[link=https://x.example]aws[/link]", name="[/]",

@@ -19,7 +19,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nomadrig import names
-from nomadrig.config import NAME_RE, Team, _check_name, load_team
 from nomadrig.plan import record_resources
 from nomadrig.reaper.aws import instance_from_ec2
 from nomadrig.reaper.gcp import instance_from_gce
@@ -28,6 +27,8 @@ from nomadrig.reaper.ports import StackRef
 from nomadrig.reaper.verdicts import Action, ReapPolicy, judge
 from nomadrig.regions import REGIONS_BY_CLOUD
 from nomadrig.spec import BoxSpec, box_spec
+from nomadrig.team.load import load_team
+from nomadrig.team.model import NAME_RE, Team, _check_name
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "team.yaml"
 INSTANCE = {"aws": "aws:ec2/instance:Instance", "gcp": "gcp:compute/instance:Instance"}
@@ -110,7 +111,7 @@ def test_the_old_names_of_each_stack_are_what_earlier_releases_wrote():
 def test_a_spec_and_the_engine_name_stacks_through_the_one_module(example_team: Team):
     from nomadrig.stacks.program import team_stack_name
 
-    from nomadrig.engine_stacks import network_stack_name, tower_stack_name
+    from nomadrig.names import network_stack_name, tower_stack_name
     from nomadrig.spec import tower_spec
 
     spec = box_spec(example_team, "ada")

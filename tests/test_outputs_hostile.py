@@ -25,7 +25,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from nomadrig.config import load_team
 from nomadrig.spec import box_specs
 from nomadrig.sshconfig import (
     HOST_DIRECTIVES,
@@ -34,6 +33,7 @@ from nomadrig.sshconfig import (
     parse_directives,
     render_block,
 )
+from nomadrig.team.load import load_team
 from tests.fake_pulumi import FakePulumi
 
 REPO = Path(__file__).resolve().parent.parent

@@ -87,7 +87,7 @@ def test_the_pack_names_no_virtualenv_so_it_runs_on_nomadrigs_own_python(home):
     """A virtualenv relative to the pack (../.venv) exists in a checkout only; the engine hands the CLI its Python."""
     import yaml
 
-    from nomadrig.engine_settings import EngineSettings
+    from nomadrig.engine.settings import EngineSettings
 
     pack = yaml.safe_load((paths.policy_pack_dir() / "PulumiPolicy.yaml").read_text())
     assert "virtualenv" not in pack["runtime"].get("options", {})
@@ -99,8 +99,8 @@ def test_the_pack_edits_no_import_path():
     assert "sys.path" not in (REPO / "policypack" / "__main__.py").read_text()
 
 
-#: Known elsewhere: the plan worker takes its parent's sys.path (nomadrig/plan_worker.py; reported to the lead).
-SYS_PATH_EXCEPTIONS = {"nomadrig/plan_worker.py"}
+#: Known elsewhere: the plan worker takes its parent's sys.path (nomadrig/plan/worker.py; reported to the lead).
+SYS_PATH_EXCEPTIONS = {"nomadrig/plan/worker.py"}
 _MUTATORS = {"insert", "append", "extend", "remove", "pop", "clear"}
 
 
@@ -149,7 +149,7 @@ def test_home_defaults_to_dot_nomadrig_and_follows_the_variable(monkeypatch, tmp
 
 
 def test_tower_runs_and_their_reports_live_under_the_home(home):
-    from nomadrig import tower as towers
+    from nomadrig import towers
 
     assert towers.RunOptions().runs_dir == home / "runs"
     saved = towers.RunReport(tower="basement", host="192.0.2.10", mode="apply", started="now", status="successful",
@@ -163,7 +163,7 @@ def test_tower_runs_and_their_reports_live_under_the_home(home):
 def test_the_tower_provider_keeps_its_runs_under_the_home(home):
     from nomadrig.stacks.tower import tower_inputs
 
-    from nomadrig.config import load_team
+    from nomadrig.team.load import load_team
 
     team = load_team(EXAMPLE)
     assert tower_inputs(team, team.towers[0].name)["runs_dir"] == str(home / "runs")
@@ -178,7 +178,7 @@ def test_the_refreshed_catalog_lives_under_the_home_unless_nomadrig_catalog_says
 
 
 def test_the_engine_works_and_keeps_state_under_the_home(home):
-    from nomadrig.engine_settings import EngineSettings
+    from nomadrig.engine.settings import EngineSettings
 
     settings = EngineSettings.for_team("vision-lab", "file://~/.nomadrig/state", print)
     assert settings.work_dir == home / "work" / "vision-lab" and settings.work_dir.is_dir()
@@ -205,7 +205,7 @@ def test_a_file_url_under_dot_nomadrig_means_the_home(url, where, home, monkeypa
 
 
 def test_engine_settings_create_no_passphrase_and_a_write_creates_it_once(home):
-    from nomadrig.engine_settings import EngineSettings
+    from nomadrig.engine.settings import EngineSettings
 
     warnings: list[str] = []
     settings = EngineSettings.for_team("vision-lab", "file://~/.nomadrig/state", warnings.append)
@@ -221,7 +221,7 @@ def test_engine_settings_create_no_passphrase_and_a_write_creates_it_once(home):
 
 
 def test_a_passphrase_from_the_environment_is_never_written_to_a_file(home, monkeypatch):
-    from nomadrig.engine_settings import EngineSettings
+    from nomadrig.engine.settings import EngineSettings
 
     monkeypatch.setenv("NOMADRIG_PASSPHRASE", "correct horse battery staple")
     settings = EngineSettings.for_team("vision-lab", "file://~/.nomadrig/state", print)

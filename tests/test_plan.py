@@ -17,11 +17,11 @@ import pytest
 from nomadrig.stacks.mocks import PlanMocks, alter_inputs
 from typer.testing import CliRunner
 
-import nomadrig.plan
+import nomadrig.plan.planner
 from nomadrig.cli import app
-from nomadrig.config import load_team
 from nomadrig.cost import team_projection
 from nomadrig.spec import box_specs
+from nomadrig.team.load import load_team
 from tests.test_stacks_aws import FLIPS as AWS_FLIPS
 from tests.test_stacks_gcp import FLIPS as GCP_FLIPS
 
@@ -109,14 +109,14 @@ FLIPS.update({f"gcp {name}": (*flip, "grace") for name, flip in GCP_FLIPS.items(
 @pytest.mark.parametrize("flip", sorted(FLIPS))
 def test_flipped_security_default_makes_nomadrig_plan_exit_1(flip: str, monkeypatch: pytest.MonkeyPatch) -> None:
     rule_id, type_token, alter, nomad = FLIPS[flip]
-    original: Callable[..., PlanMocks] = nomadrig.plan.new_mocks
+    original: Callable[..., PlanMocks] = nomadrig.plan.planner.new_mocks
 
     def mocks_with_flip(team: Any) -> PlanMocks:
         mocks = original(team)
         mocks.register_transform(alter_inputs(type_token, alter))
         return mocks
 
-    monkeypatch.setattr(nomadrig.plan, "new_mocks", mocks_with_flip)
+    monkeypatch.setattr(nomadrig.plan.planner, "new_mocks", mocks_with_flip)
     result = run_plan("--nomad", nomad)
     assert result.exit_code == 1, result.output
     assert rule_id in result.stdout
@@ -148,8 +148,8 @@ def _by_urn(resources: list[Any]) -> dict[str, Any]:
 def test_plan_in_worker_processes_records_exactly_what_one_process_records() -> None:
     team = load_team(EXAMPLE)
     specs = box_specs(team)
-    alone = _by_urn(nomadrig.plan.run_programs(team, specs).resources)
-    split = nomadrig.plan.record_resources(team, specs, workers=2)
+    alone = _by_urn(nomadrig.plan.planner.run_programs(team, specs).resources)
+    split = nomadrig.plan.planner.record_resources(team, specs, workers=2)
     assert len(split) == len(alone), "a team network registered by two workers must count once"
     assert _by_urn(split) == alone
     assert {r.type for r in split} >= {"aws:ec2/instance:Instance", "gcp:compute/instance:Instance"}
@@ -160,9 +160,9 @@ def test_a_failure_in_a_plan_worker_reaches_the_caller_as_itself() -> None:
     good, *_ = box_specs(team)
     lost = dataclasses.replace(good, nomad="lost", cloud="gcp", region="mars-north1")  # no network to stand in
     with pytest.raises(KeyError, match="mars-north1"):
-        nomadrig.plan.run_programs(team, [lost])
+        nomadrig.plan.planner.run_programs(team, [lost])
     with pytest.raises(KeyError, match="mars-north1"):
-        nomadrig.plan.record_resources(team, [good, lost], workers=2)
+        nomadrig.plan.planner.record_resources(team, [good, lost], workers=2)
 
 
 def _specs(*clouds_and_counts: tuple[str, str, int]) -> list[Any]:
@@ -175,25 +175,25 @@ def _specs(*clouds_and_counts: tuple[str, str, int]) -> list[Any]:
 def test_split_keeps_each_box_once_and_never_uses_more_runs_than_workers() -> None:
     specs = _specs(("aws", "eu-west-1", 40), ("aws", "us-east-1", 35), ("gcp", "us-central1", 25))
     for workers in (1, 2, 3, 4):
-        runs = nomadrig.plan.split_specs(specs, workers)
+        runs = nomadrig.plan.planner.split_specs(specs, workers)
         assert 1 <= len(runs) <= workers
         assert sorted(s.nomad for run in runs for s in run) == sorted(s.nomad for s in specs)
 
 
 def test_split_gives_each_cloud_its_own_worker_rather_than_loading_both_sdks_twice() -> None:
     specs = _specs(("aws", "eu-west-1", 34), ("aws", "us-east-1", 33), ("gcp", "us-central1", 33))
-    runs = nomadrig.plan.split_specs(specs, 2)
+    runs = nomadrig.plan.planner.split_specs(specs, 2)
     assert [sorted({s.cloud for s in run}) for run in runs] == [["aws"], ["gcp"]]
 
 
 def test_a_small_one_cloud_team_plans_in_one_process() -> None:
     specs = _specs(("aws", "eu-west-1", 3))
-    assert nomadrig.plan.split_specs(specs, 4) == [specs]
+    assert nomadrig.plan.planner.split_specs(specs, 4) == [specs]
 
 
 def test_a_big_one_cloud_team_is_shared_among_workers() -> None:
     specs = _specs(("aws", "us-east-1", 120))
-    runs = nomadrig.plan.split_specs(specs, 2)
+    runs = nomadrig.plan.planner.split_specs(specs, 2)
     assert [len(run) for run in runs] == [60, 60]
 
 

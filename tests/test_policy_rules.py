@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from nomadrig.config import Budgets, PolicySettings, RuleOverride, Usage
 from nomadrig.policy import (
     PlannedResource,
     PolicyContext,
@@ -23,6 +22,7 @@ from nomadrig.policy import (
 )
 from nomadrig.policy.registry import run_rule
 from nomadrig.spec import BoxSpec, TowerGpuSpec, TowerSpec
+from nomadrig.team.model import Budgets, PolicySettings, RuleOverride, Usage
 
 BOX = BoxSpec(
     team="vision-lab",
@@ -345,7 +345,7 @@ def test_allowed_instance_types_denies_others():
 
 
 def test_box_images_from_a_foreign_account_or_project_are_denied():
-    from nomadrig.config import Clouds
+    from nomadrig.team.model import Clouds
 
     own = Clouds.model_validate({
         "aws": {"account_id": "123456789012", "regions": ["eu-west-1"],

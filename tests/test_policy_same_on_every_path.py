@@ -24,12 +24,13 @@ from pulumi.runtime import proto
 from pulumi_policy import EnforcementLevel
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
-from nomadrig.config import Team, parse_team
 from nomadrig.engine import Engine, policy_pack_config
 from nomadrig.plan import PlanResult, plan_team
 from nomadrig.policy import PolicyContext, Verdict
 from nomadrig.policy.pack_config import TEAM_POLICY_KEY, context_from_team_policy, team_policy_json
 from nomadrig.spec import box_spec
+from nomadrig.team.load import parse_team
+from nomadrig.team.model import Team
 from tests.fake_pulumi import FakePulumi
 from tests.test_engine import RecordingPrograms, make_engine
 from tests.test_stacks_aws import FLIPS as AWS_FLIPS

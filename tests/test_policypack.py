@@ -20,9 +20,10 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from nomadrig.config import Team, load_team
 from nomadrig.plan import PlanResult, StackPlan, plan_team
 from nomadrig.policy import PlannedResource, Severity, all_rules
+from nomadrig.team.load import load_team
+from nomadrig.team.model import Team
 from tests.test_stacks_aws import FLIPS as AWS_FLIPS
 from tests.test_stacks_gcp import FLIPS as GCP_FLIPS
 

@@ -27,13 +27,13 @@ import pytest
 import yaml
 from rich.console import Console
 
-from nomadrig.config import load_team, parse_team
 from nomadrig.engine import Engine
-from nomadrig.engine_stacks import network_stack_name
 from nomadrig.errors import CloudError
+from nomadrig.names import network_stack_name
 from nomadrig.plan import plan_team
 from nomadrig.policy import PlannedResource
 from nomadrig.spec import box_spec
+from nomadrig.team.load import load_team, parse_team
 from tests.fake_pulumi.real import REPO, RealPulumi, ScriptedPrograms
 from tests.test_stacks_aws import FLIPS as AWS_FLIPS
 from tests.test_stacks_gcp import FLIPS as GCP_FLIPS

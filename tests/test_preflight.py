@@ -349,8 +349,8 @@ def test_the_real_probes_read_this_machine_and_change_nothing(tmp_path: Path) ->
 
 def plan_vars() -> dict[str, Any]:
     """What nomadrig hands preflight for the example tower (one RTX 4090): the real tower_vars output."""
-    from nomadrig.config import load_team
-    from nomadrig.tower import tower_vars
+    from nomadrig.team.load import load_team
+    from nomadrig.towers import tower_vars
 
     team = load_team(REPO / "examples" / "team.yaml")
     variables = tower_vars(team, team.towers[0])

@@ -177,8 +177,8 @@ def test_a_gce_instance_with_unreadable_times_is_still_listed():
 
 @pytest.mark.parametrize("cloud", ["aws", "gcp"])
 def test_the_reaper_reads_the_tags_and_labels_the_specs_write(cloud):
-    from nomadrig.config import load_team
     from nomadrig.spec import box_specs
+    from nomadrig.team.load import load_team
 
     spec = next(s for s in box_specs(load_team(REPO / "examples" / "team.yaml")) if s.cloud == cloud)
     raw = spec.tags() if cloud == "aws" else spec.labels()

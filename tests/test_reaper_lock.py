@@ -107,8 +107,8 @@ def test_lock_locations_that_cannot_hold_a_lock_are_refused(url):
 
 
 def test_the_default_backend_keeps_its_lock_under_nomadrig_home_beside_the_engines_state(tmp_path, monkeypatch):
-    from nomadrig.config import DEFAULT_BACKEND
-    from nomadrig.engine_settings import resolve_backend_url
+    from nomadrig.engine.settings import resolve_backend_url
+    from nomadrig.team.model import DEFAULT_BACKEND
 
     monkeypatch.setenv("NOMADRIG_HOME", str(tmp_path / "home"))
     lock = lock_for(DEFAULT_BACKEND, "vision-lab")
@@ -328,7 +328,7 @@ def test_gcs_lock_uses_generation_preconditions(monkeypatch):
 def test_cli_error_handler_turns_a_held_lock_into_exit_code_3(tmp_path, capsys):
     import typer
 
-    from nomadrig.cli_common import handle_errors
+    from nomadrig.cli.common import handle_errors
 
     FileLock(tmp_path, "vision-lab", owner="ada").acquire()
 

@@ -373,9 +373,9 @@ def test_gcp_without_its_client_library_says_what_to_install():
 def test_policy_and_clouds_come_from_the_team_file():
     from pathlib import Path
 
-    from nomadrig.config import load_team
     from nomadrig.reaper.aws import AwsReaperCloud
     from nomadrig.reaper.run import default_clouds
+    from nomadrig.team.load import load_team
 
     team = load_team(Path(__file__).resolve().parent.parent / "examples" / "team.yaml")
     policy = ReapPolicy.from_team(team)

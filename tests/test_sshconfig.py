@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nomadrig.config import load_team
 from nomadrig.errors import BadInputError
 from nomadrig.spec import box_specs
 from nomadrig.sshconfig import box_accesses, merge_block, render_block, write_block
+from nomadrig.team.load import load_team
 from tests.fake_pulumi import FakePulumi
 
 REPO = Path(__file__).resolve().parent.parent

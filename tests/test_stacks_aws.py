@@ -14,9 +14,10 @@ import yaml
 from nomadrig.stacks.aws.box import DLAMI_PARAMETER, SESSION_MANAGER_ACTIONS, data_device_path
 from nomadrig.stacks.mocks import MockScope, PlanMocks, alter_inputs
 
-from nomadrig.config import Team, load_team
 from nomadrig.plan import PlanResult, StackPlan, plan_team
 from nomadrig.policy import mandatory
+from nomadrig.team.load import load_team
+from nomadrig.team.model import Team
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "team.yaml"
 INSTANCE = "aws:ec2/instance:Instance"

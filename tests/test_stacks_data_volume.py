@@ -17,9 +17,10 @@ import pytest
 from nomadrig.stacks.mocks import MockScope, PlanMocks, RecordingMonitor
 from nomadrig.stacks.program import box_program
 
-from nomadrig.config import Team, load_team
-from nomadrig.engine_stacks import DataSource, retained_volumes
 from nomadrig.spec import box_spec
+from nomadrig.team.load import load_team
+from nomadrig.team.model import Team
+from nomadrig.volumes import DataSource, retained_volumes
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "team.yaml"
 VOLUME = {"aws": "aws:ebs/volume:Volume", "gcp": "gcp:compute/disk:Disk"}

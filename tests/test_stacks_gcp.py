@@ -13,10 +13,11 @@ from nomadrig.stacks.gcp.box import DEFAULT_IMAGE_FAMILY, BoxImage, data_device_
 from nomadrig.stacks.gcp.network import IAP_RANGE
 from nomadrig.stacks.mocks import MockScope, PlanMocks, alter_inputs
 
-from nomadrig.config import Team, load_team
 from nomadrig.plan import PlanResult, StackPlan, attribute, plan_team, run_programs
 from nomadrig.policy import mandatory
 from nomadrig.spec import box_spec
+from nomadrig.team.load import load_team
+from nomadrig.team.model import Team
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "team.yaml"
 INSTANCE = "gcp:compute/instance:Instance"

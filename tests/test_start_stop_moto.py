@@ -22,11 +22,12 @@ from typer.testing import CliRunner
 
 import nomadrig.reaper.power
 from nomadrig.cli import app
-from nomadrig.config import Team, load_team
 from nomadrig.reaper.aws import instance_from_ec2
 from nomadrig.reaper.gcp import GcpReaperCloud
 from nomadrig.reaper.power import LiveState
 from nomadrig.spec import box_spec
+from nomadrig.team.load import load_team
+from nomadrig.team.model import Team
 from tests.fake_pulumi import FakePulumi
 from tests.test_reaper_moto import moto_url, point_boto_at, reset_moto
 from tests.test_reaper_verdicts import FakeGce, FakeOperation

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from nomadrig.config import load_team, parse_team
 from nomadrig.errors import BadInputError
+from nomadrig.team.load import load_team, parse_team
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "team.yaml"
 EXAMPLE_TEXT = EXAMPLE.read_text()

@@ -33,13 +33,14 @@ from hypothesis import provisional as prov
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from nomadrig.config import Team, check_email, parse_team
 from nomadrig.errors import BadInputError
 from nomadrig.policy import PolicyContext, TeamPlan, all_rules, check_team, get_rule
 from nomadrig.policy.model import Rule, Severity
 from nomadrig.policy.registry import ParamProblem, check_param, effective, spec_rule
 from nomadrig.spec import box_specs
 from nomadrig.sshkeys import SshKeyProblem, check_public_key
+from nomadrig.team.load import parse_team
+from nomadrig.team.model import Team, check_email
 from nomadrig.yamlmap import MAX_ALIAS_EXPANSION, MAX_DEPTH, PathKey, format_path, load_located
 
 ROOT = Path(__file__).resolve().parents[1]

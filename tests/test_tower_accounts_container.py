@@ -1,7 +1,7 @@
 """Least privilege for people on a tower, on a booted Debian 13, checked on the system itself.
 
 Only playbooks/access.yml (the base and hardening roles) runs, through
-``nomadrig.tower.run`` over real SSH as the installer-style ``admin`` account:
+``nomadrig.towers.run`` over real SSH as the installer-style ``admin`` account:
 the GPU roles take many minutes and have their own test
 (test_tower_container.py). Two nomads get accounts, one of them admin (and
 docker user); then the admin leaves the team file, and the next apply must
@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from nomadrig import tower as towers
-from nomadrig.config import Team, load_team
+from nomadrig import towers
+from nomadrig.team.load import load_team
+from nomadrig.team.model import Team
 from tests.harness import ContainerSpec, DebianContainer
 from tests.harness.fixtures import WORK_ROOT
 

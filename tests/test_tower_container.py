@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from nomadrig import tower as towers
+from nomadrig import towers
 from tests.harness.tower_pool import TowerPool
 from tests.harness.towers import TOWER_RELEASES, ConvergedTower
 

@@ -1,6 +1,6 @@
 """Team-file text reaches Ansible inert, and the caller's secrets never reach a run's files.
 
-Both guarantees are proven through the real path: ``nomadrig.tower.run`` writes
+Both guarantees are proven through the real path: ``nomadrig.towers.run`` writes
 the inventory and variables and starts the real ansible-playbook through
 ansible-runner, against localhost (the test playbooks say ``connection: local``,
 so nothing is reached over SSH and the machine is not changed: check mode, or
@@ -25,9 +25,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nomadrig import tower as towers
-from nomadrig.config import LINUX_USER_RE, Team, load_team, parse_team
+from nomadrig import towers
 from nomadrig.errors import BadInputError
+from nomadrig.team.load import load_team, parse_team
+from nomadrig.team.model import LINUX_USER_RE, Team
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "team.yaml"

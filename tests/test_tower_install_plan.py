@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from nomadrig.compat import load_matrix
-from nomadrig.config import parse_team
 from nomadrig.errors import BadInputError
 from nomadrig.spec import tower_spec
-from nomadrig.tower import OPEN_UNSUPPORTED_GPUS_OPTION, install_vars, tower_vars
+from nomadrig.team.load import parse_team
+from nomadrig.towers import OPEN_UNSUPPORTED_GPUS_OPTION, install_vars, tower_vars
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "team.yaml"

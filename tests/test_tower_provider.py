@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nomadrig.stacks.tower import TowerProvider, roles_content_hash, tower_inputs
 
-from nomadrig.config import load_team
+from nomadrig.team.load import load_team
 
 PROJECT = Path(__file__).resolve().parents[1]
 EXAMPLE = PROJECT / "examples" / "team.yaml"

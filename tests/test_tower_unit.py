@@ -1,4 +1,4 @@
-"""What nomadrig.tower renders from a team file, without Ansible or a tower."""
+"""What nomadrig.towers renders from a team file, without Ansible or a tower."""
 
 from __future__ import annotations
 
@@ -12,20 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nomadrig import tower as tower_module
 from nomadrig.catalog import load_catalog
-from nomadrig.cli_tower import parse_overrides
-from nomadrig.config import Team, TowerGpu, load_team, parse_team
+from nomadrig.cli.tower import parse_overrides
 from nomadrig.errors import BadInputError, CloudError
-from nomadrig.tower import (
-    RunReport,
-    _EventCollector,
-    _new_run_dir,
-    inventory,
-    latest_report,
-    peer_configs,
-    tower_vars,
-)
+from nomadrig.team.load import load_team, parse_team
+from nomadrig.team.model import Team, TowerGpu
+from nomadrig.towers import RunReport, inventory, latest_report, peer_configs, tower_vars
+from nomadrig.towers import runner as tower_module
+from nomadrig.towers.runner import _EventCollector, _new_run_dir
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "team.yaml"
 WG_KEY_ADA = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
@@ -262,7 +256,7 @@ def test_sudo_goes_to_the_towers_admins_only(team: Team) -> None:
 
 
 def test_admins_default_to_nobody() -> None:
-    from nomadrig.config import Tower
+    from nomadrig.team.model import Tower
 
     assert Tower.model_fields["admins"].get_default(call_default_factory=True) == []
 
@@ -334,7 +328,7 @@ def test_a_nomad_named_like_a_group_the_roles_manage_is_refused() -> None:
 
 
 def test_every_string_handed_to_ansible_is_marked_unsafe_and_round_trips(tmp_path: Path) -> None:
-    from nomadrig.tower import unsafe_yaml, write_ansible_inputs
+    from nomadrig.towers import unsafe_yaml, write_ansible_inputs
 
     variables = {"base_nomads": [{"name": "{{ x }}", "n": 1, "ok": True, "none": None}], "k\n": "a\u2028\x00b"}
     text = unsafe_yaml(variables)
@@ -361,7 +355,7 @@ def test_inventory_offers_only_the_given_key(team: Team, tmp_path: Path) -> None
 
 
 def test_a_run_names_a_playbook_of_the_project_or_is_refused(team: Team, tmp_path: Path) -> None:
-    from nomadrig.tower import RunOptions, run
+    from nomadrig.towers import RunOptions, run
 
     with pytest.raises(BadInputError) as error:
         run(team, team.towers[0].name, "apply", RunOptions(playbook="../../etc/x.yml", runs_dir=tmp_path))
@@ -395,7 +389,7 @@ def test_an_ipv6_tower_endpoint_is_bracketed(team: Team) -> None:
 
 
 def test_host_keys_are_checked_unless_the_options_relax_it(tmp_path: Path) -> None:
-    from nomadrig.tower import _runner_env
+    from nomadrig.towers.runner import _runner_env
 
     # ansible-runner sets ANSIBLE_HOST_KEY_CHECKING=False itself when nobody says otherwise.
     assert _runner_env(tmp_path)["ANSIBLE_HOST_KEY_CHECKING"] == "True"
@@ -404,7 +398,7 @@ def test_host_keys_are_checked_unless_the_options_relax_it(tmp_path: Path) -> No
 
 def test_text_that_looks_like_a_number_reaches_ansible_as_text(tmp_path: Path) -> None:
     """A driver branch "550" or CUDA "12.10" must stay text: Ansible reads `!unsafe "550"` as the integer 550."""
-    from nomadrig.tower import unsafe_yaml
+    from nomadrig.towers import unsafe_yaml
 
     values = {"branch": "550", "cuda": "12.10", "ids": ["2684"], "flag": "yes", "template": "{{ x }}"}
     extravars = tmp_path / "vars.yml"

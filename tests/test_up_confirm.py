@@ -21,9 +21,9 @@ import pytest
 from typer.testing import CliRunner
 
 from nomadrig.cli import app
-from nomadrig.config import load_team
 from nomadrig.cost import box_cost, fixed_monthly_usd
 from nomadrig.spec import box_spec
+from nomadrig.team.load import load_team
 from tests.fake_pulumi import FakePulumi, flag_value
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from nomadrig.agent.bundle import agent_files
-from nomadrig.config import Team, load_team
 from nomadrig.spec import BoxSpec, box_spec
+from nomadrig.team.load import load_team
+from nomadrig.team.model import Team
 from nomadrig.userdata import (
     EC2_USER_DATA_LIMIT,
     UserDataError,

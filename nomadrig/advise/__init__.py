@@ -6,7 +6,7 @@ matplotlib is imported only when a chart is drawn.
 
 from __future__ import annotations
 
-from .model import (
+from nomadrig.advise.model import (
     HOURS_PER_MONTH,
     WEEKS_PER_MONTH,
     Advice,
@@ -23,8 +23,8 @@ from .model import (
     tower_hours,
     tower_power_usd_month,
 )
-from .setups import SETUPS, FieldGuide, HiddenCosts, Setup, field_guide
-from .towers import tower_spec
+from nomadrig.advise.setups import SETUPS, FieldGuide, HiddenCosts, Setup, field_guide
+from nomadrig.advise.towers import tower_spec
 
 __all__ = [
     "HOURS_PER_MONTH",
@@ -54,6 +54,6 @@ __all__ = [
 
 def render_chart(advice: Advice, path: str) -> None:
     """Write the advise chart as a PNG (imports matplotlib)."""
-    from .chart import render_chart as render
+    from nomadrig.advise.chart import render_chart as render
 
     render(advice, path)

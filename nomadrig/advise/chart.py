@@ -14,7 +14,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any
 
-from .model import Advice, Option
+from nomadrig.advise.model import Advice, Option
 
 # Offsets of a label from its marker, in points, nearest first: beside, above, below, then further out.
 CANDIDATE_OFFSETS = sorted(((dx, dy) for dx in (8, -8, 40, -40, 90, -90, 160, -160)

@@ -25,9 +25,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from ..catalog import Catalog, InstanceType, Price, TowerBuild
-from ..cost import DISK_RATE, SPOT_INTERRUPTION_OVERHEAD_PCT
-from ..errors import BadInputError, InputProblem
+from nomadrig.catalog import Catalog, InstanceType, Price, TowerBuild
+from nomadrig.cost import DISK_RATE, SPOT_INTERRUPTION_OVERHEAD_PCT
+from nomadrig.errors import BadInputError, InputProblem
 
 WEEKS_PER_MONTH = 52 / 12
 HOURS_PER_MONTH = 730.0

@@ -28,10 +28,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..catalog import Catalog, EgpuEnclosure, Notebook
-from ..cost import BUCKET_RATE
-from ..errors import BadInputError, InputProblem
-from .model import WEEKS_PER_MONTH, Advice, AdviceInputs, tower_book_value, tower_cash
+from nomadrig.advise.model import WEEKS_PER_MONTH, Advice, AdviceInputs, tower_book_value, tower_cash
+from nomadrig.catalog import Catalog, EgpuEnclosure, Notebook
+from nomadrig.cost import BUCKET_RATE
+from nomadrig.errors import BadInputError, InputProblem
 
 SETUPS = ("tower only", "notebook only", "notebook + tower", "notebook + eGPU", "notebook + cloud")
 LINE_ITEMS = ("hardware", "electricity", "cloud", "admin", "data", "travel")

@@ -13,7 +13,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any
 
-from .setups import LINE_ITEMS, FieldGuide
+from nomadrig.advise.setups import LINE_ITEMS, FieldGuide
 
 COLOURS = {"hardware": "#4c72b0", "electricity": "#dd8452", "cloud": "#55a868", "admin": "#c44e52",
            "data": "#8172b3", "travel": "#937860"}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..catalog import TowerBuild
-from ..spec import TowerGpuSpec, TowerSpec
+from nomadrig.catalog import TowerBuild
+from nomadrig.spec import TowerGpuSpec, TowerSpec
 
 #: The OS a reference build is assumed to run: one nomadrig supports (TWR-001).
 BUILD_OS = "ubuntu-24.04"

@@ -7,10 +7,11 @@ Importing this package is cheap (standard library only); cloud SDKs are imported
 
 from __future__ import annotations
 
-from .errors import CatalogError, CatalogRefreshError
-from .gpu_names import gpu_key
-from .loader import DEFAULT_DATA_DIR, Catalog, load_catalog
-from .models import (
+from nomadrig.catalog.active import load_catalog
+from nomadrig.catalog.errors import CatalogError, CatalogRefreshError
+from nomadrig.catalog.gpu_names import gpu_key
+from nomadrig.catalog.loader import DEFAULT_DATA_DIR, Catalog
+from nomadrig.catalog.models import (
     STALE_AFTER_DAYS,
     EgpuEnclosure,
     GpuModel,

@@ -90,7 +90,7 @@ def spot_usd_hr(ec2: Any, instance_type: str, now: dt.datetime) -> float | None:
 
 def default_client_factory() -> AwsClientFactory:
     """boto3 clients from the default credential chain; a clear error when there is none."""
-    from .errors import CatalogRefreshError
+    from nomadrig.catalog.errors import CatalogRefreshError
 
     try:
         import boto3

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import CloudError, ExitCode, NomadrigError
+from nomadrig.errors import CloudError, ExitCode, NomadrigError
 
 
 class CatalogError(NomadrigError, ValueError):

@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, Protocol
 
-from .models import InstanceType
+from nomadrig.catalog.models import InstanceType
 
 COMPUTE_ENGINE_SERVICE = "6F81-5844-456A"
 SKUS_URL = f"https://cloudbilling.googleapis.com/v1/services/{COMPUTE_ENGINE_SERVICE}/skus"
@@ -54,7 +54,7 @@ class ApiKeySession:
 
 def default_session() -> JsonSession:
     """An API-key session from the environment; a clear error when no key is set."""
-    from .errors import CatalogRefreshError
+    from nomadrig.catalog.errors import CatalogRefreshError
 
     key = os.environ.get("NOMADRIG_GCP_API_KEY") or os.environ.get("GOOGLE_API_KEY")
     if not key:

@@ -8,7 +8,6 @@ wrong price inside a cost projection.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import datetime as dt
 import functools
 import math
@@ -16,9 +15,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CatalogError
-from .gpu_names import gpu_key, gpu_keys
-from .models import EgpuEnclosure, GpuModel, InstanceType, Notebook, Price, Profile, Rate, Throughput, TowerBuild
+from nomadrig.catalog.errors import CatalogError
+from nomadrig.catalog.gpu_names import gpu_key, gpu_keys
+from nomadrig.catalog.models import (
+    EgpuEnclosure,
+    GpuModel,
+    InstanceType,
+    Notebook,
+    Price,
+    Profile,
+    Rate,
+    Throughput,
+    TowerBuild,
+)
 
 DEFAULT_DATA_DIR = Path(__file__).parent / "data"
 CLOUDS = ("aws", "gcp")
@@ -435,47 +444,7 @@ def _index(rows: Iterator[Row], build: Callable[[Row], object], key: Callable[[o
     return items
 
 
-def load_catalog(data_dir: Path | None = None) -> Catalog:
-    """Load and validate the catalog, read once per process.
-
-    With `data_dir`, that folder is a complete catalog. Without, the packaged catalog is read and
-    the prices of the last `nomadrig catalog refresh` are laid over it (see `refreshed.overlay`),
-    so a refresh takes effect for every command and a nomadrig upgrade still brings its new rows.
-    A refreshed-catalog folder that holds every catalog file (one assembled by hand, e.g. with
-    renamed types) is read as the complete catalog it is.
-    """
-    if data_dir is not None:
-        return _load(Path(data_dir))
-    from .refreshed import overlay_key, refreshed_data_dir
-
-    refreshed = refreshed_data_dir()
-    stamp = overlay_key(refreshed)
-    if not stamp[0]:  # no refreshed prices: the packaged catalog, whatever the folder is called
-        return _load_packaged()
-    if (refreshed / "instance_types.csv").exists():
-        return _load_complete(refreshed, stamp)
-    return _load_overlaid(refreshed, stamp)
-
-
-@functools.lru_cache(maxsize=2)
-def _load_complete(folder: Path, _stamp: tuple[int, ...]) -> Catalog:
-    return dataclasses.replace(_load(folder), refreshed_dir=folder)
-
-
-@functools.lru_cache(maxsize=1)
-def _load_packaged() -> Catalog:
-    return _load(DEFAULT_DATA_DIR)
-
-
-@functools.lru_cache(maxsize=4)
-def _load_overlaid(refreshed: Path, _stamp: tuple[int, ...]) -> Catalog:
-    """The packaged catalog with refreshed prices laid over it; `_stamp` changes when a refresh writes."""
-    from .refreshed import overlay
-
-    return overlay(_load_packaged(), refreshed)
-
-
-def _load(data_dir: Path) -> Catalog:
+def read_catalog(data_dir: Path) -> Catalog:
     gpus = _index(read_rows(data_dir / "gpus.csv", GPU_COLUMNS), _gpu, lambda g: (gpu_key(g.model),),
                   "GPU model")
     instances = _index(read_rows(data_dir / "instance_types.csv", INSTANCE_COLUMNS), _instance,

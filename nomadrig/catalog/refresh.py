@@ -17,11 +17,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import aws_prices, gcp_prices
-from .errors import CatalogRefreshError
-from .loader import CLOUDS, DEFAULT_DATA_DIR, PRICE_COLUMNS, Catalog, _load
-from .models import InstanceType, Price
-from .refreshed import Key, new_manifest, overlay, write_refreshed
+from nomadrig.catalog import aws_prices, gcp_prices
+from nomadrig.catalog.errors import CatalogRefreshError
+from nomadrig.catalog.loader import CLOUDS, DEFAULT_DATA_DIR, PRICE_COLUMNS, Catalog, read_catalog
+from nomadrig.catalog.models import InstanceType, Price
+from nomadrig.catalog.refreshed import Key, new_manifest, overlay, write_refreshed
 
 AWS_SOURCE = ("AWS Price List Query API GetProducts (AmazonEC2, Linux, Shared, preInstalledSw NA, "
               "capacitystatus Used) + EC2 DescribeSpotPriceHistory "
@@ -90,7 +90,7 @@ def refresh(clouds: Iterable[str], regions: Mapping[str, Iterable[str]], out_dir
     refresh builds on (default: the one installed); `instance_types` narrows the types per cloud
     (default: every catalog type of that cloud).
     """
-    base = catalog or _load(DEFAULT_DATA_DIR)
+    base = catalog or read_catalog(DEFAULT_DATA_DIR)
     now = now or dt.datetime.now(dt.UTC)
     clouds = list(dict.fromkeys(clouds))
     for cloud in clouds:

@@ -24,20 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..paths import refreshed_catalog_dir
-from .errors import CatalogError
-from .loader import (
+from nomadrig import __version__
+from nomadrig.catalog.errors import CatalogError
+from nomadrig.catalog.loader import (
     CATALOG_FORMAT,
     DEFAULT_DATA_DIR,
     PRICE_COLUMNS,
     Catalog,
-    _load,
     check_price_type,
     price_from_row,
+    read_catalog,
     read_rows,
 )
-from .models import Price
+from nomadrig.catalog.models import Price
+from nomadrig.paths import refreshed_catalog_dir
 
 Key = tuple[str, str, str]  # (cloud, instance_type, region)
 
@@ -132,7 +132,7 @@ def overlay(base: Catalog, folder: Path) -> Catalog:
 
 def load_refreshed(folder: Path, base: Catalog | None = None) -> Catalog:
     """The catalog a command would see with `folder` as the refreshed catalog."""
-    return overlay(base or _load(DEFAULT_DATA_DIR), Path(folder))
+    return overlay(base or read_catalog(DEFAULT_DATA_DIR), Path(folder))
 
 
 def atomic_write(target: Path, text: str) -> None:

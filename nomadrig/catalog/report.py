@@ -12,11 +12,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..cli_common import DataTable
-from ..errors import BadInputError, InputProblem
-from .loader import CLOUDS, Catalog
-from .models import STALE_AFTER_DAYS, InstanceType, Price, Rate, TowerBuild, age_days
-from .refresh import RefreshReport
+from nomadrig.catalog.loader import CLOUDS, Catalog
+from nomadrig.catalog.models import STALE_AFTER_DAYS, InstanceType, Price, Rate, TowerBuild, age_days
+from nomadrig.catalog.refresh import RefreshReport
+from nomadrig.cli.common import DataTable
+from nomadrig.errors import BadInputError, InputProblem
 
 
 def _when(effective_date: str | None, stale: bool) -> str:
@@ -95,8 +95,8 @@ def refresh_targets(clouds: list[str] | None, regions: list[str] | None,
     The team file is read only for its `clouds.<cloud>.regions`, without validating the rest: a team
     that allows a region the catalog does not price yet must be able to refresh it before it validates.
     """
-    from ..regions import REGIONS_BY_CLOUD
-    from .loader import load_catalog
+    from nomadrig.catalog.active import load_catalog
+    from nomadrig.regions import REGIONS_BY_CLOUD
 
     chosen = list(dict.fromkeys(clouds or CLOUDS))
     for cloud in chosen:
@@ -120,8 +120,8 @@ def refresh_targets(clouds: list[str] | None, regions: list[str] | None,
 
 def _team_regions(path: Path) -> dict[str, list[str]]:
     """`clouds.<cloud>.regions` of a team file, read leniently (see refresh_targets); names must be real regions."""
-    from ..regions import REGIONS_BY_CLOUD
-    from ..yamlmap import load_located
+    from nomadrig.regions import REGIONS_BY_CLOUD
+    from nomadrig.yamlmap import load_located
 
     try:
         text = Path(path).read_text(encoding="utf-8")

@@ -9,7 +9,7 @@ package is cheap (standard library only), so `nomadrig validate` can use it.
 
 from __future__ import annotations
 
-from .decide import (
+from nomadrig.compat.decide import (
     CHANNELS,
     FIELDS,
     Decision,
@@ -19,8 +19,8 @@ from .decide import (
     TowerRequest,
     decide,
 )
-from .matrix import DEFAULT_DATA_DIR, FLAVOURS, FRAMEWORKS, Matrix, load_matrix
-from .model import Gpu, Wheel
+from nomadrig.compat.matrix import DEFAULT_DATA_DIR, FLAVOURS, FRAMEWORKS, Matrix, load_matrix
+from nomadrig.compat.model import Gpu, Wheel
 
 __all__ = [
     "CHANNELS",

@@ -26,9 +26,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
-from ..errors import InputProblem, shown
-from .matrix import FLAVOURS, FRAMEWORKS, Matrix, load_matrix
-from .model import DistroDriver, Gpu, Release, Version, Wheel, fmt, parse_version, release_key
+from nomadrig.compat.matrix import FLAVOURS, FRAMEWORKS, Matrix, load_matrix
+from nomadrig.compat.model import DistroDriver, Gpu, Release, Version, Wheel, fmt, parse_version, release_key
+from nomadrig.errors import InputProblem, shown
 
 CHANNELS = ("distro", "cuda_repo")
 #: The team-file field each part of a request comes from (problems name these under `path`).

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from ..catalog.gpu_names import gpu_key
-from ..catalog.loader import Row, read_rows
-from .model import (
+from nomadrig.catalog.gpu_names import gpu_key
+from nomadrig.catalog.loader import Row, read_rows
+from nomadrig.compat.model import (
     Architecture,
     ComputeCapability,
     CudaRelease,

@@ -8,16 +8,16 @@ stack before `up`, deny the preview).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import ExitCode, NomadrigError
-from .model import PlannedResource, PolicyContext, Rule, Severity, Verdict, Violation
-from .registry import all_rules, get_rule, resource_rule, run_rule, spec_rule, stack_rule
+from nomadrig.errors import ExitCode, NomadrigError
+from nomadrig.policy import resource_rules, spec_rules  # noqa: F401  (each rule registers itself on import)
+from nomadrig.policy.model import PlannedResource, PolicyContext, Rule, Severity, TeamPlan, Verdict, Violation
+from nomadrig.policy.registry import all_rules, get_rule, resource_rule, run_rule, spec_rule, stack_rule
 
 if TYPE_CHECKING:
-    from ..config import Team
-    from ..spec import BoxSpec, TowerSpec
+    from nomadrig.spec import BoxSpec, TowerSpec
+    from nomadrig.team.model import Team
 
 __all__ = [
     "PlannedResource", "PolicyContext", "Rule", "Severity", "Verdict", "Violation", "TeamPlan",
@@ -25,15 +25,6 @@ __all__ = [
     "check_box", "check_team", "check_tower", "check_towers", "check_resource", "check_stack",
     "mandatory", "PolicyRefused",
 ]
-
-
-@dataclass(frozen=True)
-class TeamPlan:
-    """The subject of team rules: every box the team declares, and fixed monthly costs (NAT etc.)."""
-
-    team: str
-    boxes: tuple[BoxSpec, ...]
-    fixed_monthly_usd: float = 0.0
 
 
 def check_box(spec: BoxSpec, ctx: PolicyContext) -> list[Verdict]:
@@ -62,7 +53,7 @@ def check_tower(spec: TowerSpec, ctx: PolicyContext) -> list[Verdict]:
 
 def check_towers(team: Team, ctx: PolicyContext | None = None) -> list[Verdict]:
     """Every tower of a team through the tower rules: what `validate`, `plan`, `cost` and `tower apply` judge."""
-    from ..spec import tower_spec
+    from nomadrig.spec import tower_spec
 
     ctx = ctx or PolicyContext.from_team(team)
     out: list[Verdict] = []

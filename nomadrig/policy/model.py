@@ -12,7 +12,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from ..config import Budgets, Clouds, PolicySettings, Team, Usage
+    from nomadrig.spec import BoxSpec
+    from nomadrig.team.model import Budgets, Clouds, PolicySettings, Team, Usage
 
 
 class Severity(StrEnum):
@@ -85,7 +86,7 @@ class PolicyContext:
 
     @classmethod
     def default(cls) -> PolicyContext:
-        from ..config import PolicySettings
+        from nomadrig.team.model import PolicySettings
 
         return cls(policy=PolicySettings())
 
@@ -110,3 +111,11 @@ class Rule:
 
     def applies(self, type_token: str) -> bool:
         return not self.applies_to or type_token in self.applies_to
+
+
+@dataclass(frozen=True)
+class TeamPlan:
+    """The subject of team rules: every box the team declares (the rules price them, fixed costs included)."""
+
+    team: str
+    boxes: tuple[BoxSpec, ...]

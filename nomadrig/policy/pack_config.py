@@ -17,11 +17,11 @@ import json
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from .model import PolicyContext, Rule, Severity
-from .registry import all_rules, effective
+from nomadrig.policy.model import PolicyContext, Rule, Severity
+from nomadrig.policy.registry import all_rules, effective
 
 if TYPE_CHECKING:
-    from ..config import Team
+    from nomadrig.team.model import Team
 
 TEAM_POLICY_KEY = "team_policy"
 PACK_CONFIG_SOURCE = "policy pack config team_policy"
@@ -60,8 +60,8 @@ def context_from_team_policy(text: str) -> PolicyContext:
     must hold only the fields the engine writes. Cached: each pack policy
     reads the same text for every resource.
     """
-    from ..config import parse_team
-    from ..errors import BadInputError, InputProblem
+    from nomadrig.errors import BadInputError, InputProblem
+    from nomadrig.team.load import parse_team
 
     rewrite = "Run `nomadrig up` or `preview` again: the engine rewrites it from the team file."
     try:

@@ -13,8 +13,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..errors import ValueProblem, first_unprintable, shown
-from .model import PolicyContext, Rule, RuleFunc, RuleKind, Severity, Verdict
+from nomadrig.errors import ValueProblem, first_unprintable, shown
+from nomadrig.policy.model import PolicyContext, Rule, RuleFunc, RuleKind, Severity, Verdict
 
 _RULES: dict[str, Rule] = {}
 MAX_TEXT_PARAM = 1024
@@ -118,17 +118,11 @@ def _check_text_param(rule: Rule, name: str, value: str) -> str:
     return value
 
 
-def _load_rules() -> None:
-    from . import resource_rules, spec_rules  # noqa: F401  (registers on import)
-
-
 def all_rules() -> list[Rule]:
-    _load_rules()
     return sorted(_RULES.values(), key=lambda r: r.id)
 
 
 def get_rule(rule_id: str) -> Rule:
-    _load_rules()
     return _RULES[rule_id]
 
 

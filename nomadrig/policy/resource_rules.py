@@ -11,8 +11,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .model import PlannedResource, PolicyContext, Severity, Violation
-from .registry import resource_rule, stack_rule
+from nomadrig.policy.model import PlannedResource, PolicyContext, Severity, Violation
+from nomadrig.policy.registry import resource_rule, stack_rule
 
 AWS_INSTANCE = "aws:ec2/instance:Instance"
 AWS_LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"

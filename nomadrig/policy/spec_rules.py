@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ..config import SUPPORTED_OS
-from .model import PolicyContext, Severity, Violation
-from .registry import spec_rule
+from nomadrig.policy.model import PolicyContext, Severity, Violation
+from nomadrig.policy.registry import spec_rule
+from nomadrig.team.model import SUPPORTED_OS
 
 if TYPE_CHECKING:
-    from ..spec import BoxSpec, TowerSpec
-    from . import TeamPlan
+    from nomadrig.policy.model import TeamPlan
+    from nomadrig.spec import BoxSpec, TowerSpec
 
 #: The team file's os choices, which preflight also receives: one list for the rule and the role.
 SUPPORTED_TOWER_OS = SUPPORTED_OS
@@ -91,7 +91,7 @@ def spot_above_price(box: BoxSpec, ctx: PolicyContext) -> Iterable[Violation]:
 @spec_rule(id="COST-004", title="Projected monthly team cost within the budget", severity=Severity.ADVISORY,
            kind="team", params={"warn_at_pct": 80}, ranges={"warn_at_pct": (1, 100)})
 def team_budget(plan: TeamPlan, ctx: PolicyContext) -> Iterable[Violation]:
-    from ..cost import team_projection
+    from nomadrig.cost import team_projection
 
     if ctx.budgets is None or ctx.usage is None:
         return
@@ -130,7 +130,7 @@ def image_publisher(plan: TeamPlan, ctx: PolicyContext) -> Iterable[Violation]:
     projects: both fine. A projects/<project>/... path must name the team's
     project or one of GCP_PUBLIC_IMAGE_PROJECTS.
     """
-    from ..config import image_family_project, ssm_parameter_account
+    from nomadrig.team.model import image_family_project, ssm_parameter_account
 
     clouds = ctx.clouds
     aws = clouds.aws if clouds else None
@@ -250,7 +250,7 @@ def tower_one_architecture(tower: TowerSpec, ctx: PolicyContext) -> Iterable[Vio
     different speed and memory. It works, so it is advice, not a refusal; combinations no driver can
     serve at all are refused when the team file is read.
     """
-    from ..compat import load_matrix
+    from nomadrig.compat import load_matrix
 
     matrix = load_matrix()
     by_arch: dict[str, list[str]] = {}

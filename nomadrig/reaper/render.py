@@ -69,7 +69,7 @@ def report_table(report: ReapReport, *, show_keep: bool = False) -> Any:
     to see the five the reaper acts on; boxes kept for an unreadable tag are
     shown, since only a person can fix them. The caption carries the counts.
     """
-    from nomadrig.cli_common import DataTable  # cells are tags and cloud text: never read as markup
+    from nomadrig.cli.common import DataTable  # cells are tags and cloud text: never read as markup
 
     mode = "applied" if report.applied else "dry run (add --apply to act)"
     summary = ", ".join(f"{report.count(a)} {a.value}" for a in Action if report.count(a))

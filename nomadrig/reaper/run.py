@@ -118,7 +118,7 @@ def run_reaper(
     lock_ttl: timedelta = DEFAULT_TTL,
     snapshot_timeout_s: float = DEFAULT_SNAPSHOT_TIMEOUT_S,
 ) -> ReapReport:
-    """Run the reaper for `team` (a `nomadrig.config.Team`).
+    """Run the reaper for `team` (a `nomadrig.team.Team`).
 
     `aws`/`gcp` default to adapters for the clouds in the team file. With
     `apply`, the run holds the team's lock (``ReaperLockHeld``, exit code 3,

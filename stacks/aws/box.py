@@ -13,12 +13,11 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
+from nomadrig.stacks.aws.network import AwsNetworkRef
 
-from nomadrig.engine_stacks import DataSource
 from nomadrig.spec import BoxSpec
 from nomadrig.userdata import gzip_user_data, render_user_data
-
-from .network import AwsNetworkRef
+from nomadrig.volumes import DataSource
 
 # Deep Learning Base OSS NVIDIA Driver GPU AMI (Ubuntu 22.04): drivers preinstalled, so the box boots ready.
 DLAMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"

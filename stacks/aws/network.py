@@ -18,7 +18,7 @@ import pulumi
 import pulumi_aws as aws
 
 if TYPE_CHECKING:
-    from nomadrig.config import Team
+    from nomadrig.team.model import Team
 
 VPC_CIDR = "10.42.0.0/16"
 PUBLIC_CIDRS = ("10.42.0.0/20", "10.42.16.0/20")

@@ -17,12 +17,11 @@ from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
+from nomadrig.stacks.gcp.network import GcpNetworkRef
 
-from nomadrig.engine_stacks import DataSource
 from nomadrig.spec import BoxSpec
 from nomadrig.userdata import render_user_data
-
-from .network import GcpNetworkRef
+from nomadrig.volumes import DataSource
 
 # Image families of the Deep Learning VM (project deeplearning-platform-release): CUDA and the NVIDIA
 # driver preinstalled. A family (not a pinned image) keeps a new image from replacing running boxes.

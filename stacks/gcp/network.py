@@ -17,7 +17,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 if TYPE_CHECKING:
-    from nomadrig.config import Team
+    from nomadrig.team.model import Team
 
 IAP_RANGE = "35.235.240.0/20"
 SUBNET_CIDR = "10.43.0.0/20"

@@ -193,7 +193,7 @@ def wait_for(path: Path, proc: Any = None, timeout: float = 120.0) -> None:
 
 
 class ScriptedPrograms:
-    """`nomadrig.engine_stacks.Programs` from plain callables: the engine asks, the test decides."""
+    """`nomadrig.engine.stacks.Programs` from plain callables: the engine asks, the test decides."""
 
     def __init__(self, *, tower: PulumiFn | None = None, network: PulumiFn | None = None,
                  box: Callable[[Mapping[str, Any]], PulumiFn] | None = None,
@@ -265,11 +265,11 @@ def drive_gated_up() -> None:
     """
     from rich.console import Console
 
-    from nomadrig.config import load_team
     from nomadrig.engine import Engine
-    from nomadrig.engine_progress import UpdateProgress
+    from nomadrig.engine.progress import UpdateProgress
     from nomadrig.errors import NomadrigError
     from nomadrig.spec import tower_spec
+    from nomadrig.team.load import load_team
 
     gates = Path(sys.argv[1])
     handle = UpdateProgress.handle

@@ -145,7 +145,7 @@ def _towers_converge_in_background(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture(scope="session")
 def converged_tower(tower_pool: TowerPool) -> ConvergedTower:
-    """One Debian 12 container converged once by ``nomadrig.tower.run(team, name, "apply", options)``.
+    """One Debian 12 container converged once by ``nomadrig.towers.run(team, name, "apply", options)``.
 
     A first apply from bare costs 8-19 minutes, so the session pays it once
     (in the background from the session's start, see ``tower_pool``) and every

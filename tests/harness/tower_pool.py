@@ -10,7 +10,7 @@ converged or wait for the rest of the apply.
 
 A child process, not a thread: tests monkeypatch ``subprocess``, environment
 variables and nomadrig's own functions, and an apply running in this process
-would see those patches. The child runs the same ``nomadrig.tower.run`` with
+would see those patches. The child runs the same ``nomadrig.towers.run`` with
 the same options, from a copy of the environment taken before any test ran.
 """
 
@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nomadrig import tower as towers
-from nomadrig.config import Team
+from nomadrig import towers
+from nomadrig.team.model import Team
 from tests.harness.container import DebianContainer
 from tests.harness.towers import (
     TOWER_RELEASES,

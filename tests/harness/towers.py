@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nomadrig import tower as towers
-from nomadrig.config import Team, TowerGpu, load_team
+from nomadrig import towers
+from nomadrig.team.load import load_team
+from nomadrig.team.model import Team, TowerGpu
 from tests.harness.container import ContainerSpec, DebianContainer
 from tests.harness.wheels import cpu_jax_wheels
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from .cli_common import (
+from nomadrig.cli.common import (
     DataTable,
     JsonOption,
     TeamFileOption,
@@ -21,10 +21,10 @@ from .cli_common import (
     literal,
     load_team_file,
 )
-from .errors import ExitCode
+from nomadrig.errors import ExitCode
 
 if TYPE_CHECKING:
-    from .plan import PlanResult, StackPlan
+    from nomadrig.plan import PlanResult, StackPlan
 
 
 def register(app: typer.Typer) -> None:
@@ -43,7 +43,7 @@ def plan(
 
     Exit 1 when a mandatory rule is violated, 0 otherwise. No credentials, no network.
     """
-    from .plan import plan_team
+    from nomadrig.plan import plan_team
 
     team = load_team_file(team_file)
     boxes = 1 if nomad else len(team.nomads)
@@ -97,7 +97,7 @@ def print_verdicts(verdicts: list) -> None:
 
 
 def print_plan(result: PlanResult) -> None:
-    from .cost import stack_summaries
+    from nomadrig.cost import stack_summaries
 
     for stack in result.stacks:
         console.print(_stack_table(stack))

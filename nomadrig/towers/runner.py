@@ -29,15 +29,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from ipaddress import IPv4Network
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
-
-from . import paths
-from .config import SUPPORTED_OS, Nomad, Team, Tower
-from .errors import BadInputError, CloudError, InputProblem
+from nomadrig import paths
+from nomadrig.errors import BadInputError, CloudError, InputProblem
+from nomadrig.team.model import Team, Tower
+from nomadrig.towers.ansible_inputs import scrubbed_env, write_ansible_inputs
+from nomadrig.towers.variables import check_tower_policy, find_tower, inventory, tower_vars
 
 if TYPE_CHECKING:
     from ansible_runner import Runner
@@ -48,359 +47,12 @@ MODES: tuple[Mode, ...] = ("apply", "check", "verify")
 #: The folder that holds roles/ and playbooks/: the checkout a team forked, or the installed wheel's copy.
 PROJECT_ROOT = paths.project_root()
 
-#: Roles in playbooks/tower.yml order; every variable is prefixed with one.
-ROLES = (
-    "preflight",
-    "base",
-    "hardening",
-    "nvidia_driver",
-    "cuda",
-    "frameworks",
-    "gpu_containers",
-    "remote_access",
-    "agent",
-    "verify",
-)
 PLAYBOOKS: dict[Mode, str] = {"apply": "tower.yml", "check": "tower.yml", "verify": "verify.yml"}
 
-#: The tower's WireGuard address space; the tower is .1, nomads follow in team-file order.
-WIREGUARD_NETWORK = IPv4Network("10.77.0.0/24")
-#: The tower's WireGuard interface: remote_access creates it, hardening may admit SSH only through it.
-WIREGUARD_INTERFACE = "wg0"
 TOWER_PUBLIC_KEY_FILE = "/etc/wireguard/nomadrig-tower.pub"
 #: The fact remote_access sets to the tower's public key; an apply takes the key from it, not over SSH again.
 PUBLIC_KEY_FACT = "remote_access_tower_public_key"
 _WG_KEY_RE = re.compile(r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")
-
-
-# -- variables ------------------------------------------------------------------
-
-
-def tower_nomads(team: Team, tower: Tower) -> list[Nomad]:
-    """The nomads who get an account on the tower: those it names, else everyone."""
-    if not tower.nomads:
-        return list(team.nomads)
-    by_name = {n.name: n for n in team.nomads}
-    missing = [name for name in tower.nomads if name not in by_name]
-    if missing:
-        index = team.towers.index(tower)
-        raise BadInputError(
-            "team file",
-            [
-                InputProblem(
-                    f"towers[{index}].nomads",
-                    f"names {', '.join(map(repr, missing))}, who are not in nomads.",
-                    "Add them under nomads: or remove them from the tower's list.",
-                )
-            ],
-        )
-    return [by_name[name] for name in tower.nomads]
-
-
-def wireguard_address(position: int) -> str:
-    """The WireGuard address of the nomad at position (0-based) in the tower's list."""
-    hosts = list(WIREGUARD_NETWORK.hosts())
-    if position + 1 >= len(hosts):
-        raise ValueError(f"more than {len(hosts) - 1} nomads do not fit in {WIREGUARD_NETWORK}")
-    return f"{hosts[position + 1]}/32"
-
-
-def ssh_only_over_wireguard(tower: Tower, nomads: list[Nomad]) -> bool:
-    """Whether the firewall admits SSH only through the tunnel: the tower says, else yes where one exists.
-
-    The tunnel exists for a tower once one of its nomads has a WireGuard key.
-    """
-    if tower.ssh_only_over_wireguard is not None:
-        return tower.ssh_only_over_wireguard
-    return any(n.wireguard_public_key for n in nomads)
-
-
-def _gpu_vars(team: Team, tower: Tower) -> list[dict[str, Any]]:
-    from .catalog import load_catalog
-
-    catalog = load_catalog()
-    index = team.towers.index(tower)
-    gpus: list[dict[str, Any]] = []
-    problems: list[InputProblem] = []
-    for i, gpu in enumerate(tower.gpus):
-        model = catalog.gpu(gpu.model)
-        if model is None or model.tdp_w is None:
-            reason = "is not in the GPU catalog" if model is None else "has no known TDP in the catalog"
-            problems.append(
-                InputProblem(
-                    f"towers[{index}].gpus[{i}].model",
-                    f"{gpu.model!r} {reason}, so the PSU headroom cannot be checked.",
-                    "Use one of the catalog's GPU models with a known TDP: "
-                    + ", ".join(sorted(g.model for g in catalog.gpu_models() if g.tdp_w is not None)) + ".",
-                )
-            )
-            continue
-        gpus.append({"model": model.model, "count": gpu.count, "tdp_w": model.tdp_w})
-    if problems:
-        raise BadInputError("team file", problems)
-    return gpus
-
-
-#: The kernel module parameter that lets open modules before 545 drive GeForce and workstation GPUs.
-OPEN_UNSUPPORTED_GPUS_OPTION = "NVreg_OpenRmEnableUnsupportedGpus=1"
-
-
-def install_vars(team: Team, tower: Tower) -> dict[str, Any]:
-    """The roles' view of the tower's install plan (`spec.install_plan`): one decision, every role reads it.
-
-    The driver role gets the branch, the kernel-module flavour and the module options; cuda the toolkit;
-    frameworks the exact wheels and their index (wheels bring their own CUDA runtime, so only the
-    driver branch constrains them); preflight the PCI ids of the declared GPUs and of every GPU the
-    compatibility matrix knows, to compare with what the tower really holds.
-    """
-    from .compat import load_matrix
-    from .spec import install_plan
-
-    plan = install_plan(team, tower)
-    matrix = load_matrix()
-    return {
-        "preflight_planned_gpus": [
-            {"model": gpu.model, "count": gpu.count, "pci_ids": list(matrix.pci_ids.get(known.model, ()))}
-            for gpu in tower.gpus
-            if (known := matrix.gpu(gpu.model)) is not None
-        ],
-        "preflight_known_gpu_pci_ids": matrix.pci_models(),
-        "preflight_driver_plan": f"driver branch {plan.driver_branch} with {plan.kernel_modules} kernel modules",
-        "nvidia_driver_channel": plan.channel,
-        "nvidia_driver_branch": plan.driver_branch,
-        "nvidia_driver_kernel_modules": plan.kernel_modules,
-        "nvidia_driver_module_options": [OPEN_UNSUPPORTED_GPUS_OPTION] if plan.open_unsupported_gpus_param else [],
-        "cuda_channel": plan.channel,
-        "cuda_version": plan.cuda_toolkit,
-        "frameworks_cuda_version": plan.cuda_toolkit,
-        "frameworks_python": plan.python,
-        "frameworks_pins": [
-            {"framework": pin.framework, "packages": list(pin.requirements), "index": pin.index_url}
-            for pin in plan.frameworks
-        ],
-    }
-
-
-def check_tower_policy(team: Team, tower: Tower) -> None:
-    """Refuse (exit 1, nothing run) a tower the policy's mandatory tower rules reject: the same rules as `plan`."""
-    from .policy import PolicyContext, PolicyRefused, check_tower, mandatory
-    from .spec import tower_spec
-
-    blocking = mandatory(check_tower(tower_spec(team, tower), PolicyContext.from_team(team)))
-    if blocking:
-        raise PolicyRefused(f"tower {tower.name}", blocking)
-
-
-def tower_vars(team: Team, tower: Tower, *, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The role variables for one tower, from the team file, then ``overrides``.
-
-    Pure apart from reading the shipped GPU catalog. Overrides must name a
-    role's variable (``<role>_...``): a typo would otherwise be ignored by
-    Ansible and the default silently used.
-    """
-    nomads = tower_nomads(team, tower)
-    policy = team.policy
-    variables: dict[str, Any] = {
-        "preflight_min_ram_gb": policy.tower_min_ram_gb,
-        "preflight_min_free_disk_gb": policy.tower_min_free_disk_gb,
-        "preflight_data_encryption": policy.tower_data_encryption,
-        "preflight_psu_margin_pct": policy.psu_margin_pct,
-        "preflight_gpus": _gpu_vars(team, tower),
-        "preflight_cpu_tdp_w": tower.cpu_tdp_watts,
-        "preflight_psu_watts": tower.psu_watts,
-        "preflight_supported_os": list(SUPPORTED_OS),
-        "base_nomads": [{"name": n.name, "ssh_key": n.ssh_key, "comment": n.email or n.name} for n in nomads],
-        "base_admins": list(tower.admins),
-        "base_docker_users": list(tower.docker_users) if tower.gpu_containers else [],
-        "hardening_ssh_port": tower.ssh_port,
-        "hardening_wireguard_port": tower.wireguard_port,
-        "hardening_ssh_only_over_wireguard": ssh_only_over_wireguard(tower, nomads),
-        "hardening_wireguard_interface": WIREGUARD_INTERFACE,
-        **install_vars(team, tower),
-        "frameworks_list": list(tower.frameworks),
-        "frameworks_device": "cuda" if tower.gpus else "cpu",
-        "gpu_containers_enabled": tower.gpu_containers,
-        "remote_access_wireguard_port": tower.wireguard_port,
-        "remote_access_interface": WIREGUARD_INTERFACE,
-        "remote_access_network": str(WIREGUARD_NETWORK),
-        "remote_access_peers": [
-            {"name": n.name, "public_key": n.wireguard_public_key, "address": wireguard_address(i)}
-            for i, n in enumerate(nomads)
-            if n.wireguard_public_key
-        ],
-        "verify_require_gpu": bool(tower.gpus),
-        # The agent's sources on this machine; the role's default finds them in a checkout only.
-        "agent_source_dir": str(paths.agent_source_dir()),
-    }
-    if overrides:
-        unknown = [key for key in overrides if not key.startswith(tuple(f"{role}_" for role in ROLES))]
-        if unknown:
-            raise BadInputError(
-                "overrides",
-                [
-                    InputProblem(
-                        key,
-                        "is not a tower role variable.",
-                        f"Prefix it with a role name: {', '.join(ROLES)}.",
-                    )
-                    for key in unknown
-                ],
-            )
-        variables.update(overrides)
-    return variables
-
-
-def inventory(tower: Tower, *, ssh_key_file: Path | None, strict_host_keys: bool = True) -> dict[str, Any]:
-    """The Ansible inventory for one tower: group ``towers``, one host."""
-    host: dict[str, Any] = {
-        "ansible_host": tower.address,
-        "ansible_port": tower.ssh_port,
-        "ansible_user": tower.ssh_user,
-        "ansible_python_interpreter": "auto_silent",
-    }
-    if ssh_key_file is not None:
-        host["ansible_ssh_private_key_file"] = str(Path(ssh_key_file).expanduser())
-        # Offer only this key: agent keys tried first would use up sshd's MaxAuthTries (hardening sets 3).
-        host["ansible_ssh_extra_args"] = "-o IdentitiesOnly=yes"
-    if not strict_host_keys:
-        host["ansible_ssh_common_args"] = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
-    return {"towers": {"hosts": {tower.name: host}}}
-
-
-def find_tower(team: Team, name: str) -> Tower:
-    """The tower called name, or an error listing the ones that exist."""
-    for tower in team.towers:
-        if tower.name == name:
-            return tower
-    known = ", ".join(t.name for t in team.towers) or "none declared"
-    raise BadInputError(
-        "team file", [InputProblem("towers", f"no tower named {name!r} (towers: {known}).", "Use one of those names.")]
-    )
-
-
-# -- handing inputs to Ansible ------------------------------------------------------
-
-
-class _UnsafeDumper(yaml.SafeDumper):
-    """YAML in which every string, key or value, is tagged ``!unsafe``: Ansible never templates it."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True  # an anchor would share one tagged node; plain copies are simpler to audit
-
-
-def _represent_unsafe(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    # Double quotes with escapes: newlines, NUL, U+2028 and the like come back byte for byte.
-    if dumper.resolve(yaml.ScalarNode, value, (True, False)) != _YAML_STR:
-        # Text that reads as a number, boolean, null or date ("550", "12.4", "2684"): Ansible 2.19 loads
-        # `!unsafe "550"` as the integer 550 (and "12.10" would become 12.1). Such text holds no "{", so
-        # no template; a plain quoted string keeps it text.
-        return dumper.represent_scalar(_YAML_STR, value, style='"')
-    return dumper.represent_scalar("!unsafe", value, style='"')
-
-
-_YAML_STR = "tag:yaml.org,2002:str"
-
-
-_UnsafeDumper.add_representer(str, _represent_unsafe)
-
-
-def unsafe_yaml(data: Any) -> str:
-    """data as YAML for Ansible with every string marked ``!unsafe``, whatever its depth or origin.
-
-    Team-file text (names, e-mails, key comments, addresses) must never be
-    evaluated as a template: ``{{ lookup('pipe', ...) }}`` in a value would run
-    on the admin's machine. Marking every string, not a list of known fields,
-    keeps a field added later just as inert. Numbers and booleans stay typed.
-    Text that YAML would read as another type ("550", "12.4") is written as a
-    plain quoted string instead: Ansible reads ``!unsafe "550"`` as the number
-    550, and such text cannot hold a template.
-    """
-    return yaml.dump(data, Dumper=_UnsafeDumper, allow_unicode=False, width=1 << 30, sort_keys=False)
-
-
-def write_ansible_inputs(private_dir: Path, variables: Mapping[str, Any] | None, hosts: Mapping[str, Any]) -> Path:
-    """Write the extra variables (``env/extravars``) and the inventory as unsafe YAML; return the inventory.
-
-    ansible-runner would write them as JSON, which cannot carry ``!unsafe``,
-    so nomadrig writes both files itself and hands ansible-runner their paths.
-    """
-    for sub in ("env", "inventory"):
-        (private_dir / sub).mkdir(mode=0o700, exist_ok=True)
-    if variables is not None:
-        _write_private(private_dir / "env" / "extravars", unsafe_yaml(dict(variables)))
-    inventory_file = private_dir / "inventory" / "hosts.yml"
-    _write_private(inventory_file, unsafe_yaml(dict(hosts)))
-    return inventory_file
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (it names hosts, users and key paths)."""
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
-        handle.write(text)
-
-
-#: Variables a playbook run keeps from nomadrig's own environment, by name or prefix. Everything
-#: else (cloud credentials, NOMADRIG_PASSPHRASE, tokens) never reaches ansible-playbook, nor the
-#: artefacts in which ansible-runner records the child's whole environment (artifacts/*/command).
-_ENV_KEEP = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "SSH_AUTH_SOCK"})
-_ENV_KEEP_PREFIXES = ("LC_", "ANSIBLE_")
-#: A kept ANSIBLE_* variable is dropped all the same when its name says it holds a secret.
-_SECRET_NAME_RE = re.compile(r"PASS|TOKEN|SECRET|CRED|KEY|AUTH", re.IGNORECASE)
-
-
-def _kept_from_environment(name: str) -> bool:
-    """Whether a variable of the caller's environment may reach the playbook (an allowlist)."""
-    if name in _ENV_KEEP:
-        return True
-    return name.startswith(_ENV_KEEP_PREFIXES) and not _SECRET_NAME_RE.search(name)
-
-
-def scrubbed_env(child_env: Mapping[str, str], inherited: Mapping[str, str], ours: Mapping[str, str]) -> dict[str, str]:
-    """The environment ansible-runner built for its child, less what it copied from ours unasked.
-
-    ansible-runner seeds the child with a copy of ``inherited`` (``os.environ``)
-    and then adds its own settings and nomadrig's (``ours``). What nomadrig set,
-    and any value that differs from the inherited one (ansible-runner's), stays;
-    an inherited variable stays only if ``_kept_from_environment`` allows its name.
-    """
-    return {
-        name: value
-        for name, value in child_env.items()
-        if name in ours or inherited.get(name) != value or _kept_from_environment(name)
-    }
-
-
-def _runner_env(project_root: Path, *, strict_host_keys: bool = True) -> dict[str, str]:
-    """The playbook's settings. ansible-playbook sits beside this Python, which a user who runs
-    `.venv/bin/nomadrig` without activating the venv does not have on PATH."""
-    venv_bin = str(Path(sys.executable).parent)
-    path = os.environ.get("PATH", os.defpath)
-    return {
-        "PATH": path if venv_bin in path.split(os.pathsep) else os.pathsep.join([venv_bin, path]),
-        "ANSIBLE_ROLES_PATH": str(project_root / "roles"),
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_PIPELINING": "True",
-        "ANSIBLE_RETRY_FILES_ENABLED": "False",
-        # ansible-runner turns host key checking off unless told otherwise.
-        "ANSIBLE_HOST_KEY_CHECKING": "True" if strict_host_keys else "False",
-    }
-
-
-def _run_ansible(private_dir: Path, project_root: Path, *, strict_host_keys: bool, **kwargs: Any) -> Runner:
-    """Run ansible-runner with a scrubbed environment; return its Runner (status, rc, events).
-
-    ``ansible_runner.run`` is ``init_runner`` then ``Runner.run``; between the
-    two the child's environment is final but unused, so it is filtered there,
-    before anything is spawned or recorded.
-    """
-    from ansible_runner.interface import init_runner
-
-    ours = _runner_env(project_root, strict_host_keys=strict_host_keys)
-    runner = init_runner(private_data_dir=str(private_dir), envvars=dict(ours), quiet=True, **kwargs)
-    runner.config.env = scrubbed_env(runner.config.env, os.environ, ours)
-    runner.run()
-    return runner
 
 
 # -- the run report ---------------------------------------------------------------
@@ -535,6 +187,39 @@ class _EventCollector:
 # -- running ------------------------------------------------------------------------
 
 
+def _runner_env(project_root: Path, *, strict_host_keys: bool = True) -> dict[str, str]:
+    """The playbook's settings. ansible-playbook sits beside this Python, which a user who runs
+    `.venv/bin/nomadrig` without activating the venv does not have on PATH."""
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", os.defpath)
+    return {
+        "PATH": path if venv_bin in path.split(os.pathsep) else os.pathsep.join([venv_bin, path]),
+        "ANSIBLE_ROLES_PATH": str(project_root / "roles"),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        # ansible-runner turns host key checking off unless told otherwise.
+        "ANSIBLE_HOST_KEY_CHECKING": "True" if strict_host_keys else "False",
+    }
+
+
+def _run_ansible(private_dir: Path, project_root: Path, *, strict_host_keys: bool, **kwargs: Any) -> Runner:
+    """Run ansible-runner with a scrubbed environment; return its Runner (status, rc, events).
+
+    ``ansible_runner.run`` is ``init_runner`` then ``Runner.run``; between the
+    two the child's environment is final but unused, so it is filtered there,
+    before anything is spawned or recorded.
+    """
+    from ansible_runner.interface import init_runner
+
+    ours = _runner_env(project_root, strict_host_keys=strict_host_keys)
+    runner = init_runner(private_data_dir=str(private_dir), envvars=dict(ours), quiet=True, **kwargs)
+    runner.config.env = scrubbed_env(runner.config.env, os.environ, ours)
+    runner.run()
+    return runner
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How to run: which key, where to keep runs, and test-only relaxations."""
@@ -652,7 +337,7 @@ def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions |
 
 
 def run_in_child(team: Team, tower_name: str, mode: Mode, options: RunOptions) -> RunReport:
-    """`run` in a fresh Python process (nomadrig.tower_child says why); its errors come back as CloudError.
+    """`run` in a fresh Python process (nomadrig.towers.child says why); its errors come back as CloudError.
 
     For callers inside a gRPC server (the `Tower` dynamic provider). `progress` and `cancel` stay behind.
     """
@@ -670,7 +355,7 @@ def run_in_child(team: Team, tower_name: str, mode: Mode, options: RunOptions) -
     with tempfile.TemporaryDirectory(prefix="nomadrig-tower-run-") as private:
         request_file, report_file = Path(private) / "request.json", Path(private) / "report.json"
         request_file.write_text(json.dumps(request))
-        done = subprocess.run([sys.executable, "-m", "nomadrig.tower_child", str(request_file), str(report_file)],
+        done = subprocess.run([sys.executable, "-m", "nomadrig.towers.child", str(request_file), str(report_file)],
                               stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
         if not report_file.exists():
             raise CloudError(f"the tower run for {tower_name} ended (exit {done.returncode}) without a report:\n"
@@ -756,38 +441,3 @@ def latest_report(tower_name: str, runs_dir: Path | None = None, *, with_key: bo
     return None
 
 
-# -- WireGuard peers ---------------------------------------------------------------
-
-
-def peer_configs(team: Team, tower: Tower, tower_public_key: str) -> dict[str, str]:
-    """Each nomad's wg-quick client config for the tower.
-
-    The private key line is an instruction, not a key: nomads generate their
-    key pair on their own laptop, and only the public half goes in the team file.
-    """
-    configs: dict[str, str] = {}
-    tower_address = next(WIREGUARD_NETWORK.hosts())
-    endpoint_host = f"[{tower.address}]" if ":" in tower.address else tower.address  # IPv6 needs brackets
-    for position, nomad in enumerate(tower_nomads(team, tower)):
-        note = (
-            ""
-            if nomad.wireguard_public_key
-            else "# NOTE: nomads[].wireguard_public_key is empty for you: the tower will not accept this\n"
-            "# peer until you add the public key to the team file and run `nomadrig tower apply` again.\n"
-        )
-        configs[nomad.name] = (
-            f"# WireGuard config for {nomad.name} -> tower {tower.name} (/etc/wireguard/{tower.name}.conf)\n"
-            f"{note}"
-            "[Interface]\n"
-            "# On your laptop: wg genkey | tee privatekey | wg pubkey > publickey\n"
-            "# Paste privatekey below (it never leaves your laptop); publickey goes in the team file.\n"
-            "PrivateKey = <output of `wg genkey`>\n"
-            f"Address = {wireguard_address(position)}\n"
-            "\n"
-            "[Peer]\n"
-            f"PublicKey = {tower_public_key}\n"
-            f"Endpoint = {endpoint_host}:{tower.wireguard_port}\n"
-            f"AllowedIPs = {tower_address}/32\n"
-            "PersistentKeepalive = 25\n"
-        )
-    return configs

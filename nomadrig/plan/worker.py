@@ -1,4 +1,4 @@
-"""One worker process of a parallel offline plan (`python -m nomadrig.plan_worker`).
+"""One worker process of a parallel offline plan (`python -m nomadrig.plan.worker`).
 
 The parent writes two pickles on stdin: its `sys.path` (so this process finds
 the same `nomadrig` and `stacks`, installed or not), then `(team, specs)`. The

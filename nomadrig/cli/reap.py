@@ -6,9 +6,17 @@ from pathlib import Path
 
 import typer
 
-from .cli_common import JsonOption, TeamFileOption, console, emit_json, err_console, handle_errors, load_team_file
-from .errors import BadInputError, ExitCode
-from .paths import REAPER_LOCK_ENV
+from nomadrig.cli.common import (
+    JsonOption,
+    TeamFileOption,
+    console,
+    emit_json,
+    err_console,
+    handle_errors,
+    load_team_file,
+)
+from nomadrig.errors import BadInputError, ExitCode
+from nomadrig.paths import REAPER_LOCK_ENV
 
 LockUrlOption = typer.Option(
     None, "--lock-url", envvar=REAPER_LOCK_ENV, show_default=False,
@@ -31,9 +39,9 @@ def reap(
     team_file: Path = TeamFileOption,
 ) -> None:
     """Stop idle boxes the agent missed; destroy boxes stopped too long or past their TTL (data kept)."""
-    from .engine import box_stacks
-    from .reaper import report_dict, report_table, run_reaper, unreadable_lines
-    from .reaper.lock import lock_url_problem
+    from nomadrig.engine import box_stacks
+    from nomadrig.reaper import report_dict, report_table, run_reaper, unreadable_lines
+    from nomadrig.reaper.lock import lock_url_problem
 
     problem = lock_url_problem(lock_url) if lock_url else None
     if problem is not None:

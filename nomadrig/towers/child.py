@@ -1,4 +1,4 @@
-"""A tower run in a fresh process: `python -m nomadrig.tower_child REQUEST REPORT`.
+"""A tower run in a fresh process: `python -m nomadrig.towers.child REQUEST REPORT`.
 
 Why: the `Tower` dynamic provider runs inside a gRPC server process. ansible-runner starts ansible-playbook
 through pexpect, which forks that threaded process; now and then the child was dead on a signal before its
@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from .config import Team
-from .tower import RunOptions, run
+from nomadrig.team.model import Team
+from nomadrig.towers import RunOptions, run
 
 
 def main(request_file: str, report_file: str) -> int:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from . import names
-from .cli_common import (
+from nomadrig import names
+from nomadrig.cli.common import (
     CommandRefused,
     DataTable,
     JsonOption,
@@ -33,16 +33,17 @@ from .cli_common import (
     load_team_file,
     require_answer,
 )
-from .errors import BadInputError, CloudError, ExitCode, InputProblem
+from nomadrig.errors import BadInputError, CloudError, ExitCode, InputProblem
 
 if TYPE_CHECKING:
-    from .config import Team
-    from .engine import Engine, StackStatus
-    from .engine_stacks import DataSource, RetainedVolume, TowerRun
-    from .policy import Verdict
-    from .reaper.ports import InstanceRef
-    from .reaper.power import LiveState
-    from .spec import BoxSpec, TowerSpec
+    from nomadrig.engine import Engine, StackStatus
+    from nomadrig.engine.stacks import TowerRun
+    from nomadrig.policy import Verdict
+    from nomadrig.reaper.ports import InstanceRef
+    from nomadrig.reaper.power import LiveState
+    from nomadrig.spec import BoxSpec, TowerSpec
+    from nomadrig.team.model import Team
+    from nomadrig.volumes import DataSource, RetainedVolume
 
 YesOption = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")
 TowerKeyOption = typer.Option(None, "--ssh-key", "-i",
@@ -63,7 +64,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _engine(team: Team) -> Engine:
-    from .engine import Engine
+    from nomadrig.engine import Engine
 
     return Engine(team, console=err_console)
 
@@ -87,18 +88,16 @@ def _print_verdicts(verdicts: list[Verdict]) -> None:
 
 def _box_verdicts(team: Team, spec: BoxSpec) -> list[Verdict]:
     """Spec rules for this box plus the team rules (budget projection over every declared box)."""
-    from .cost import fixed_monthly_usd
-    from .policy import PolicyContext, TeamPlan, check_box, check_team
-    from .spec import box_specs
+    from nomadrig.policy import PolicyContext, TeamPlan, check_box, check_team
+    from nomadrig.spec import box_specs
 
     ctx = PolicyContext.from_team(team)
     specs = box_specs(team)
-    fixed = sum(fixed_monthly_usd(specs, team.policy.allow_public_ip).values())
-    return check_box(spec, ctx) + check_team(TeamPlan(team.team, tuple(specs), fixed), ctx)
+    return check_box(spec, ctx) + check_team(TeamPlan(team.team, tuple(specs)), ctx)
 
 
 def _refuse_on_mandatory(verdicts: list[Verdict], what: str) -> None:
-    from .policy import mandatory
+    from nomadrig.policy import mandatory
 
     _print_verdicts(verdicts)
     blocking = mandatory(verdicts)
@@ -155,7 +154,7 @@ def _current_spec(team: Team, nomad: str, previous: dict[str, Any] | None) -> Bo
     by now (said on stderr): the TTL restarts rather than the box being
     judged by a value nobody wrote.
     """
-    from .spec import box_spec
+    from nomadrig.spec import box_spec
 
     recorded = (previous or {}).get("created")
     if isinstance(recorded, str) and recorded:
@@ -173,13 +172,13 @@ def up(name: str = typer.Argument(..., help="A nomad (their box) or a tower."),
        team_file: Path = TeamFileOption, yes: bool = YesOption, json_out: bool = JsonOption,
        ssh_key: Path | None = TowerKeyOption, var: list[str] | None = TowerVarOption) -> None:
     """Create or update a box (its team network first) or a tower stack; shows the price and asks first."""
-    from .spec import box_spec, tower_spec
+    from nomadrig.spec import box_spec, tower_spec
 
     team = load_team_file(team_file)
     kind, subject = _resolve(team, name)
     run = _tower_run(kind, name, ssh_key, var)
     if kind == "tower":
-        from .policy import PolicyContext, check_tower
+        from nomadrig.policy import PolicyContext, check_tower
 
         tspec = tower_spec(team, subject)
         _refuse_on_mandatory(check_tower(tspec, PolicyContext.from_team(team)), f"up {subject}")
@@ -192,7 +191,7 @@ def up(name: str = typer.Argument(..., help="A nomad (their box) or a tower."),
 
 def _up_box(team: Team, spec: BoxSpec, yes: bool, json_out: bool, snapshot: str | None = None) -> None:
     """`up` of a box (`restore` passes the snapshot its data volume is made from): say, ask, run, print."""
-    from .engine_stacks import DataSource
+    from nomadrig.volumes import DataSource
 
     subject = spec.nomad
     _refuse_on_mandatory(_box_verdicts(team, spec), f"up {subject}")
@@ -220,7 +219,7 @@ def _up_box(team: Team, spec: BoxSpec, yes: bool, json_out: bool, snapshot: str 
 
 def _tower_run(kind: str, name: str, ssh_key: Path | None, var: list[str] | None) -> TowerRun | None:
     """The `--ssh-key`/`--var` of a tower's `up` or `preview`; refused for a box, whose SSH runs through SSM/IAP."""
-    from .engine_stacks import TowerRun
+    from nomadrig.engine.stacks import TowerRun
 
     if kind != "tower":
         if ssh_key is not None or var:
@@ -228,7 +227,7 @@ def _tower_run(kind: str, name: str, ssh_key: Path | None, var: list[str] | None
                 "--ssh-key/--var", f"{name!r} is a nomad's box; these options configure a tower.",
                 "Drop them: a box is reached through `nomadrig ssh-config`, its settings come from the team file.")])
         return None
-    from .cli_tower import parse_overrides
+    from nomadrig.cli.tower import parse_overrides
 
     return TowerRun(ssh_key_file=str(ssh_key.expanduser()) if ssh_key else None, overrides=parse_overrides(var),
                     strict_host_keys=not _host_key_checking_off())
@@ -275,7 +274,7 @@ def box_plan_lines(team: Team, spec: BoxSpec, *, network_new: bool | None, box_n
     known yet (no engine was asked, because the command is about to refuse).
     Figures come from `nomadrig.cost`: the same the policy's budget rule uses.
     """
-    from .cost import box_cost, fixed_monthly_usd
+    from nomadrig.cost import box_cost, fixed_monthly_usd
 
     network = names.network_stack_name(team.team, spec.cloud, spec.region)
     fixed = sum(fixed_monthly_usd([spec], team.policy.allow_public_ip).values())
@@ -305,16 +304,16 @@ def preview(name: str = typer.Argument(..., help="A nomad (their box) or a tower
             team_file: Path = TeamFileOption, json_out: bool = JsonOption,
             ssh_key: Path | None = TowerKeyOption, var: list[str] | None = TowerVarOption) -> None:
     """Show what `up` would change, with policy verdicts (exit 1 on a mandatory one); changes nothing."""
-    from .engine_stacks import NO_CHANGE_OPS
-    from .policy import mandatory
+    from nomadrig.engine.stacks import NO_CHANGE_OPS
+    from nomadrig.policy import mandatory
 
     team = load_team_file(team_file)
     kind, subject = _resolve(team, name)
     run = _tower_run(kind, name, ssh_key, var)
     engine = _engine(team)
     if kind == "tower":
-        from .policy import PolicyContext, check_tower
-        from .spec import tower_spec
+        from nomadrig.policy import PolicyContext, check_tower
+        from nomadrig.spec import tower_spec
 
         tspec = tower_spec(team, subject)
         verdicts = check_tower(tspec, PolicyContext.from_team(team))
@@ -348,7 +347,7 @@ def down(name: str = typer.Argument(..., help="A nomad (their box) or a tower.")
     kind, subject = _resolve(team, name)
     engine = _engine(team)
     if kind == "tower":
-        from .spec import tower_spec
+        from nomadrig.spec import tower_spec
 
         stack = tower_spec(team, subject).stack_name
         engine.destroy(stack)
@@ -356,8 +355,8 @@ def down(name: str = typer.Argument(..., help="A nomad (their box) or a tower.")
         console.print(f"tower stack of {subject} removed ({stack}); the tower keeps its configuration.",
                       markup=False)
         return
-    from .engine import retained_volumes
-    from .spec import box_spec
+    from nomadrig.volumes import retained_volumes
+    from nomadrig.spec import box_spec
 
     spec = box_spec(team, subject)
     current = _outputs(engine, spec.stack_name)
@@ -397,7 +396,7 @@ def down(name: str = typer.Argument(..., help="A nomad (their box) or a tower.")
 
 def _tagged_volume(engine: Engine, spec: BoxSpec) -> list[RetainedVolume]:
     """The kept data volume the box stack's tag names (a `down` or the reaper wrote it, on any machine)."""
-    from .engine_stacks import DATA_VOLUME_TYPES, RetainedVolume
+    from nomadrig.volumes import DATA_VOLUME_TYPES, RetainedVolume
 
     ident = engine.stack_tags(spec.stack_name).get(names.DATA_VOLUME_STACK_TAG)
     if not ident:
@@ -427,7 +426,7 @@ def restore(nomad: str = typer.Argument(..., help="The nomad whose box to bring 
     volume is not replaced under it. A volume a `down` kept is not touched;
     `down --purge-data` still deletes it.
     """
-    from .spec import box_spec
+    from nomadrig.spec import box_spec
 
     team = load_team_file(team_file)
     kind, subject = _resolve(team, nomad)
@@ -491,7 +490,7 @@ def ls(team_file: Path = TeamFileOption, live: bool = LiveOption, json_out: bool
 
 def _legacy_names(team: Team, present: set[str]) -> dict[str, str]:
     """Stacks of this team still under an earlier release's name, old -> new."""
-    from .spec import tower_spec
+    from nomadrig.spec import tower_spec
 
     current = [names.box_stack_name(team.team, n.name) for n in team.nomads]
     current += [tower_spec(team, t).stack_name for t in team.towers]
@@ -502,7 +501,7 @@ def _legacy_names(team: Team, present: set[str]) -> dict[str, str]:
 
 def _live_states(team: Team, statuses: list[StackStatus]) -> dict[str, LiveState]:
     """Each deployed box's instance state from its cloud; a box whose outputs cannot be used says why."""
-    from .reaper.power import UNKNOWN, LiveState, instance_ref, live_states
+    from nomadrig.reaper.power import UNKNOWN, LiveState, instance_ref, live_states
 
     project = team.clouds.gcp.project if team.clouds.gcp else ""
     refs: dict[str, InstanceRef] = {}
@@ -536,8 +535,8 @@ def stop(nomad: str = typer.Argument(..., help="The nomad whose box to stop."),
 
 
 def _set_power(name: str, team_file: Path | None, json_out: bool, *, running: bool) -> None:
-    from .reaper.power import LiveState, instance_ref, set_power
-    from .spec import box_spec
+    from nomadrig.reaper.power import LiveState, instance_ref, set_power
+    from nomadrig.spec import box_spec
 
     team = load_team_file(team_file)
     kind, subject = _resolve(team, name)
@@ -600,8 +599,8 @@ def ssh_config(write: bool = typer.Option(False, "--write", help="Write the bloc
     Every stack output is checked against the cloud's real shapes first: one bad value refuses the whole
     block (exit 3) and ~/.ssh/config is left byte for byte as it was.
     """
-    from .spec import box_specs
-    from .sshconfig import box_accesses, default_config_path, render_block, write_block
+    from nomadrig.spec import box_specs
+    from nomadrig.sshconfig import box_accesses, default_config_path, render_block, write_block
 
     team = load_team_file(team_file)
     specs = box_specs(team)

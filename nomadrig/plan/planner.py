@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import BadInputError, InputProblem
-from .policy import (
+from nomadrig.errors import BadInputError, InputProblem
+from nomadrig.policy import (
     PlannedResource,
     PolicyContext,
     TeamPlan,
@@ -36,12 +36,11 @@ from .policy import (
 )
 
 if TYPE_CHECKING:
+    from nomadrig.cost import BoxCost, TeamProjection
+    from nomadrig.spec import BoxSpec
     from nomadrig.stacks.mocks import PlanMocks
     from nomadrig.stacks.record import RecordedResource
-
-    from .config import Team
-    from .cost import BoxCost, TeamProjection
-    from .spec import BoxSpec
+    from nomadrig.team.model import Team
 
 # Inputs too long to print or to put in JSON; shown as size + digest.
 BULKY_INPUTS = ("userData", "userDataBase64", "user-data")
@@ -148,7 +147,7 @@ def summarize_props(props: Mapping[str, Any]) -> dict[str, Any]:
 
 def select_specs(team: Team, nomad: str | None = None) -> list[BoxSpec]:
     """Every nomad's box, or one; an unknown name is bad input naming the choices."""
-    from .spec import box_specs
+    from nomadrig.spec import box_specs
 
     specs = box_specs(team)
     if nomad is None:
@@ -283,14 +282,14 @@ def record_resources(team: Team, specs: Sequence[BoxSpec], mocks: PlanMocks | No
 
 
 def _in_worker(team: Team, specs: Sequence[BoxSpec]) -> list[RecordedResource]:
-    """Run the programs for some boxes in a `nomadrig.plan_worker` process; raise what it raised."""
+    """Run the programs for some boxes in a `nomadrig.plan.worker` process; raise what it raised."""
     import pickle
     import signal
     import subprocess
     import sys
 
     payload = pickle.dumps(list(sys.path)) + pickle.dumps((team, list(specs)))
-    done = subprocess.run([sys.executable, "-m", "nomadrig.plan_worker"], input=payload, stdout=subprocess.PIPE,
+    done = subprocess.run([sys.executable, "-m", "nomadrig.plan.worker"], input=payload, stdout=subprocess.PIPE,
                           check=False)
     if done.returncode == -signal.SIGINT:  # Ctrl-C, seen first by the worker: the command was interrupted
         raise KeyboardInterrupt
@@ -350,7 +349,7 @@ def plan_team(team: Team, nomad: str | None = None, mocks: PlanMocks | None = No
     `workers`: at most this many processes run the programs (default: one per core, see `record_resources`).
     The towers are judged when the whole team is planned; `nomad` plans one box and leaves them out.
     """
-    from .cost import team_projection
+    from nomadrig.cost import team_projection
 
     ctx = PolicyContext.from_team(team)
     all_specs = select_specs(team)
@@ -364,7 +363,7 @@ def plan_team(team: Team, nomad: str | None = None, mocks: PlanMocks | None = No
         if stack.spec is not None:
             stack.verdicts = check_box(stack.spec, ctx) + stack.verdicts
             stack.cost = box_costs[stack.spec.nomad]
-    team_plan = TeamPlan(team.team, tuple(all_specs), sum(projection.fixed.values()))
+    team_plan = TeamPlan(team.team, tuple(all_specs))
     towers = [] if nomad else check_towers(team, ctx)
     return PlanResult(team.team, stacks, check_team(team_plan, ctx), projection, towers)
 
@@ -376,5 +375,5 @@ def spec_verdicts(team: Team, specs: Sequence[BoxSpec], projection: TeamProjecti
     """
     ctx = PolicyContext.from_team(team)
     boxes = [v for spec in specs for v in check_box(spec, ctx)]
-    team_plan = TeamPlan(team.team, tuple(specs), sum(projection.fixed.values()))
+    team_plan = TeamPlan(team.team, tuple(specs))
     return boxes + check_team(team_plan, ctx) + check_towers(team, ctx)

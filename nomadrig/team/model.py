@@ -12,29 +12,26 @@ from __future__ import annotations
 import difflib
 import re
 import zoneinfo
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from .errors import BadInputError, InputProblem, ValueProblem, describe_char, first_unprintable, shown
-from .regions import REGIONS_BY_CLOUD
-from .sshkeys import check_public_key
-from .yamlmap import LocatedDocument, PathKey, format_path, load_located
+from nomadrig.errors import ValueProblem, describe_char, first_unprintable, shown
+from nomadrig.regions import REGIONS_BY_CLOUD
+from nomadrig.sshkeys import check_public_key
 
 if TYPE_CHECKING:
-    from .compat import TowerRequest
+    from nomadrig.compat import TowerRequest
 
 CloudName = Literal["aws", "gcp"]
 SUPPORTED_OS = ("ubuntu-22.04", "ubuntu-24.04", "ubuntu-26.04", "debian-12", "debian-13")
@@ -650,7 +647,7 @@ class Tower(Strict):
 
     def install_request(self, path: str = "") -> TowerRequest:
         """What this tower asks of the compatibility matrix; None fields are left for `decide` to choose."""
-        from .compat import TowerRequest
+        from nomadrig.compat import TowerRequest
 
         return TowerRequest(gpus=tuple(gpu.model for gpu in self.gpus), os=self.os, channel=self.driver_channel,
                             branch=self.driver_branch, flavour=self.kernel_modules, cuda=self.cuda_version,
@@ -692,311 +689,3 @@ class Team(Strict):
 
     def nomad_region(self, nomad: Nomad) -> str:
         return nomad.region or self.clouds.regions(self.nomad_cloud(nomad))[0]
-
-
-# ---------------------------------------------------------------- errors
-
-
-def _did_you_mean(value: Any, choices: Iterable[str]) -> str:
-    if not isinstance(value, str):
-        return ""
-    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
-def _model_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The pydantic model that owns the mapping at `path` (for listing allowed keys)."""
-    model: Any = Team
-    for part in path:
-        if isinstance(part, int):
-            continue
-        field_info = model.model_fields.get(part) if hasattr(model, "model_fields") else None
-        if field_info is None:
-            return None
-        annotation = field_info.annotation
-        model = _unwrap_model(annotation)
-        if model is None:
-            return None
-    return model
-
-
-def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _unwrap_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
-_NUMBER_FIX = "Write a number in the field's range, without quotes (see examples/team.yaml)."
-#: pydantic's error kinds as (message, fix); {value} is the input as shown, {msg} pydantic's own words.
-_KIND_MESSAGES: dict[str, tuple[str, str]] = {
-    "missing": ("is required but missing.", "Add it (see examples/team.yaml)."),
-    **dict.fromkeys(("greater_than", "greater_than_equal", "less_than", "less_than_equal"),
-                    ("{value} is out of range: {msg}.", "Use a value within the range.")),
-    "too_short": ("must not be empty.", "List at least one entry."),
-    "too_long": ("has too many entries: {msg}.", "Shorten the list."),
-    **dict.fromkeys(("model_type", "dict_type"),
-                    ("expected a mapping of keys, got {value}.", "Write 'key: value' lines indented under it.")),
-    "list_type": ("expected a list, got {value}.", "Write '- item' lines or [a, b]."),
-    **dict.fromkeys(("int_type", "int_parsing"), ("{value} is not a whole number.", _NUMBER_FIX)),
-    "int_parsing_size": ("{value} is far beyond the field's range.", _NUMBER_FIX),
-    "int_from_float": ("{value} is not a whole number.", "Drop the decimals."),
-    **dict.fromkeys(("float_type", "float_parsing"), ("expected a number, got {value}.", _NUMBER_FIX)),
-    "finite_number": ("{value} is not a finite number (.inf and .nan are not amounts).", _NUMBER_FIX),
-    "number_expected": ("{msg}", _NUMBER_FIX),
-    **dict.fromkeys(("bool_type", "bool_parsing"), ("expected true or false, got {value}.", "Write true or false.")),
-}
-
-
-def _pydantic_problems(exc: ValidationError, doc: LocatedDocument) -> list[InputProblem]:
-    """Each pydantic error as a located problem: the field path, the value as shown, and the fix."""
-    problems = []
-    for err in exc.errors(include_url=False):
-        loc: PathKey = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        message, fix = _explain(err, loc)
-        problems.append(InputProblem(format_path(loc) or "(top level)", message, fix, doc.line_of(loc)))
-    return problems
-
-
-def _explain(err: Any, loc: PathKey) -> tuple[str, str]:
-    """What is wrong and what to do, for one pydantic error at loc."""
-    value, kind = err.get("input"), err["type"]
-    if kind == "extra_forbidden":
-        parent = _model_at(loc[:-1])
-        allowed = sorted(parent.model_fields) if parent else []
-        return (f"unknown key {shown(loc[-1])}.",
-                f"Allowed here: {', '.join(allowed)}.{_did_you_mean(loc[-1], allowed)}")
-    if kind == "literal_error":
-        choices = re.findall(r"'([^']*)'", err.get("ctx", {}).get("expected", ""))
-        return f"{shown(value)} is not allowed.", f"Allowed: {', '.join(choices)}.{_did_you_mean(value, choices)}"
-    if kind == "value_error":
-        error = err.get("ctx", {}).get("error")
-        if isinstance(error, ValueProblem):
-            return error.message, error.fix
-        return str(err["msg"]).removeprefix("Value error, "), ""
-    if kind == "string_type":
-        return (f"{shown(value)} must be text, not a {type(value).__name__}.",
-                f'Quote it in YAML: "{value}".' if isinstance(value, int | float) else "Write it as quoted text.")
-    message, fix = _KIND_MESSAGES.get(kind, ("{value}: {msg}.", ""))
-    return message.format(value=shown(value), msg=err["msg"][:1].lower() + err["msg"][1:]), fix
-
-
-def _rule_override_problems(policy: PolicySettings) -> list[tuple[PathKey, str, str]]:
-    """Overrides name known rules and give each only the params it declares, of their type and range."""
-    from .policy import registry
-
-    found: list[tuple[PathKey, str, str]] = []
-    known_rules = {rule.id for rule in registry.all_rules()}
-    for rule_id, override in policy.rules.items():
-        if rule_id not in known_rules:
-            found.append((("policy", "rules", rule_id), f"unknown rule id {shown(rule_id)}.",
-                          f"See `nomadrig policy list`.{_did_you_mean(rule_id, known_rules)}"))
-            continue
-        rule = registry.get_rule(rule_id)
-        for name, value in override.params.items():
-            try:
-                registry.check_param(rule, name, value)
-            except registry.ParamProblem as problem:
-                found.append((("policy", "rules", rule_id, "params", name), problem.message, problem.fix))
-    return found
-
-
-def _semantic_problems(team: Team, doc: LocatedDocument) -> list[InputProblem]:
-    """Checks that span fields or need the catalog: the same form as shape errors."""
-    from .catalog import load_catalog
-
-    catalog = load_catalog()
-    problems: list[InputProblem] = []
-
-    def add(path: PathKey, message: str, fix: str) -> None:
-        problems.append(InputProblem(format_path(path), message, fix, doc.line_of(path)))
-
-    configured = team.clouds.configured()
-    if not configured and team.nomads:
-        add(("clouds",), "no cloud is configured but the team has nomads.", "Add clouds.aws or clouds.gcp.")
-    for cloud in configured:
-        known = REGIONS_BY_CLOUD[cloud]
-        for i, region in enumerate(team.clouds.regions(cloud)):
-            if region not in known:
-                add(("clouds", cloud, "regions", i), f"{shown(region)} is not a {cloud.upper()} region.",
-                    f"Use a {cloud.upper()} region name.{_did_you_mean(region, known)}")
-    for path, message, fix in _rule_override_problems(team.policy):
-        add(path, message, fix)
-    for i, type_name in enumerate(team.policy.allowed_instance_types):
-        if not any(catalog.instance(c, type_name) for c in ("aws", "gcp")):
-            add(("policy", "allowed_instance_types", i), f"{shown(type_name)} is not in the catalog.",
-                "See `nomadrig catalog` for the known types.")
-
-    seen: dict[str, int] = {}
-    for i, nomad in enumerate(team.nomads):
-        base = ("nomads", i)
-        if nomad.name in seen:
-            add((*base, "name"), f"duplicate nomad {nomad.name!r} (also nomads[{seen[nomad.name]}]).",
-                "Each nomad needs a unique name.")
-        seen.setdefault(nomad.name, i)
-        cloud = nomad.cloud
-        if cloud is None:
-            if len(configured) != 1:
-                add((*base, "cloud"), "no cloud given and the team has "
-                    f"{'no' if not configured else 'several'} clouds.",
-                    f"Set cloud: to one of {configured or ['aws', 'gcp']}.")
-                continue
-            cloud = configured[0]
-        elif cloud not in configured:
-            add((*base, "cloud"), f"{cloud!r} is not configured for the team.",
-                f"Add clouds.{cloud} or use one of {configured}.")
-            continue
-        allowed = team.clouds.regions(cloud)
-        region = nomad.region or allowed[0]
-        if region not in REGIONS_BY_CLOUD[cloud]:
-            add((*base, "region"), f"{shown(region)} is not a {cloud.upper()} region.",
-                f"Use one of the team's {cloud} regions: {', '.join(allowed)}.{_did_you_mean(region, allowed)}")
-            continue
-        if region not in allowed:
-            add((*base, "region"), f"{shown(region)} is outside the team's allowed {cloud} regions (data residency).",
-                f"Use one of: {', '.join(allowed)}, or add it to clouds.{cloud}.regions if your data may live there.")
-            continue
-        if nomad.gpu_profile:
-            profile = catalog.profile(nomad.gpu_profile, cloud)
-            if profile is None:
-                names = sorted({p.profile for p in catalog.profiles() if p.cloud == cloud})
-                add((*base, "gpu_profile"), f"{shown(nomad.gpu_profile)} is not a {cloud} GPU profile.",
-                    f"Use one of: {', '.join(names)}.{_did_you_mean(nomad.gpu_profile, names)}")
-                continue
-            type_name, type_path = profile.instance_type, (*base, "gpu_profile")
-        else:
-            type_name, type_path = nomad.instance_type or "", (*base, "instance_type")
-        instance = catalog.instance(cloud, type_name)
-        if instance is None:
-            names = [t.instance_type for t in catalog.instance_types(cloud)]
-            add(type_path, f"{shown(type_name)} is not a known {cloud} GPU instance type.",
-                f"See `nomadrig catalog --cloud {cloud}`.{_did_you_mean(type_name, names)}")
-            continue
-        if catalog.price(cloud, type_name, region) is None:
-            offered = sorted(p.region for p in catalog.prices() if p.cloud == cloud and p.instance_type == type_name)
-            add(type_path, f"{shown(type_name)} is not offered in {region} according to the catalog.",
-                f"Pick another type or region; the catalog has it in: {', '.join(offered) or 'no region'}.")
-        if not (team.policy.min_idle_minutes <= nomad.idle_minutes <= team.policy.max_idle_minutes):
-            add((*base, "idle_minutes"),
-                f"{nomad.idle_minutes} is outside the team's policy "
-                f"({team.policy.min_idle_minutes}-{team.policy.max_idle_minutes} minutes).",
-                "Pick a value in that range or change policy.min_idle_minutes/max_idle_minutes.")
-        if nomad.ttl_hours > team.policy.max_ttl_hours:
-            add((*base, "ttl_hours"), f"{nomad.ttl_hours} h is above the team's max_ttl_hours "
-                f"({team.policy.max_ttl_hours}).", "Lower ttl_hours or raise policy.max_ttl_hours.")
-
-    tower_names: dict[str, int] = {}
-    nomad_names = {n.name for n in team.nomads}
-    for i, tower in enumerate(team.towers):
-        base = ("towers", i)
-        if tower.name in tower_names:
-            add((*base, "name"), f"duplicate tower {tower.name!r} (also towers[{tower_names[tower.name]}]).",
-                "Each tower needs a unique name.")
-        tower_names.setdefault(tower.name, i)
-        if tower.name in nomad_names:
-            add((*base, "name"),
-                f"{tower.name!r} is also a nomad's name; `nomadrig up {tower.name}` would be ambiguous.",
-                "Rename the tower.")
-        for j, who in enumerate(tower.nomads):
-            if who not in nomad_names:
-                add((*base, "nomads", j), f"{who!r} is not a nomad of this team.",
-                    f"Use one of: {', '.join(sorted(nomad_names))}.{_did_you_mean(who, nomad_names)}")
-        for j, gpu in enumerate(tower.gpus):
-            if catalog.gpu(gpu.model) is None:
-                names = [g.model for g in catalog.gpu_models()]
-                add((*base, "gpus", j, "model"), f"{gpu.model!r} is not a GPU model the catalog knows.",
-                    f"Use one of: {', '.join(names)}.{_did_you_mean(gpu.model, names)}")
-        for path, message, fix in _tower_access_problems(tower, base, [n.name for n in team.nomads]):
-            add(path, message, fix)
-        if all(catalog.gpu(gpu.model) is not None for gpu in tower.gpus):
-            for problem in tower_install_problems(tower, i):
-                add(parse_path(problem.path), problem.message, problem.fix)
-    return problems
-
-
-def tower_install_problems(tower: Tower, index: int) -> list[InputProblem]:
-    """Why the tower's GPUs, OS and wishes admit no driver/CUDA/wheel install, each with its field and fix.
-
-    A team file that asks for CUDA 13.0 on branch 550, or open modules on a V100, asks for an install that
-    cannot work on any machine: that is bad input (exit 2), not a policy a team could turn off.
-    """
-    from .compat import Refusal, decide
-
-    decision = decide(tower.install_request(f"towers[{index}]"))
-    return list(decision.problems) if isinstance(decision, Refusal) else []
-
-
-_PATH_PART_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-
-
-def parse_path(text: str) -> PathKey:
-    """'towers[0].gpus[1].model' -> ('towers', 0, 'gpus', 1, 'model'): the inverse of `format_path`."""
-    return tuple(int(index) if index else name for name, index in _PATH_PART_RE.findall(text))
-
-
-def _tower_access_problems(tower: Tower, base: PathKey, team_nomads: list[str]) -> list[tuple[PathKey, str, str]]:
-    """Who may do what on a tower, as (path, message, fix): admins and docker users need an account there.
-
-    A name that is no account on the tower would grant nothing today and, the
-    day that nomad is added, root without anyone having chosen it.
-    """
-    found: list[tuple[PathKey, str, str]] = []
-    holders = list(tower.nomads) or team_nomads
-    for field_name in ("admins", "docker_users"):
-        for j, who in enumerate(getattr(tower, field_name)):
-            if who not in holders:
-                found.append(((*base, field_name, j), f"{who!r} has no account on tower {tower.name!r}.",
-                              f"Use nomads of this tower: {', '.join(holders) or 'none'}."
-                              f"{_did_you_mean(who, holders)}"))
-    if tower.docker_users and not tower.gpu_containers:
-        found.append(((*base, "docker_users"),
-                      "lists docker users but gpu_containers is false, so the tower has no docker.",
-                      "Set gpu_containers: true, or remove docker_users (docker is root-equivalent)."))
-    for j, who in enumerate(holders):
-        if who in TOWER_MANAGED_GROUPS:
-            path = (*base, "nomads", j) if tower.nomads else ("nomads", team_nomads.index(who), "name")
-            found.append((path, f"{who!r} is a group the tower roles manage; an account of that name would own it.",
-                          "Rename the nomad."))
-    return found
-
-
-def parse_team(text: str, filename: str = "<team>") -> Team:
-    """Validate team-file text; raise BadInputError with every problem found."""
-    doc = load_located(text, filename)
-    if doc.problems and doc.data is None:
-        raise BadInputError(filename, doc.problems)
-    if doc.data is None:
-        raise BadInputError(filename, [InputProblem("", "the file is empty.",
-                                                    "Start from examples/team.yaml.", 1)])
-    if not isinstance(doc.data, dict):
-        kind = type(doc.data).__name__
-        raise BadInputError(filename, [InputProblem("", f"the file holds a {kind}, not a mapping of keys.",
-                                                    "A team file starts with 'team: <name>' at the top level "
-                                                    "(see examples/team.yaml).", 1)])
-    if doc.problems:
-        raise BadInputError(filename, doc.problems)
-    try:
-        team = Team.model_validate(doc.data)
-    except ValidationError as exc:
-        raise BadInputError(filename, _pydantic_problems(exc, doc)) from None
-    problems = _semantic_problems(team, doc)
-    if problems:
-        raise BadInputError(filename, problems)
-    return team
-
-
-def load_team(path: str | Path) -> Team:
-    """Read and validate a team file."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInputError(str(file), [InputProblem("", "no such file.",
-                                                     "Pass the team file's path, e.g. examples/team.yaml.")]) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise BadInputError(str(file), [InputProblem("", f"cannot read it: {exc.__class__.__name__}.",
-                                                     "Pass a readable UTF-8 YAML file.")]) from None
-    return parse_team(text, str(file))

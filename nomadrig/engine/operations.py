@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 
-from . import names, paths
-from .engine_interrupt import ctrl_c_as_a_flag
-from .engine_progress import ProgressDisplay, UpdateProgress
-from .engine_settings import (
+from nomadrig import names, paths
+from nomadrig.engine.interrupt import ctrl_c_as_a_flag
+from nomadrig.engine.progress import ProgressDisplay, UpdateProgress
+from nomadrig.engine.settings import (
     PROJECT_NAME,
     SECRETS_PROVIDER,
     EngineSettings,
@@ -41,31 +41,17 @@ from .engine_settings import (
     policy_pack_dir,
     pulumi_root,
 )
-from .engine_stacks import (
-    DATA_VOLUME_TYPES,
-    DataSource,
-    Programs,
-    PulumiFn,
-    RetainedVolume,
-    StackPrograms,
-    StackStatus,
-    TowerRun,
-    cloud_config,
-    empty_program,
-    network_stack_name,
-    purge_stack_name,
-    retained_volumes,
-    tower_stack_name,
-)
-from .errors import CloudError, NomadrigError
-from .names import box_stack_name
+from nomadrig.engine.stacks import Programs, PulumiFn, StackPrograms, StackStatus, TowerRun, cloud_config, empty_program
+from nomadrig.errors import CloudError, NomadrigError
+from nomadrig.names import box_stack_name, network_stack_name, purge_stack_name, tower_stack_name
+from nomadrig.volumes import DATA_VOLUME_TYPES, DataSource, RetainedVolume, retained_volumes
 
 if TYPE_CHECKING:
     from pulumi import automation as auto
 
-    from .config import Team
-    from .reaper.ports import StackRef
-    from .spec import BoxSpec, TowerSpec
+    from nomadrig.reaper.ports import StackRef
+    from nomadrig.spec import BoxSpec, TowerSpec
+    from nomadrig.team.model import Team
 
 __all__ = ["DataSource", "Engine", "EngineBoxStacks", "RetainedVolume", "StackStatus", "UpdateInterrupted",
            "box_stacks", "cloud_config", "network_stack_name", "retained_volumes", "tower_stack_name"]
@@ -91,7 +77,7 @@ def _values(outputs: Mapping[str, Any], reveal: bool = True) -> dict[str, Any]:
 
 def policy_pack_config(team: Team) -> dict[str, dict[str, Any]]:
     """The `--policy-pack-config` document the engine hands the pack: the team's policy, rule by rule."""
-    from .policy.pack_config import pack_config
+    from nomadrig.policy.pack_config import pack_config
 
     return pack_config(team)
 
@@ -258,7 +244,7 @@ class Engine:
         it when only nomadrig got the signal); `pulumi cancel` would only break
         the lock under a CLI still writing state, so it is not sent there.
         """
-        from .engine_interrupt import ctrl_c_reached_children, forward_interrupt, is_service_backend
+        from nomadrig.engine.interrupt import ctrl_c_reached_children, forward_interrupt, is_service_backend
 
         self.say(f"interrupted: stopping the {action} of {stack.name}; Pulumi first finishes the operations "
                  "in flight ... (Ctrl-C again to stop waiting)")
@@ -520,7 +506,7 @@ class Engine:
 
         from pulumi import automation as auto
 
-        from .spec import box_specs
+        from nomadrig.spec import box_specs
 
         team = self.team.team
         ws = self.workspace()
@@ -614,7 +600,7 @@ class EngineBoxStacks:
         self.engine = engine
 
     def list(self) -> list[StackRef]:
-        from .reaper.ports import StackRef
+        from nomadrig.reaper.ports import StackRef
 
         refs = []
         for status in self.engine.list_stacks():
@@ -631,7 +617,7 @@ class EngineBoxStacks:
 
     def destroy(self, name: str) -> None:
         """Destroy one box stack; where it runs comes from the team file, else from its outputs."""
-        from .spec import box_spec
+        from nomadrig.spec import box_spec
 
         team = self.engine.team
         for nomad in team.nomads:

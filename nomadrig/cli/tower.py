@@ -1,6 +1,6 @@
 """`nomadrig tower`: configure, check and verify on-prem towers; print WireGuard peers.
 
-Thin: argument parsing, progress and printing. The work is in nomadrig.tower.
+Thin: argument parsing, progress and printing. The work is in nomadrig.towers.
 
 Exit codes follow the CLI's: 0 every run succeeded, 2 bad input (nothing
 ran), 3 a run failed or could not start, 130 interrupted. With ``--all`` the
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from . import paths
-from .cli_common import (
+from nomadrig import paths
+from nomadrig.cli.common import (
     DataTable,
     JsonOption,
     TeamFileOption,
@@ -32,12 +32,12 @@ from .cli_common import (
     load_team_file,
     problems_of,
 )
-from .engine_interrupt import ctrl_c_as_a_flag
-from .errors import BadInputError, CloudError, ExitCode, InputProblem, NomadrigError
+from nomadrig.engine.interrupt import ctrl_c_as_a_flag
+from nomadrig.errors import BadInputError, CloudError, ExitCode, InputProblem, NomadrigError
 
 if TYPE_CHECKING:
-    from .config import Team
-    from .tower import Mode, RunOptions, RunReport
+    from nomadrig.team.model import Team
+    from nomadrig.towers import Mode, RunOptions, RunReport
 
 tower_app = typer.Typer(help="On-prem GPU towers: configure over SSH with Ansible.", no_args_is_help=True)
 
@@ -137,7 +137,7 @@ def run_towers(team: Team, names: list[str], mode: Mode, options: Callable[[str]
     ansible-playbook), waits for them to stop, and raises KeyboardInterrupt
     (exit 130). An interrupt raised inside a run is handled the same way.
     """
-    from . import tower as towers
+    from nomadrig import towers
 
     slots = threading.BoundedSemaphore(parallel)
     stop = threading.Event()
@@ -244,7 +244,7 @@ def _print_outcomes(outcomes: list[Outcome]) -> None:
 def _run(mode: Mode, tower: str | None, every: bool, team_file: Path | None, ssh_key: Path | None,
          var: list[str] | None, runs_dir: Path | None, json_out: bool, parallel: int = 1) -> None:
     """Run one mode on the chosen towers, print their reports, exit with the worst outcome."""
-    from . import tower as towers
+    from nomadrig import towers
 
     team = load_team_file(team_file)
     names = chosen_towers(team, tower, every)
@@ -349,7 +349,7 @@ def peers(
     offline: bool = typer.Option(False, "--offline", help="Use the key in the last run report; no SSH."),
 ) -> None:
     """Print each nomad's WireGuard client config for the tower."""
-    from . import tower as towers
+    from nomadrig import towers
 
     team = load_team_file(team_file)
     found = towers.find_tower(team, tower)

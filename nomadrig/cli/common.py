@@ -19,7 +19,7 @@ from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import BadInputError, ExitCode, InputProblem, NomadrigError
+from nomadrig.errors import BadInputError, ExitCode, InputProblem, NomadrigError
 
 # emoji=False: a tag or name holding ":thumbs_up:" is printed as written, like any other data.
 console = Console(highlight=False, emoji=False)
@@ -30,6 +30,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 TEAM_FILE_HELP = "Team file (default: $NOMADRIG_TEAM, ./team.yaml, then ./examples/team.yaml)."
 TeamFileOption = typer.Option(None, "--team", "-t", help=TEAM_FILE_HELP, show_default=False)
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+
+EPILOG = "Exit codes: 0 ok, 1 policy violation, 2 bad input, 3 cloud/engine failure, 130 interrupted."
 
 
 def resolve_team_file(path: Path | None) -> Path:
@@ -53,7 +55,7 @@ def load_team_file(path: Path | None):  # -> Team (import kept lazy for start-up
     command that found ./team.yaml instead of the file meant is a surprise
     worth seeing before anything happens.
     """
-    from .config import load_team
+    from nomadrig.team.load import load_team
 
     resolved = resolve_team_file(path)
     err_console.print(f"team file: {resolved}", markup=False, soft_wrap=True)

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import paths
-from .errors import CloudError
-from .paths import HOME_ENV, POLICY_PACK_ENV, nomadrig_home, policy_pack_dir
+from nomadrig import paths
+from nomadrig.errors import CloudError
+from nomadrig.paths import HOME_ENV, POLICY_PACK_ENV, nomadrig_home, policy_pack_dir
 
 __all__ = ["HOME_ENV", "POLICY_PACK_ENV", "EngineSettings", "missing_cli_error", "nomadrig_home", "passphrase_env",
            "policy_pack_dir", "pulumi_root", "resolve_backend_url", "work_dir"]

@@ -1,0 +1,18 @@
+"""The engine: the only code that talks to the Pulumi CLI (through its Automation API).
+
+- `operations`: `Engine` (stack create/select, config and secrets, up, preview,
+  destroy, outputs, listing, the kept-volume record) and `box_stacks`, the
+  reaper's port onto the box stacks.
+- `stacks`: what the engine's stacks are (provider config, the programs, `TowerRun`, `StackStatus`).
+- `settings`: which CLI, which backend, the work dir and the passphrase.
+- `progress`: the live table of an update; `interrupt`: Ctrl-C while an update runs.
+
+The Pulumi SDK is imported inside the functions that need it, so importing
+this package stays cheap.
+"""
+
+from nomadrig.engine.operations import Engine, EngineBoxStacks, UpdateInterrupted, box_stacks, policy_pack_config
+from nomadrig.engine.stacks import Programs, StackPrograms, StackStatus, TowerRun
+
+__all__ = ["Engine", "EngineBoxStacks", "Programs", "StackPrograms", "StackStatus", "TowerRun", "UpdateInterrupted",
+           "box_stacks", "policy_pack_config"]
