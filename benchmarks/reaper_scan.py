@@ -125,7 +125,7 @@ def _team() -> Any:
     from types import SimpleNamespace
 
     return SimpleNamespace(
-        team=TEAM,
+        name=TEAM,
         policy=SimpleNamespace(stopped_destroy_after_hours=168, max_idle_minutes=60),
         state=SimpleNamespace(backend_url="file:///tmp/nomadrig-bench-state"),
     )

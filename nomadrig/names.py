@@ -185,6 +185,11 @@ def cloud_tags(cloud: str, facts: Mapping[str, str]) -> dict[str, str]:
     return {tag_key(cloud, key): tag_value(cloud, value) for key, value in facts.items()}
 
 
+def team_tags(cloud: str, team: str) -> dict[str, str]:
+    """The tags (AWS) or labels (GCP) of a team network's resources: managed by nomadrig, and whose."""
+    return cloud_tags(cloud, {MANAGED: "true", TEAM: team})
+
+
 def box_tags(cloud: str, *, team: str, owner: str, ttl_hours: int, idle_minutes: int, created: str) -> dict[str, str]:
     """The tags (AWS) or labels (GCP) every resource of a box carries: what the reaper judges it by.
 

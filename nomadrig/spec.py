@@ -155,7 +155,7 @@ def box_spec(team: Team, nomad: Nomad | str, catalog: Catalog | None = None,
     assert instance is not None, "validated team files resolve their instance types"
     price = catalog.price(cloud, type_name, region)
     return BoxSpec(
-        team=team.team,
+        team=team.name,
         nomad=nomad.name,
         cloud=cloud,
         region=region,
@@ -208,7 +208,7 @@ def tower_spec(team: Team, tower: Tower | str, catalog: Catalog | None = None) -
                                  known.tdp_w if known else None, known.vram_gb if known else None))
     install = install_plan(team, tower)
     return TowerSpec(
-        team=team.team,
+        team=team.name,
         name=tower.name,
         address=tower.address,
         ssh_user=tower.ssh_user,

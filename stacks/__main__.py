@@ -55,7 +55,7 @@ def main() -> None:
     else:
         spec = box_spec(team, value, created=config.require("created"))
         network = config.get("network_stack") or "/".join((pulumi.get_organization(), pulumi.get_project(),
-                                                            network_stack_name(team.team, spec.cloud, spec.region)))
+                                                            network_stack_name(team.name, spec.cloud, spec.region)))
         data = DataSource.from_output(config.get("data_source") or DataSource.NEW)
         if data is None:
             raise ValueError(f"nomadrig:data_source {config.get('data_source')!r}: "

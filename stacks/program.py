@@ -95,14 +95,14 @@ def deploy_team_network(team: Team, cloud: str, region: str, opts: pulumi.Resour
         from nomadrig.stacks.aws.network import TeamNetwork as AwsTeamNetwork
         from nomadrig.stacks.aws.network import TeamNetworkSettings as AwsSettings
 
-        return AwsTeamNetwork(f"{team.team}-{region}", AwsSettings.from_team(team, region,
+        return AwsTeamNetwork(f"{team.name}-{region}", AwsSettings.from_team(team, region,
                                                                               is_primary_region(team, cloud, region)),
                               opts)
     if cloud == "gcp":
         from nomadrig.stacks.gcp.network import TeamNetwork as GcpTeamNetwork
         from nomadrig.stacks.gcp.network import TeamNetworkSettings as GcpSettings
 
-        return GcpTeamNetwork(f"{team.team}-{region}", GcpSettings.from_team(team, region,
+        return GcpTeamNetwork(f"{team.name}-{region}", GcpSettings.from_team(team, region,
                                                                               is_primary_region(team, cloud, region)),
                               opts)
     raise ValueError(f"unknown cloud {cloud!r}: use aws or gcp")
@@ -163,7 +163,7 @@ def team_program(team: Team, cloud: str, region: str) -> Callable[[], None]:
         network = deploy_team_network(team, cloud, region)
         for key, value in network.outputs().items():
             pulumi.export(key, value)
-        pulumi.export("team", team.team)
+        pulumi.export("team", team.name)
         pulumi.export("cloud", cloud)
         pulumi.export("region", region)
 

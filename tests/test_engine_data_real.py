@@ -53,7 +53,7 @@ def test_up_down_up_attaches_the_same_volume_and_a_second_up_changes_nothing(rea
     assert volumes_declared(real, spec.stack_name) == [first["data_volume_id"]]
 
     engine(out).destroy(spec.stack_name, spec.cloud, spec.region)
-    (real.home / "work" / team.team / "retained.json").unlink()  # only the backend's record is left
+    (real.home / "work" / team.name / "retained.json").unlink()  # only the backend's record is left
     again = engine(out).up_box(spec)
     third = engine(out).up_box(spec)
 

@@ -88,7 +88,7 @@ def test_up_ls_outputs_no_change_preview_update_and_down_of_a_tower_through_the_
 ) -> None:
     tower, name = converged_tower, converged_tower.name
     team_file = write_team(tower.team, tmp_path / "team.yaml")
-    stack = tower_stack_name(tower.team.team, name)
+    stack = tower_stack_name(tower.team.name, name)
     common = ["--team", str(team_file), *tower_args(tower)]
     baseline_groups = groups_of(tower, "ada")
     changed_team = tower.team.model_copy(update={"towers": [

@@ -182,7 +182,7 @@ def generated(team: Team) -> dict[str, Any]:
     outputs = {s.stack_name: DEPLOYED[s.cloud] for s in specs}
     return {
         "user_data": {s.nomad: render_user_data(s, "/dev/disk/by-id/nomadrig-data") for s in specs},
-        "ssh_config": render_block(team.team, box_accesses(specs, outputs)),
+        "ssh_config": render_block(team.name, box_accesses(specs, outputs)),
     }
 
 

@@ -68,7 +68,7 @@ def test_locks_of_different_teams_do_not_conflict(tmp_path):
 
 def test_second_reaper_run_while_one_holds_the_lock_fails_before_touching_anything(tmp_path):
     team = SimpleNamespace(
-        team="vision-lab",
+        name="vision-lab",
         policy=SimpleNamespace(stopped_destroy_after_hours=168, max_idle_minutes=60),
         state=SimpleNamespace(backend_url=f"file://{tmp_path}"),
     )
@@ -140,7 +140,7 @@ class NoStackAtAll:
 
 def pulumi_cloud_team() -> SimpleNamespace:
     return SimpleNamespace(
-        team="vision-lab",
+        name="vision-lab",
         policy=SimpleNamespace(stopped_destroy_after_hours=168, max_idle_minutes=60),
         state=SimpleNamespace(backend_url="https://api.pulumi.com"),
     )

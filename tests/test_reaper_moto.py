@@ -271,7 +271,7 @@ def states(regions: list[str]) -> dict[str, str]:
 
 def team_double(state_dir: Any) -> SimpleNamespace:
     return SimpleNamespace(
-        team=TEAM,
+        name=TEAM,
         clouds=SimpleNamespace(aws=SimpleNamespace(regions=REGIONS), gcp=None),
         policy=SimpleNamespace(stopped_destroy_after_hours=168, max_idle_minutes=IDLE_WINDOW_MIN),
         state=SimpleNamespace(backend_url=f"file://{state_dir}"),

@@ -257,7 +257,7 @@ class RecordingStacks:
 
 def gcp_team(state_dir) -> SimpleNamespace:
     return SimpleNamespace(
-        team="vision-lab",
+        name="vision-lab",
         policy=SimpleNamespace(stopped_destroy_after_hours=168, max_idle_minutes=60),
         state=SimpleNamespace(backend_url=f"file://{state_dir}"),
     )
@@ -328,7 +328,7 @@ def test_gcp_box_is_matched_to_a_stack_that_records_its_instance_name():
 def test_table_lists_what_the_reaper_acts_on_and_hides_kept_boxes():
     from rich.console import Console
 
-    from nomadrig.reaper import report_table
+    from nomadrig.cli.reap import report_table
     from nomadrig.reaper.run import ReapReport
 
     report = ReapReport(team="vision-lab", applied=False, orphans_enabled=False, started_at=NOW)
@@ -380,7 +380,7 @@ def test_policy_and_clouds_come_from_the_team_file():
     team = load_team(Path(__file__).resolve().parent.parent / "examples" / "team.yaml")
     policy = ReapPolicy.from_team(team)
     assert (policy.team, policy.stopped_destroy_after_hours, policy.max_idle_minutes) == (
-        team.team,
+        team.name,
         team.policy.stopped_destroy_after_hours,
         team.policy.max_idle_minutes,
     )

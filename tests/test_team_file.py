@@ -24,7 +24,7 @@ PRIVATE_KEY = (
 
 def test_example_team_file_validates():
     team = load_team(EXAMPLE)
-    assert team.team == "vision-lab"
+    assert team.name == "vision-lab"
     assert [n.name for n in team.nomads] == ["ada", "grace", "linus"]
     assert team.towers[0].os == "debian-13"
 
@@ -32,7 +32,7 @@ def test_example_team_file_validates():
 def test_loaded_team_is_frozen():
     team = load_team(EXAMPLE)
     with pytest.raises(ValidationError):
-        team.team = "other"  # type: ignore[misc]
+        team.name = "other"  # type: ignore[misc]
 
 
 def replace_once(old: str, new: str) -> str:

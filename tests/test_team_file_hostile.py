@@ -558,7 +558,7 @@ def image_verdicts(aws: str | None = None, gcp: str | None = None, account: str 
     if account is not None:
         data["clouds"]["aws"]["account_id"] = account
     team = parse_team(as_json_yaml(data), "team.yaml")
-    verdicts = check_team(TeamPlan(team.team, tuple(box_specs(team))), PolicyContext.from_team(team))
+    verdicts = check_team(TeamPlan(team.name, tuple(box_specs(team))), PolicyContext.from_team(team))
     return [v.message for v in verdicts if v.rule_id == "SPEC-004" and v.mandatory and v.fix]
 
 
@@ -623,7 +623,7 @@ def test_other_free_text_is_refused_unless_it_is_exactly_what_it_names(path: Pat
                                                                         words: list[str] | None) -> None:
     text = as_json_yaml(with_value(path, value))
     if words is None:
-        assert parse_team(text, "team.yaml").team == "vision-lab"
+        assert parse_team(text, "team.yaml").name == "vision-lab"
         return
     error = refusal(text)
     rendered = error.render()

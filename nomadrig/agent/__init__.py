@@ -6,3 +6,5 @@ standard library and its own modules, always relatively.
 """
 
 SAMPLE_VERSION = 1
+
+__all__ = ["SAMPLE_VERSION"]  # the agent is run, not imported: `python3 -m nomadrig_agent` (__main__.py)

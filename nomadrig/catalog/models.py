@@ -49,8 +49,23 @@ class InstanceType:
         return self.gpu_vram_gb * self.gpu_count
 
 
+class DatedFigure:
+    """A sourced figure's two dates: when it took effect at its source, and when nomadrig read it."""
+
+    effective_date: str | None
+    read_date: str
+
+    @property
+    def date(self) -> str:
+        """The day the figure was read: what `catalog_date` and older callers mean by a row's date."""
+        return self.read_date
+
+    def stale(self, today: dt.date) -> bool:
+        return is_stale(self.effective_date, today)
+
+
 @dataclass(frozen=True)
-class Price:
+class Price(DatedFigure):
     """Hourly price of one instance type in one region; None means no price is known.
 
     Two dates travel with it: when the price took effect or was last observed at its
@@ -66,21 +81,13 @@ class Price:
     effective_date: str | None
     read_date: str
 
-    @property
-    def date(self) -> str:
-        """The day the figure was read: what `catalog_date` and older callers mean by a row's date."""
-        return self.read_date
-
     def usd_hr(self, spot: bool = False) -> float | None:
         """The price a box pays: spot when asked for, otherwise on-demand."""
         return self.spot_usd_hr if spot else self.on_demand_usd_hr
 
-    def stale(self, today: dt.date) -> bool:
-        return is_stale(self.effective_date, today)
-
 
 @dataclass(frozen=True)
-class Rate:
+class Rate(DatedFigure):
     """A recurring non-compute charge (disk GB-month, NAT hour, egress GB, key-month) in one region.
 
     `region` is "*" where the provider states one price for every region.
@@ -94,13 +101,6 @@ class Rate:
     source: str
     effective_date: str | None
     read_date: str
-
-    @property
-    def date(self) -> str:
-        return self.read_date
-
-    def stale(self, today: dt.date) -> bool:
-        return is_stale(self.effective_date, today)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any
 from nomadrig.catalog.loader import CLOUDS, Catalog
 from nomadrig.catalog.models import STALE_AFTER_DAYS, InstanceType, Price, Rate, TowerBuild, age_days
 from nomadrig.catalog.refresh import RefreshReport
-from nomadrig.cli.common import DataTable
 from nomadrig.errors import BadInputError, InputProblem
+from nomadrig.tables import DataTable
 
 
 def _when(effective_date: str | None, stale: bool) -> str:

@@ -7,14 +7,8 @@ from typing import Any
 
 import typer
 
-from nomadrig.cli.common import (
-    DataTable,
-    JsonOption,
-    console,
-    emit_json,
-    handle_errors,
-    load_team_file,
-)
+from nomadrig.cli.common import JsonOption, console, emit_json, handle_errors, load_team_file
+from nomadrig.tables import DataTable
 
 
 def register(app: typer.Typer) -> None:

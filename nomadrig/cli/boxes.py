@@ -22,7 +22,6 @@ import typer
 from nomadrig import names
 from nomadrig.cli.common import (
     CommandRefused,
-    DataTable,
     JsonOption,
     TeamFileOption,
     confirm,
@@ -34,6 +33,7 @@ from nomadrig.cli.common import (
     require_answer,
 )
 from nomadrig.errors import BadInputError, CloudError, ExitCode, InputProblem
+from nomadrig.tables import DataTable
 
 if TYPE_CHECKING:
     from nomadrig.engine import Engine, StackStatus
@@ -77,7 +77,7 @@ def _resolve(team: Team, name: str) -> tuple[str, str]:
         return "tower", name
     known = ", ".join([n.name for n in team.nomads] + [f"{t.name} (tower)" for t in team.towers]) or "none"
     raise BadInputError("command line", [InputProblem("NAME", f"{name!r} is neither a nomad nor a tower of team "
-                                                              f"{team.team}.", f"Use one of: {known}.")])
+                                                              f"{team.name}.", f"Use one of: {known}.")])
 
 
 def _print_verdicts(verdicts: list[Verdict]) -> None:
@@ -93,7 +93,7 @@ def _box_verdicts(team: Team, spec: BoxSpec) -> list[Verdict]:
 
     ctx = PolicyContext.from_team(team)
     specs = box_specs(team)
-    return check_box(spec, ctx) + check_team(TeamPlan(team.team, tuple(specs)), ctx)
+    return check_box(spec, ctx) + check_team(TeamPlan(team.name, tuple(specs)), ctx)
 
 
 def _refuse_on_mandatory(verdicts: list[Verdict], what: str) -> None:
@@ -199,7 +199,7 @@ def _up_box(team: Team, spec: BoxSpec, yes: bool, json_out: bool, snapshot: str 
         _say(*box_plan_lines(team, spec, network_new=None, box_new=None))
         require_answer(yes)
     engine = _engine(team)
-    network = names.network_stack_name(team.team, spec.cloud, spec.region)
+    network = names.network_stack_name(team.name, spec.cloud, spec.region)
     previous = _outputs(engine, spec.stack_name)
     network_new = not _outputs(engine, network)
     spec = _current_spec(team, subject, previous)
@@ -276,7 +276,7 @@ def box_plan_lines(team: Team, spec: BoxSpec, *, network_new: bool | None, box_n
     """
     from nomadrig.cost import box_cost, fixed_monthly_usd
 
-    network = names.network_stack_name(team.team, spec.cloud, spec.region)
+    network = names.network_stack_name(team.name, spec.cloud, spec.region)
     fixed = sum(fixed_monthly_usd([spec], team.policy.allow_public_ip).values())
     status = {True: "new", False: "exists, kept", None: "made first unless it exists"}
     lines = [f"up {spec.nomad}:",
@@ -321,7 +321,7 @@ def preview(name: str = typer.Argument(..., help="A nomad (their box) or a tower
         _refuse_legacy(engine, tspec.stack_name)
         stack, changes = engine.preview_tower(tspec, run)
     else:
-        spec = _current_spec(team, subject, _outputs(engine, names.box_stack_name(team.team, subject)))
+        spec = _current_spec(team, subject, _outputs(engine, names.box_stack_name(team.name, subject)))
         verdicts = _box_verdicts(team, spec)
         _print_verdicts(verdicts)
         stack, changes = engine.preview_box(spec)
@@ -355,8 +355,8 @@ def down(name: str = typer.Argument(..., help="A nomad (their box) or a tower.")
         console.print(f"tower stack of {subject} removed ({stack}); the tower keeps its configuration.",
                       markup=False)
         return
-    from nomadrig.volumes import retained_volumes
     from nomadrig.spec import box_spec
+    from nomadrig.volumes import retained_volumes
 
     spec = box_spec(team, subject)
     current = _outputs(engine, spec.stack_name)
@@ -464,15 +464,15 @@ def ls(team_file: Path = TeamFileOption, live: bool = LiveOption, json_out: bool
     engine = _engine(team)
     statuses = engine.list_stacks()
     present = {s.name for s in statuses}
-    missing = [n.name for n in team.nomads if names.box_stack_name(team.team, n.name) not in present]
+    missing = [n.name for n in team.nomads if names.box_stack_name(team.name, n.name) not in present]
     states = _live_states(team, statuses) if live else {}
     renamed = _legacy_names(team, present)
     if json_out:
-        emit_json({"team": team.team, "not_created": missing,
+        emit_json({"team": team.name, "not_created": missing,
                    "stacks": [{**s.as_dict(), "instance": states[s.name].as_dict() if s.name in states else None,
                                "renamed_to": renamed.get(s.name)} for s in statuses]})
         return
-    table = DataTable(title=f"team {team.team}: stacks", title_justify="left")
+    table = DataTable(title=f"team {team.name}: stacks", title_justify="left")
     for col in ("stack", "kind", "state", "instance", "TTL left", "cloud", "region", "type", "$/h", "age"):
         table.add_column(col, justify="right" if col in ("TTL left", "$/h", "age") else "left")
     for s in statuses:
@@ -492,9 +492,9 @@ def _legacy_names(team: Team, present: set[str]) -> dict[str, str]:
     """Stacks of this team still under an earlier release's name, old -> new."""
     from nomadrig.spec import tower_spec
 
-    current = [names.box_stack_name(team.team, n.name) for n in team.nomads]
+    current = [names.box_stack_name(team.name, n.name) for n in team.nomads]
     current += [tower_spec(team, t).stack_name for t in team.towers]
-    current += [names.network_stack_name(team.team, cloud, region)
+    current += [names.network_stack_name(team.name, cloud, region)
                 for cloud in team.clouds.configured() for region in team.clouds.regions(cloud)]
     return {old: new for new in current for old in names.legacy_stack_names(new) if old in present}
 
@@ -575,9 +575,9 @@ def outputs(name: str = typer.Argument(..., help="A nomad, a tower, or a stack n
     """Print a stack's outputs (instance id, data volume, ...)."""
     team = load_team_file(team_file)
     if any(n.name == name for n in team.nomads):
-        stack = names.box_stack_name(team.team, name)
+        stack = names.box_stack_name(team.name, name)
     elif any(t.name == name for t in team.towers):
-        stack = names.tower_stack_name(team.team, name)
+        stack = names.tower_stack_name(team.name, name)
     else:
         stack = name
     values = _outputs(_engine(team), stack)
@@ -606,13 +606,13 @@ def ssh_config(write: bool = typer.Option(False, "--write", help="Write the bloc
     specs = box_specs(team)
     engine = _engine(team)
     accesses = box_accesses(specs, {s.stack_name: _outputs(engine, s.stack_name) for s in specs})
-    block = render_block(team.team, accesses)
-    result = write_block(team.team, block) if write else None
+    block = render_block(team.name, accesses)
+    result = write_block(team.name, block) if write else None
     for access in accesses if result else []:  # printed blocks carry the notes as comments already
         if access.note:
             err_console.print(f"note: {access.note}", markup=False)
     if json_out:
-        emit_json({"team": team.team, "hosts": [a.as_dict() for a in accesses],
+        emit_json({"team": team.name, "hosts": [a.as_dict() for a in accesses],
                    "written": str(result.path) if result else None,
                    "changed": result.changed if result else False})
         return

@@ -11,17 +11,16 @@ from typing import TYPE_CHECKING
 import typer
 
 from nomadrig.cli.common import (
-    DataTable,
     JsonOption,
     TeamFileOption,
     console,
     emit_json,
     err_console,
     handle_errors,
-    literal,
     load_team_file,
 )
 from nomadrig.errors import ExitCode
+from nomadrig.tables import DataTable, literal
 
 if TYPE_CHECKING:
     from nomadrig.plan import PlanResult, StackPlan

@@ -6,14 +6,8 @@ from pathlib import Path
 
 import typer
 
-from nomadrig.cli.common import (
-    DataTable,
-    JsonOption,
-    console,
-    emit_json,
-    handle_errors,
-    load_team_file,
-)
+from nomadrig.cli.common import JsonOption, console, emit_json, handle_errors, load_team_file
+from nomadrig.tables import DataTable
 
 policy_app = typer.Typer(help="The team's policy: rules, severities, parameters.", no_args_is_help=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -17,6 +18,10 @@ from nomadrig.cli.common import (
 )
 from nomadrig.errors import BadInputError, ExitCode
 from nomadrig.paths import REAPER_LOCK_ENV
+from nomadrig.tables import DataTable
+
+if TYPE_CHECKING:
+    from nomadrig.reaper import ReapReport
 
 LockUrlOption = typer.Option(
     None, "--lock-url", envvar=REAPER_LOCK_ENV, show_default=False,
@@ -40,7 +45,7 @@ def reap(
 ) -> None:
     """Stop idle boxes the agent missed; destroy boxes stopped too long or past their TTL (data kept)."""
     from nomadrig.engine import box_stacks
-    from nomadrig.reaper import report_dict, report_table, run_reaper, unreadable_lines
+    from nomadrig.reaper import report_dict, run_reaper, unreadable_lines
     from nomadrig.reaper.lock import lock_url_problem
 
     problem = lock_url_problem(lock_url) if lock_url else None
@@ -59,3 +64,39 @@ def reap(
         err_console.print(f"error: {error}", markup=False, soft_wrap=True)
     if report.errors:
         raise typer.Exit(int(ExitCode.CLOUD_FAILURE))
+
+
+def report_table(report: ReapReport, *, show_keep: bool = False) -> DataTable:
+    """A ``rich.table.Table`` of the decisions; cells are tags and cloud text, never read as markup.
+
+    `keep` rows are hidden unless `show_keep`: a team with 300 healthy boxes wants
+    to see the five the reaper acts on; boxes kept for an unreadable tag are
+    shown, since only a person can fix them. The caption carries the counts.
+    """
+    from nomadrig.reaper import Action
+
+    # Rows worth a person's attention first; `keep` and skips follow.
+    order = {a: n for n, a in enumerate([Action.DESTROY, Action.STOP, Action.ORPHAN, Action.KEEP,
+                                         Action.SKIP_PROTECTED, Action.SKIP_UNMANAGED])}
+    style = {Action.DESTROY: "red", Action.STOP: "yellow", Action.ORPHAN: "magenta"}
+    mode = "applied" if report.applied else "dry run (add --apply to act)"
+    summary = ", ".join(f"{report.count(a)} {a.value}" for a in Action if report.count(a))
+    table = DataTable(title=f"nomadrig reap: team {report.team}, {mode}", caption=summary or "no managed instances")
+    for column in ("verdict", "cloud", "location", "instance", "name", "owner", "state", "reason"):
+        table.add_column(column, overflow="fold")
+    rows = sorted(report.verdicts, key=lambda v: (order[v.action], v.instance.instance_id))
+    for v in rows:
+        if v.action == Action.KEEP and not show_keep and not v.unreadable:
+            continue
+        table.add_row(
+            v.action.value,
+            v.instance.cloud,
+            v.instance.location,
+            v.instance.instance_id,
+            v.instance.name,
+            v.instance.box_tags.owner or "",
+            v.instance.state,
+            v.reason,
+            style=style.get(v.action),
+        )
+    return table

@@ -8,7 +8,6 @@ from typing import Any
 import typer
 
 from nomadrig.cli.common import (
-    DataTable,
     JsonOption,
     TeamFileOption,
     console,
@@ -19,6 +18,7 @@ from nomadrig.cli.common import (
     resolve_team_file,
 )
 from nomadrig.errors import ExitCode
+from nomadrig.tables import DataTable
 
 
 def register(app: typer.Typer) -> None:
@@ -50,13 +50,13 @@ def validate(
     verdicts = check_towers(team)
     blocking = mandatory(verdicts)
     if json_out:
-        emit_json({"file": str(path), "valid": True, "team": team.team, "nomads": len(team.nomads),
+        emit_json({"file": str(path), "valid": True, "team": team.name, "nomads": len(team.nomads),
                    "towers": len(team.towers), "policy_ok": not blocking,
                    "verdicts": [v.as_dict() for v in verdicts]})
     else:
         print_verdicts(verdicts)
         verdict = f"{len(blocking)} mandatory policy violation(s)" if blocking else "ok"
-        console.print(f"{path}: {verdict}: team {team.team}, {len(team.nomads)} nomads, {len(team.towers)} towers",
+        console.print(f"{path}: {verdict}: team {team.name}, {len(team.nomads)} nomads, {len(team.towers)} towers",
                       markup=False)
     if blocking:
         raise typer.Exit(int(ExitCode.POLICY_VIOLATION))
@@ -83,7 +83,7 @@ def cost(team_file: Path = TeamFileOption, json_out: bool = JsonOption) -> None:
                    "verdicts": [v.as_dict() for v in verdicts]})
     else:
         a = projection.assumptions
-        table = DataTable(title=f"team {team.team}: {a.hours_per_day:g} h/day x {a.days_per_month:g} days/month; "
+        table = DataTable(title=f"team {team.name}: {a.hours_per_day:g} h/day x {a.days_per_month:g} days/month; "
                                 f"per nomad {a.nat_gb_per_month:g} GB through NAT, {a.egress_gb_per_month:g} GB out")
         for col in ("item", "basis", "$/month", "rate"):
             table.add_column(col, justify="right" if col == "$/month" else "left")

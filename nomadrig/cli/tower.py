@@ -20,7 +20,6 @@ import typer
 
 from nomadrig import paths
 from nomadrig.cli.common import (
-    DataTable,
     JsonOption,
     TeamFileOption,
     console,
@@ -28,12 +27,12 @@ from nomadrig.cli.common import (
     err_console,
     error_object,
     handle_errors,
-    literal,
     load_team_file,
     problems_of,
 )
 from nomadrig.engine.interrupt import ctrl_c_as_a_flag
 from nomadrig.errors import BadInputError, CloudError, ExitCode, InputProblem, NomadrigError
+from nomadrig.tables import DataTable, literal
 
 if TYPE_CHECKING:
     from nomadrig.team.model import Team
@@ -291,52 +290,35 @@ def _finish(outcomes: list[Outcome], *, single: bool, json_out: bool) -> None:
         raise typer.Exit(worst)
 
 
-@tower_app.command("apply")
-@handle_errors
-def apply(
-    tower: str = TowerArgument,
-    every: bool = AllOption,
-    team_file: Path = TeamFileOption,
-    ssh_key: Path = SshKeyOption,
-    var: list[str] = VarOption,
-    runs_dir: Path = RunsDirOption,
-    parallel: int = ParallelOption,
-    json_out: bool = JsonOption,
-) -> None:
-    """Configure the tower (playbooks/tower.yml). Exit 3 when a run fails."""
-    _run("apply", tower, every, team_file, ssh_key, var, runs_dir, json_out, parallel)
+_MODE_HELP: dict[Mode, str] = {
+    "apply": "Configure the tower (playbooks/tower.yml). Exit 3 when a run fails.",
+    "check": "Show what apply would change (Ansible check mode with diffs); the tower is not modified.",
+    "verify": "Check the driver, CUDA and frameworks work (playbooks/verify.yml).",
+}
 
 
-@tower_app.command("check")
-@handle_errors
-def check(
-    tower: str = TowerArgument,
-    every: bool = AllOption,
-    team_file: Path = TeamFileOption,
-    ssh_key: Path = SshKeyOption,
-    var: list[str] = VarOption,
-    runs_dir: Path = RunsDirOption,
-    parallel: int = ParallelOption,
-    json_out: bool = JsonOption,
-) -> None:
-    """Show what apply would change (Ansible check mode with diffs); the tower is not modified."""
-    _run("check", tower, every, team_file, ssh_key, var, runs_dir, json_out, parallel)
+def _mode_command(mode: Mode) -> Callable[..., None]:
+    """`tower apply`, `check` and `verify`: one signature, one run, three modes."""
+
+    def command(
+        tower: str = TowerArgument,
+        every: bool = AllOption,
+        team_file: Path = TeamFileOption,
+        ssh_key: Path = SshKeyOption,
+        var: list[str] = VarOption,
+        runs_dir: Path = RunsDirOption,
+        parallel: int = ParallelOption,
+        json_out: bool = JsonOption,
+    ) -> None:
+        _run(mode, tower, every, team_file, ssh_key, var, runs_dir, json_out, parallel)
+
+    command.__name__ = mode
+    command.__doc__ = _MODE_HELP[mode]
+    return command
 
 
-@tower_app.command("verify")
-@handle_errors
-def verify(
-    tower: str = TowerArgument,
-    every: bool = AllOption,
-    team_file: Path = TeamFileOption,
-    ssh_key: Path = SshKeyOption,
-    var: list[str] = VarOption,
-    runs_dir: Path = RunsDirOption,
-    parallel: int = ParallelOption,
-    json_out: bool = JsonOption,
-) -> None:
-    """Check the driver, CUDA and frameworks work (playbooks/verify.yml)."""
-    _run("verify", tower, every, team_file, ssh_key, var, runs_dir, json_out, parallel)
+for _mode in _MODE_HELP:
+    tower_app.command(_mode)(handle_errors(_mode_command(_mode)))
 
 
 @tower_app.command("peers")

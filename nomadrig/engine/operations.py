@@ -94,7 +94,7 @@ class Engine:
         self.programs: Programs = programs or StackPrograms()
         self.console = console or Console(stderr=True, highlight=False)
         self.say: Say = say or (lambda text: self.console.print(text, markup=False, highlight=False))
-        self.settings = EngineSettings.for_team(team.team, team.state.backend_url,
+        self.settings = EngineSettings.for_team(team.name, team.state.backend_url,
                                                 lambda text: self.say(f"warning: {text}"))
         self._command: Any = None
 
@@ -272,7 +272,7 @@ class Engine:
 
     def up_network(self, cloud: str, region: str) -> dict[str, Any]:
         """Deploy (or confirm) the team network of a cloud/region; returns its outputs for the boxes."""
-        name = network_stack_name(self.team.team, cloud, region)
+        name = network_stack_name(self.team.name, cloud, region)
         project = self.team.clouds.gcp.project if cloud == "gcp" and self.team.clouds.gcp else ""
         stack = self.open_stack(name, self.programs.network(self.team, cloud, region),
                                 cloud_config(cloud, region, project))
@@ -308,7 +308,7 @@ class Engine:
             name = spec.stack_name
             program = self.programs.box(self.team, spec, network, data=data or self.data_source(spec))
         else:
-            name = network_stack_name(self.team.team, spec.cloud, spec.region)
+            name = network_stack_name(self.team.name, spec.cloud, spec.region)
             self.say(f"note: the {spec.cloud}/{spec.region} team network is not deployed yet; previewing it "
                      f"(`up` creates it before the box; preview the box once it exists).")
             program = self.programs.network(self.team, spec.cloud, spec.region)
@@ -320,7 +320,7 @@ class Engine:
 
     def _network_outputs(self, cloud: str, region: str) -> dict[str, Any]:
         """The network's outputs without deploying it; empty before its first up."""
-        stack = self.existing_stack(network_stack_name(self.team.team, cloud, region))
+        stack = self.existing_stack(network_stack_name(self.team.name, cloud, region))
         if stack is None:
             return {}
         with self._errors(stack.name, "read outputs"):
@@ -439,7 +439,7 @@ class Engine:
 
     @property
     def _retained_file(self) -> Path:
-        return paths.retained_volumes_file(self.team.team)
+        return paths.retained_volumes_file(self.team.name)
 
     def _load_retained(self) -> dict[str, list[dict[str, str]]]:
         try:
@@ -473,7 +473,7 @@ class Engine:
         if not volumes:
             return
         first = volumes[0]
-        name = purge_stack_name(self.team.team, nomad)
+        name = purge_stack_name(self.team.name, nomad)
         stack = self.open_stack(name, empty_program, cloud_config(first.cloud, first.region, first.project))
         resources = [{"type": v.type, "name": f"data-{i}", "id": v.id} for i, v in enumerate(volumes)]
         with self._errors(name, "import"):
@@ -484,7 +484,7 @@ class Engine:
             stack.workspace.remove_stack(name)
         data = self._load_retained()
         gone = {v.id for v in volumes}
-        self._forget_kept_volume(box_stack_name(self.team.team, nomad), gone)
+        self._forget_kept_volume(box_stack_name(self.team.name, nomad), gone)
         for key in list(data):
             data[key] = [v for v in data[key] if v["id"] not in gone]
             if not data[key]:
@@ -508,7 +508,7 @@ class Engine:
 
         from nomadrig.spec import box_specs
 
-        team = self.team.team
+        team = self.team.name
         ws = self.workspace()
         with self._errors(f"{team}-*", "list"):
             summaries = [s for s in ws.list_stacks() if _stack_base(s.name).startswith(f"{team}-")]
@@ -621,7 +621,7 @@ class EngineBoxStacks:
 
         team = self.engine.team
         for nomad in team.nomads:
-            if box_stack_name(team.team, nomad.name) == name:
+            if box_stack_name(team.name, nomad.name) == name:
                 spec = box_spec(team, nomad)
                 self.engine.destroy(name, spec.cloud, spec.region, spec.project)
                 return

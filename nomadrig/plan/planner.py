@@ -155,7 +155,7 @@ def select_specs(team: Team, nomad: str | None = None) -> list[BoxSpec]:
     chosen = [s for s in specs if s.nomad == nomad]
     if not chosen:
         names = ", ".join(s.nomad for s in specs) or "none"
-        raise BadInputError("--nomad", [InputProblem("", f"no nomad named {nomad!r} in team {team.team}.",
+        raise BadInputError("--nomad", [InputProblem("", f"no nomad named {nomad!r} in team {team.name}.",
                                                      f"Pick one of: {names}.")])
     return chosen
 
@@ -181,7 +181,7 @@ def run_programs(team: Team, specs: Sequence[BoxSpec], mocks: PlanMocks | None =
     from nomadrig.stacks.program import deploy_box, deploy_team_network, team_networks
 
     mocks = mocks or new_mocks(team)
-    pulumi.runtime.set_mocks(mocks, project="nomadrig", stack=f"{team.team}-plan", preview=False,
+    pulumi.runtime.set_mocks(mocks, project="nomadrig", stack=f"{team.name}-plan", preview=False,
                              monitor=RecordingMonitor(mocks))
     needed = {(s.cloud, s.region) for s in specs}
 
@@ -319,8 +319,8 @@ def attribute(team: Team, specs: Sequence[BoxSpec], resources: Sequence[Recorded
             spec = spec_by_nomad[rec.name]
             stacks[rec.urn] = StackPlan(spec.stack_name, "box", cloud, spec.region, rec.type, spec=spec)
         elif kind == "TeamNetwork":
-            region = rec.name.removeprefix(f"{team.team}-")
-            stacks[rec.urn] = StackPlan(team_stack_name(team.team, cloud, region), "team", cloud, region, rec.type)
+            region = rec.name.removeprefix(f"{team.name}-")
+            stacks[rec.urn] = StackPlan(team_stack_name(team.name, cloud, region), "team", cloud, region, rec.type)
 
     def top(urn: str) -> str:
         while by_urn.get(urn) is not None and by_urn[urn].parent in by_urn:
@@ -363,9 +363,9 @@ def plan_team(team: Team, nomad: str | None = None, mocks: PlanMocks | None = No
         if stack.spec is not None:
             stack.verdicts = check_box(stack.spec, ctx) + stack.verdicts
             stack.cost = box_costs[stack.spec.nomad]
-    team_plan = TeamPlan(team.team, tuple(all_specs))
+    team_plan = TeamPlan(team.name, tuple(all_specs))
     towers = [] if nomad else check_towers(team, ctx)
-    return PlanResult(team.team, stacks, check_team(team_plan, ctx), projection, towers)
+    return PlanResult(team.name, stacks, check_team(team_plan, ctx), projection, towers)
 
 
 def spec_verdicts(team: Team, specs: Sequence[BoxSpec], projection: TeamProjection) -> list[Verdict]:
@@ -375,5 +375,5 @@ def spec_verdicts(team: Team, specs: Sequence[BoxSpec], projection: TeamProjecti
     """
     ctx = PolicyContext.from_team(team)
     boxes = [v for spec in specs for v in check_box(spec, ctx)]
-    team_plan = TeamPlan(team.team, tuple(specs))
+    team_plan = TeamPlan(team.name, tuple(specs))
     return boxes + check_team(team_plan, ctx) + check_towers(team, ctx)

@@ -32,7 +32,8 @@ PACK_RULE_KINDS = ("resource", "stack")
 
 def team_policy_json(team: Team) -> str:
     """The team-wide settings the pack needs, as a JSON team document (a team file without nomads or towers)."""
-    return json.dumps(team.model_dump(mode="json", include=set(TEAM_POLICY_FIELDS)), sort_keys=True)
+    fields = {name for name, info in type(team).model_fields.items() if (info.alias or name) in TEAM_POLICY_FIELDS}
+    return json.dumps(team.model_dump(mode="json", include=fields), sort_keys=True)
 
 
 def enforcement_level(rule: Rule, ctx: PolicyContext) -> str:

@@ -8,9 +8,9 @@ Cloud SDKs are imported inside the adapters, so importing this package is cheap.
 from nomadrig.reaper.inventory import CpuWindow, ManagedInstance, SnapshotRef
 from nomadrig.reaper.lock import ReaperLockHeld
 from nomadrig.reaper.ports import BoxStacks, ReaperCloud, StackRef
-from nomadrig.reaper.render import report_dict, report_json, report_table, unreadable_lines
+from nomadrig.reaper.render import report_dict, report_json, unreadable_lines
 from nomadrig.reaper.run import ActionRecord, ReapReport, run_reaper
-from nomadrig.reaper.verdicts import Action, ReapPolicy, Verdict, judge, judge_all
+from nomadrig.reaper.verdicts import Action, ReapDecision, ReapPolicy, judge, judge_all
 
 __all__ = [
     "Action",
@@ -24,12 +24,11 @@ __all__ = [
     "ReaperLockHeld",
     "SnapshotRef",
     "StackRef",
-    "Verdict",
+    "ReapDecision",
     "judge",
     "judge_all",
     "report_dict",
     "report_json",
-    "report_table",
     "run_reaper",
     "unreadable_lines",
 ]

@@ -214,29 +214,32 @@ def _s3_error_code(error: Exception) -> str:
     return str(response.get("Error", {}).get("Code", ""))
 
 
-class S3Lock:
-    """A conditional-write lock object in the team's state bucket."""
+class _BucketLock:
+    """A lock object at ``<prefix>/.nomadrig/locks/reaper-<team>.json`` in the team's state bucket."""
 
-    def __init__(
-        self,
-        bucket: str,
-        prefix: str,
-        team: str,
-        *,
-        ttl: timedelta = DEFAULT_TTL,
-        clock: Callable[[], datetime] = _utcnow,
-        owner: str | None = None,
-        client: Any = None,
-    ) -> None:
+    SCHEME = ""
+
+    def __init__(self, bucket: str, prefix: str, team: str, *, ttl: timedelta = DEFAULT_TTL,
+                 clock: Callable[[], datetime] = _utcnow, owner: str | None = None) -> None:
         self.bucket = bucket
         self.key = "/".join(p for p in (prefix.strip("/"), LOCK_DIR, f"reaper-{team}.json") if p)
-        self.where = f"s3://{bucket}/{self.key}"
+        self.where = f"{self.SCHEME}://{bucket}/{self.key}"
         self.team = team
         self.ttl = ttl
         self.clock = clock
         self.owner = owner
-        self._client = client
         self.info: LockInfo | None = None
+
+
+class S3Lock(_BucketLock):
+    """A conditional-write lock object in the team's state bucket."""
+
+    SCHEME = "s3"
+
+    def __init__(self, bucket: str, prefix: str, team: str, *, ttl: timedelta = DEFAULT_TTL,
+                 clock: Callable[[], datetime] = _utcnow, owner: str | None = None, client: Any = None) -> None:
+        super().__init__(bucket, prefix, team, ttl=ttl, clock=clock, owner=owner)
+        self._client = client
 
     @property
     def client(self) -> Any:
@@ -289,29 +292,15 @@ class S3Lock:
         self.info = None
 
 
-class GcsLock:
+class GcsLock(_BucketLock):
     """A generation-match lock object in the team's state bucket (google-cloud-storage)."""
 
-    def __init__(
-        self,
-        bucket: str,
-        prefix: str,
-        team: str,
-        *,
-        ttl: timedelta = DEFAULT_TTL,
-        clock: Callable[[], datetime] = _utcnow,
-        owner: str | None = None,
-        bucket_handle: Any = None,
-    ) -> None:
-        self.key = "/".join(p for p in (prefix.strip("/"), LOCK_DIR, f"reaper-{team}.json") if p)
-        self.where = f"gs://{bucket}/{self.key}"
-        self.bucket_name = bucket
-        self.team = team
-        self.ttl = ttl
-        self.clock = clock
-        self.owner = owner
+    SCHEME = "gs"
+
+    def __init__(self, bucket: str, prefix: str, team: str, *, ttl: timedelta = DEFAULT_TTL,
+                 clock: Callable[[], datetime] = _utcnow, owner: str | None = None, bucket_handle: Any = None) -> None:
+        super().__init__(bucket, prefix, team, ttl=ttl, clock=clock, owner=owner)
         self._bucket = bucket_handle
-        self.info: LockInfo | None = None
         self._generation: int | None = None
 
     def _blob(self) -> Any:
@@ -323,7 +312,7 @@ class GcsLock:
                     f"state.backend_url is {self.where.split('/.nomadrig')[0]}: the reaper lock in a gs:// "
                     "bucket needs `pip install google-cloud-storage`"
                 ) from error
-            self._bucket = storage.Client().bucket(self.bucket_name)
+            self._bucket = storage.Client().bucket(self.bucket)
         return self._bucket.blob(self.key)
 
     def acquire(self) -> LockInfo:

@@ -1,4 +1,4 @@
-"""How a reap report reads: a rich table for people, JSON for scripts and CI."""
+"""How a reap report reads to a script: JSON with stable keys (the CLI draws the table for people)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,6 @@ from typing import Any
 
 from nomadrig.reaper.run import ReapReport
 from nomadrig.reaper.verdicts import Action
-
-# Rows worth a person's attention first; `keep` and skips follow.
-_ORDER = {a: n for n, a in enumerate([Action.DESTROY, Action.STOP, Action.ORPHAN, Action.KEEP,
-                                      Action.SKIP_PROTECTED, Action.SKIP_UNMANAGED])}
-_STYLE = {Action.DESTROY: "red", Action.STOP: "yellow", Action.ORPHAN: "magenta"}
 
 
 def report_dict(report: ReapReport) -> dict[str, Any]:
@@ -60,35 +55,3 @@ def unreadable_lines(report: ReapReport) -> list[str]:
 def report_json(report: ReapReport) -> str:
     """`nomadrig reap --json`."""
     return json.dumps(report_dict(report), indent=2)
-
-
-def report_table(report: ReapReport, *, show_keep: bool = False) -> Any:
-    """A ``rich.table.Table`` of the verdicts (rich imported here: only the CLI needs it).
-
-    `keep` rows are hidden unless `show_keep`: a team with 300 healthy boxes wants
-    to see the five the reaper acts on; boxes kept for an unreadable tag are
-    shown, since only a person can fix them. The caption carries the counts.
-    """
-    from nomadrig.cli.common import DataTable  # cells are tags and cloud text: never read as markup
-
-    mode = "applied" if report.applied else "dry run (add --apply to act)"
-    summary = ", ".join(f"{report.count(a)} {a.value}" for a in Action if report.count(a))
-    table = DataTable(title=f"nomadrig reap: team {report.team}, {mode}", caption=summary or "no managed instances")
-    for column in ("verdict", "cloud", "location", "instance", "name", "owner", "state", "reason"):
-        table.add_column(column, overflow="fold")
-    rows = sorted(report.verdicts, key=lambda v: (_ORDER[v.action], v.instance.instance_id))
-    for v in rows:
-        if v.action == Action.KEEP and not show_keep and not v.unreadable:
-            continue
-        table.add_row(
-            v.action.value,
-            v.instance.cloud,
-            v.instance.location,
-            v.instance.instance_id,
-            v.instance.name,
-            v.instance.box_tags.owner or "",
-            v.instance.state,
-            v.reason,
-            style=_STYLE.get(v.action),
-        )
-    return table

@@ -27,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 from nomadrig.reaper.inventory import RUNNING, STOPPED, CpuWindow, ManagedInstance, SnapshotRef
 from nomadrig.reaper.lock import DEFAULT_TTL, holding, lock_for
 from nomadrig.reaper.ports import BoxStacks, ReaperCloud, StackRef
-from nomadrig.reaper.verdicts import Action, ReapPolicy, Verdict, judge_all, needs_cpu, stack_index
+from nomadrig.reaper.verdicts import Action, ReapDecision, ReapPolicy, judge_all, needs_cpu, stack_index
 
 Progress = Callable[[str], None]
 DEFAULT_SNAPSHOT_TIMEOUT_S = 2 * 3600.0  # below the lock's 6 h expiry
@@ -63,7 +63,7 @@ class ReapReport:
     applied: bool
     orphans_enabled: bool
     started_at: datetime
-    verdicts: list[Verdict] = field(default_factory=list)
+    verdicts: list[ReapDecision] = field(default_factory=list)
     actions: list[ActionRecord] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     finished_at: datetime | None = None
@@ -181,7 +181,7 @@ def _run(
 
 def _apply_cloud(
     cloud: ReaperCloud,
-    verdicts: Sequence[Verdict],
+    verdicts: Sequence[ReapDecision],
     report: ReapReport,
     say: Progress,
     *,
@@ -212,7 +212,7 @@ def _apply_cloud(
                 report.log(instance.instance_id, "stop-before-snapshot", "so the snapshot is consistent")
 
     snapshots: dict[str, list[SnapshotRef]] = {}
-    ready: list[Verdict] = []
+    ready: list[ReapDecision] = []
     stopped_teardown: list[ManagedInstance] = []
     for verdict in teardown:
         instance = stopped_now.get(verdict.instance.instance_id, verdict.instance)

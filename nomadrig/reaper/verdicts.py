@@ -74,16 +74,16 @@ class ReapPolicy:
 
     @classmethod
     def from_team(cls, team: Any) -> ReapPolicy:
-        """Read `team.team`, `team.policy.stopped_destroy_after_hours` and `team.policy.max_idle_minutes`."""
+        """Read `team.name`, `team.policy.stopped_destroy_after_hours` and `team.policy.max_idle_minutes`."""
         return cls(
-            team=team.team,
+            team=team.name,
             stopped_destroy_after_hours=float(team.policy.stopped_destroy_after_hours),
             max_idle_minutes=int(team.policy.max_idle_minutes),
         )
 
 
 @dataclass(frozen=True)
-class Verdict:
+class ReapDecision:
     """One decision with the reason a person reads in the report.
 
     `unreadable` lists the instance's bad tags ("unreadable tag KEY=VALUE: why"),
@@ -113,12 +113,12 @@ def judge(
     cpu: CpuWindow | None,
     policy: ReapPolicy,
     now: datetime,
-) -> Verdict:
+) -> ReapDecision:
     """Decide for one instance. See the module docstring for the rule order."""
     tags = instance.box_tags
 
-    def verdict(action: Action, reason: str) -> Verdict:
-        return Verdict(instance=instance, action=action, reason=reason, stack=stack)
+    def verdict(action: Action, reason: str) -> ReapDecision:
+        return ReapDecision(instance=instance, action=action, reason=reason, stack=stack)
 
     if not tags.managed:
         return verdict(Action.SKIP_UNMANAGED, "not tagged nomadrig managed=true")
@@ -128,7 +128,7 @@ def judge(
         return verdict(Action.SKIP_PROTECTED, "tagged protect")
     problems = tags.problems(now)
     if problems:
-        return Verdict(instance=instance, action=Action.KEEP, reason="; ".join(problems), stack=stack,
+        return ReapDecision(instance=instance, action=Action.KEEP, reason="; ".join(problems), stack=stack,
                        unreadable=problems)
     if stack is None:
         return verdict(Action.ORPHAN, "tagged managed but no box stack owns it")
@@ -166,8 +166,8 @@ def _judge_running(
     cpu: CpuWindow | None,
     policy: ReapPolicy,
     now: datetime,
-    verdict: Callable[[Action, str], Verdict],
-) -> Verdict:
+    verdict: Callable[[Action, str], ReapDecision],
+) -> ReapDecision:
     """Stop a running box only when the cloud's CPU metric covers the whole window and stays low."""
     if instance.launched_at is not None and _hours_since(instance.launched_at, now) * 60 < policy.max_idle_minutes:
         return verdict(Action.KEEP, "running, started less than the idle window ago")
@@ -209,7 +209,7 @@ def judge_all(
     cpu_by_id: Mapping[str, CpuWindow],
     policy: ReapPolicy,
     now: datetime,
-) -> list[Verdict]:
+) -> list[ReapDecision]:
     """Decide for every instance, matching each to the stack that records it."""
     index = stack_index(stacks)
     return [_judge_one(i, stack_for(i, index), cpu_by_id.get(i.instance_id), policy, now) for i in instances]
@@ -217,7 +217,7 @@ def judge_all(
 
 def _judge_one(
     instance: ManagedInstance, stack: StackRef | None, cpu: CpuWindow | None, policy: ReapPolicy, now: datetime
-) -> Verdict:
+) -> ReapDecision:
     """`judge`, except that a failure to judge one instance keeps that instance instead of ending the run.
 
     The rules are total over every tag value (the tests generate them); this is
@@ -226,7 +226,7 @@ def _judge_one(
     try:
         return judge(instance, stack, cpu, policy, now)
     except Exception as error:  # noqa: BLE001 - one instance must never stop the reaper
-        return Verdict(instance=instance, action=Action.KEEP, reason=f"not judged, kept: {type(error).__name__}: "
+        return ReapDecision(instance=instance, action=Action.KEEP, reason=f"not judged, kept: {type(error).__name__}: "
                        f"{str(error)[:200]}", stack=stack)
 
 

@@ -7,12 +7,14 @@ them after the shape checks, and reports in the same located form.
 
 from __future__ import annotations
 
-from nomadrig.catalog import load_catalog
+from collections.abc import Iterable
+
+from nomadrig.catalog import Catalog, load_catalog
 from nomadrig.compat import Refusal, decide
 from nomadrig.errors import InputProblem, shown
 from nomadrig.policy import registry
 from nomadrig.regions import REGIONS_BY_CLOUD
-from nomadrig.team.model import TOWER_MANAGED_GROUPS, PolicySettings, Team, Tower
+from nomadrig.team.model import TOWER_MANAGED_GROUPS, Nomad, PolicySettings, Team, Tower
 from nomadrig.team.problems import did_you_mean, parse_path
 from nomadrig.yamlmap import LocatedDocument, PathKey, format_path
 
@@ -35,115 +37,137 @@ def _rule_override_problems(policy: PolicySettings) -> list[tuple[PathKey, str, 
     return found
 
 
+Found = list[tuple[PathKey, str, str]]  # (where, what is wrong, the fix)
+
+
 def semantic_problems(team: Team, doc: LocatedDocument) -> list[InputProblem]:
-    """Checks that span fields or need the catalog: the same form as shape errors."""
+    """Checks that span fields or need the catalog, in the file's order: the same form as shape errors."""
     catalog = load_catalog()
-    problems: list[InputProblem] = []
+    found = _cloud_problems(team) + _rule_override_problems(team.policy) + _allowed_type_problems(team, catalog)
+    first_nomad = _first_index(n.name for n in team.nomads)
+    for i, nomad in enumerate(team.nomads):
+        found += _duplicate("nomads", "nomad", i, nomad.name, first_nomad) + _nomad_problems(team, catalog, i, nomad)
+    first_tower = _first_index(t.name for t in team.towers)
+    for i, tower in enumerate(team.towers):
+        found += _duplicate("towers", "tower", i, tower.name, first_tower) + _tower_problems(team, catalog, i, tower)
+    return [InputProblem(format_path(path), message, fix, doc.line_of(path)) for path, message, fix in found]
 
-    def add(path: PathKey, message: str, fix: str) -> None:
-        problems.append(InputProblem(format_path(path), message, fix, doc.line_of(path)))
 
+def _first_index(names: Iterable[str]) -> dict[str, int]:
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        first.setdefault(name, i)
+    return first
+
+
+def _duplicate(section: str, what: str, index: int, name: str, first: dict[str, int]) -> Found:
+    if first[name] == index:
+        return []
+    return [((section, index, "name"), f"duplicate {what} {name!r} (also {section}[{first[name]}]).",
+             f"Each {what} needs a unique name.")]
+
+
+def _cloud_problems(team: Team) -> Found:
     configured = team.clouds.configured()
+    found: Found = []
     if not configured and team.nomads:
-        add(("clouds",), "no cloud is configured but the team has nomads.", "Add clouds.aws or clouds.gcp.")
+        found.append((("clouds",), "no cloud is configured but the team has nomads.", "Add clouds.aws or clouds.gcp."))
     for cloud in configured:
         known = REGIONS_BY_CLOUD[cloud]
         for i, region in enumerate(team.clouds.regions(cloud)):
             if region not in known:
-                add(("clouds", cloud, "regions", i), f"{shown(region)} is not a {cloud.upper()} region.",
-                    f"Use a {cloud.upper()} region name.{did_you_mean(region, known)}")
-    for path, message, fix in _rule_override_problems(team.policy):
-        add(path, message, fix)
-    for i, type_name in enumerate(team.policy.allowed_instance_types):
-        if not any(catalog.instance(c, type_name) for c in ("aws", "gcp")):
-            add(("policy", "allowed_instance_types", i), f"{shown(type_name)} is not in the catalog.",
-                "See `nomadrig catalog` for the known types.")
+                found.append((("clouds", cloud, "regions", i), f"{shown(region)} is not a {cloud.upper()} region.",
+                              f"Use a {cloud.upper()} region name.{did_you_mean(region, known)}"))
+    return found
 
-    seen: dict[str, int] = {}
-    for i, nomad in enumerate(team.nomads):
-        base = ("nomads", i)
-        if nomad.name in seen:
-            add((*base, "name"), f"duplicate nomad {nomad.name!r} (also nomads[{seen[nomad.name]}]).",
-                "Each nomad needs a unique name.")
-        seen.setdefault(nomad.name, i)
-        cloud = nomad.cloud
-        if cloud is None:
-            if len(configured) != 1:
-                add((*base, "cloud"), "no cloud given and the team has "
-                    f"{'no' if not configured else 'several'} clouds.",
-                    f"Set cloud: to one of {configured or ['aws', 'gcp']}.")
-                continue
-            cloud = configured[0]
-        elif cloud not in configured:
-            add((*base, "cloud"), f"{cloud!r} is not configured for the team.",
-                f"Add clouds.{cloud} or use one of {configured}.")
-            continue
-        allowed = team.clouds.regions(cloud)
-        region = nomad.region or allowed[0]
-        if region not in REGIONS_BY_CLOUD[cloud]:
-            add((*base, "region"), f"{shown(region)} is not a {cloud.upper()} region.",
-                f"Use one of the team's {cloud} regions: {', '.join(allowed)}.{did_you_mean(region, allowed)}")
-            continue
-        if region not in allowed:
-            add((*base, "region"), f"{shown(region)} is outside the team's allowed {cloud} regions (data residency).",
-                f"Use one of: {', '.join(allowed)}, or add it to clouds.{cloud}.regions if your data may live there.")
-            continue
-        if nomad.gpu_profile:
-            profile = catalog.profile(nomad.gpu_profile, cloud)
-            if profile is None:
-                names = sorted({p.profile for p in catalog.profiles() if p.cloud == cloud})
-                add((*base, "gpu_profile"), f"{shown(nomad.gpu_profile)} is not a {cloud} GPU profile.",
-                    f"Use one of: {', '.join(names)}.{did_you_mean(nomad.gpu_profile, names)}")
-                continue
-            type_name, type_path = profile.instance_type, (*base, "gpu_profile")
-        else:
-            type_name, type_path = nomad.instance_type or "", (*base, "instance_type")
-        instance = catalog.instance(cloud, type_name)
-        if instance is None:
-            names = [t.instance_type for t in catalog.instance_types(cloud)]
-            add(type_path, f"{shown(type_name)} is not a known {cloud} GPU instance type.",
-                f"See `nomadrig catalog --cloud {cloud}`.{did_you_mean(type_name, names)}")
-            continue
-        if catalog.price(cloud, type_name, region) is None:
-            offered = sorted(p.region for p in catalog.prices() if p.cloud == cloud and p.instance_type == type_name)
-            add(type_path, f"{shown(type_name)} is not offered in {region} according to the catalog.",
-                f"Pick another type or region; the catalog has it in: {', '.join(offered) or 'no region'}.")
-        if not (team.policy.min_idle_minutes <= nomad.idle_minutes <= team.policy.max_idle_minutes):
-            add((*base, "idle_minutes"),
-                f"{nomad.idle_minutes} is outside the team's policy "
-                f"({team.policy.min_idle_minutes}-{team.policy.max_idle_minutes} minutes).",
-                "Pick a value in that range or change policy.min_idle_minutes/max_idle_minutes.")
-        if nomad.ttl_hours > team.policy.max_ttl_hours:
-            add((*base, "ttl_hours"), f"{nomad.ttl_hours} h is above the team's max_ttl_hours "
-                f"({team.policy.max_ttl_hours}).", "Lower ttl_hours or raise policy.max_ttl_hours.")
 
-    tower_names: dict[str, int] = {}
+def _allowed_type_problems(team: Team, catalog: Catalog) -> Found:
+    return [(("policy", "allowed_instance_types", i), f"{shown(type_name)} is not in the catalog.",
+             "See `nomadrig catalog` for the known types.")
+            for i, type_name in enumerate(team.policy.allowed_instance_types)
+            if not any(catalog.instance(c, type_name) for c in ("aws", "gcp"))]
+
+
+def _nomad_cloud_and_region(team: Team, base: PathKey, nomad: Nomad) -> tuple[str, str] | Found:
+    """Where the nomad's box goes, or why that is not known (a problem there ends the nomad's checks)."""
+    configured = team.clouds.configured()
+    cloud = nomad.cloud
+    if cloud is None:
+        if len(configured) != 1:
+            return [((*base, "cloud"), "no cloud given and the team has "
+                     f"{'no' if not configured else 'several'} clouds.",
+                     f"Set cloud: to one of {configured or ['aws', 'gcp']}.")]
+        cloud = configured[0]
+    elif cloud not in configured:
+        return [((*base, "cloud"), f"{cloud!r} is not configured for the team.",
+                 f"Add clouds.{cloud} or use one of {configured}.")]
+    allowed = team.clouds.regions(cloud)
+    region = nomad.region or allowed[0]
+    if region not in REGIONS_BY_CLOUD[cloud]:
+        return [((*base, "region"), f"{shown(region)} is not a {cloud.upper()} region.",
+                 f"Use one of the team's {cloud} regions: {', '.join(allowed)}.{did_you_mean(region, allowed)}")]
+    if region not in allowed:
+        return [((*base, "region"), f"{shown(region)} is outside the team's allowed {cloud} regions (data residency).",
+                 f"Use one of: {', '.join(allowed)}, or add it to clouds.{cloud}.regions if your data may live there.")]
+    return cloud, region
+
+
+def _nomad_problems(team: Team, catalog: Catalog, index: int, nomad: Nomad) -> Found:
+    base: PathKey = ("nomads", index)
+    where = _nomad_cloud_and_region(team, base, nomad)
+    if isinstance(where, list):
+        return where
+    cloud, region = where
+    found: Found = []
+    if nomad.gpu_profile:
+        profile = catalog.profile(nomad.gpu_profile, cloud)
+        if profile is None:
+            names = sorted({p.profile for p in catalog.profiles() if p.cloud == cloud})
+            return [((*base, "gpu_profile"), f"{shown(nomad.gpu_profile)} is not a {cloud} GPU profile.",
+                     f"Use one of: {', '.join(names)}.{did_you_mean(nomad.gpu_profile, names)}")]
+        type_name, type_path = profile.instance_type, (*base, "gpu_profile")
+    else:
+        type_name, type_path = nomad.instance_type or "", (*base, "instance_type")
+    if catalog.instance(cloud, type_name) is None:
+        names = [t.instance_type for t in catalog.instance_types(cloud)]
+        return [(type_path, f"{shown(type_name)} is not a known {cloud} GPU instance type.",
+                 f"See `nomadrig catalog --cloud {cloud}`.{did_you_mean(type_name, names)}")]
+    if catalog.price(cloud, type_name, region) is None:
+        offered = sorted(p.region for p in catalog.prices() if p.cloud == cloud and p.instance_type == type_name)
+        found.append((type_path, f"{shown(type_name)} is not offered in {region} according to the catalog.",
+                      f"Pick another type or region; the catalog has it in: {', '.join(offered) or 'no region'}."))
+    if not (team.policy.min_idle_minutes <= nomad.idle_minutes <= team.policy.max_idle_minutes):
+        found.append(((*base, "idle_minutes"),
+                      f"{nomad.idle_minutes} is outside the team's policy "
+                      f"({team.policy.min_idle_minutes}-{team.policy.max_idle_minutes} minutes).",
+                      "Pick a value in that range or change policy.min_idle_minutes/max_idle_minutes."))
+    if nomad.ttl_hours > team.policy.max_ttl_hours:
+        found.append(((*base, "ttl_hours"), f"{nomad.ttl_hours} h is above the team's max_ttl_hours "
+                      f"({team.policy.max_ttl_hours}).", "Lower ttl_hours or raise policy.max_ttl_hours."))
+    return found
+
+
+def _tower_problems(team: Team, catalog: Catalog, index: int, tower: Tower) -> Found:
+    base: PathKey = ("towers", index)
     nomad_names = {n.name for n in team.nomads}
-    for i, tower in enumerate(team.towers):
-        base = ("towers", i)
-        if tower.name in tower_names:
-            add((*base, "name"), f"duplicate tower {tower.name!r} (also towers[{tower_names[tower.name]}]).",
-                "Each tower needs a unique name.")
-        tower_names.setdefault(tower.name, i)
-        if tower.name in nomad_names:
-            add((*base, "name"),
-                f"{tower.name!r} is also a nomad's name; `nomadrig up {tower.name}` would be ambiguous.",
-                "Rename the tower.")
-        for j, who in enumerate(tower.nomads):
-            if who not in nomad_names:
-                add((*base, "nomads", j), f"{who!r} is not a nomad of this team.",
-                    f"Use one of: {', '.join(sorted(nomad_names))}.{did_you_mean(who, nomad_names)}")
-        for j, gpu in enumerate(tower.gpus):
-            if catalog.gpu(gpu.model) is None:
-                names = [g.model for g in catalog.gpu_models()]
-                add((*base, "gpus", j, "model"), f"{gpu.model!r} is not a GPU model the catalog knows.",
-                    f"Use one of: {', '.join(names)}.{did_you_mean(gpu.model, names)}")
-        for path, message, fix in _tower_access_problems(tower, base, [n.name for n in team.nomads]):
-            add(path, message, fix)
-        if all(catalog.gpu(gpu.model) is not None for gpu in tower.gpus):
-            for problem in tower_install_problems(tower, i):
-                add(parse_path(problem.path), problem.message, problem.fix)
-    return problems
+    found: Found = []
+    if tower.name in nomad_names:
+        found.append(((*base, "name"),
+                      f"{tower.name!r} is also a nomad's name; `nomadrig up {tower.name}` would be ambiguous.",
+                      "Rename the tower."))
+    for j, who in enumerate(tower.nomads):
+        if who not in nomad_names:
+            found.append(((*base, "nomads", j), f"{who!r} is not a nomad of this team.",
+                          f"Use one of: {', '.join(sorted(nomad_names))}.{did_you_mean(who, nomad_names)}"))
+    for j, gpu in enumerate(tower.gpus):
+        if catalog.gpu(gpu.model) is None:
+            names = [g.model for g in catalog.gpu_models()]
+            found.append(((*base, "gpus", j, "model"), f"{gpu.model!r} is not a GPU model the catalog knows.",
+                          f"Use one of: {', '.join(names)}.{did_you_mean(gpu.model, names)}"))
+    found += _tower_access_problems(tower, base, [n.name for n in team.nomads])
+    if all(catalog.gpu(gpu.model) is not None for gpu in tower.gpus):
+        found += [(parse_path(p.path), p.message, p.fix) for p in tower_install_problems(tower, index)]
+    return found
 
 
 def tower_install_problems(tower: Tower, index: int) -> list[InputProblem]:

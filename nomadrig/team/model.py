@@ -655,7 +655,11 @@ class Tower(Strict):
 
 
 class Team(Strict):
-    team: str
+    """A whole team file. Its name is the file's ``team:`` key (``Team.name`` in code; dumps write ``team``)."""
+
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    name: str = Field(alias="team")
     clouds: Clouds = Field(default_factory=Clouds)
     state: StateBackend = Field(default_factory=StateBackend)
     budgets: Budgets
@@ -664,7 +668,7 @@ class Team(Strict):
     nomads: list[Nomad] = Field(default_factory=list)
     towers: list[Tower] = Field(default_factory=list)
 
-    @field_validator("team")
+    @field_validator("name")
     @classmethod
     def _team(cls, v: str) -> str:
         return _check_name(v, "team name")

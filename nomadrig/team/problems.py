@@ -24,13 +24,18 @@ def did_you_mean(value: Any, choices: Iterable[str]) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
+def yaml_keys(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's fields by the key a team file writes for them (the alias, where a field has one)."""
+    return {info.alias or name: info for name, info in model.model_fields.items()}
+
+
 def _model_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model that owns the mapping at `path` (for listing allowed keys)."""
     model: Any = Team
     for part in path:
         if isinstance(part, int):
             continue
-        field_info = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        field_info = yaml_keys(model).get(part) if hasattr(model, "model_fields") else None
         if field_info is None:
             return None
         annotation = field_info.annotation
@@ -86,7 +91,7 @@ def _explain(err: Any, loc: PathKey) -> tuple[str, str]:
     value, kind = err.get("input"), err["type"]
     if kind == "extra_forbidden":
         parent = _model_at(loc[:-1])
-        allowed = sorted(parent.model_fields) if parent else []
+        allowed = sorted(yaml_keys(parent)) if parent else []
         return (f"unknown key {shown(loc[-1])}.",
                 f"Allowed here: {', '.join(allowed)}.{did_you_mean(loc[-1], allowed)}")
     if kind == "literal_error":

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_aws as aws
 
+from nomadrig import names
+
 if TYPE_CHECKING:
     from nomadrig.team.model import Team
 
@@ -39,12 +41,12 @@ class TeamNetworkSettings:
 
     @classmethod
     def from_team(cls, team: Team, region: str, primary: bool) -> TeamNetworkSettings:
-        return cls(team=team.team, region=region, allow_public_ip=team.policy.allow_public_ip,
+        return cls(team=team.name, region=region, allow_public_ip=team.policy.allow_public_ip,
                    monthly_budget_usd=team.budgets.monthly_usd, alert_emails=tuple(team.budgets.alert_emails),
                    create_budget=primary and bool(team.budgets.alert_emails))
 
     def tags(self) -> dict[str, str]:
-        return {"nomadrig:managed": "true", "nomadrig:team": self.team}
+        return names.team_tags("aws", self.team)
 
 
 @dataclass(frozen=True)

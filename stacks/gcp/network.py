@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_gcp as gcp
 
+from nomadrig import names
+
 if TYPE_CHECKING:
     from nomadrig.team.model import Team
 
@@ -42,12 +44,12 @@ class TeamNetworkSettings:
         gcp_conf = team.clouds.gcp
         if gcp_conf is None:
             raise ValueError("clouds.gcp is not configured; add it to the team file to place boxes on GCP")
-        return cls(team=team.team, project=gcp_conf.project, region=region,
+        return cls(team=team.name, project=gcp_conf.project, region=region,
                    monthly_budget_usd=team.budgets.monthly_usd, alert_emails=tuple(team.budgets.alert_emails),
                    billing_account=gcp_conf.billing_account if primary else "")
 
     def labels(self) -> dict[str, str]:
-        return {"nomadrig-managed": "true", "nomadrig-team": self.team}
+        return names.team_tags("gcp", self.team)
 
 
 @dataclass(frozen=True)
