@@ -33,6 +33,17 @@ def _digits(seed: str, n: int) -> str:
     return str(int(hashlib.sha256(seed.encode()).hexdigest(), 16))[:n]
 
 
+# EC2 ids are a prefix, '-0' and 16 hex digits; IAM names appear in their ARN after the resource kind.
+_EC2_ID_PREFIXES = {"aws:ec2/subnet:Subnet": "subnet", "aws:ec2/vpc:Vpc": "vpc",
+                    "aws:ec2/securityGroup:SecurityGroup": "sg"}
+_IAM_ARN_KINDS = {"aws:iam/role:Role": "role", "aws:iam/instanceProfile:InstanceProfile": "instance-profile"}
+
+
+def _physical_name(name: str, inputs: Mapping[str, Any]) -> str:
+    """The name a cloud gives the resource: the one declared, else Pulumi's auto-name (logical name + suffix)."""
+    return inputs.get("name") or f"{name}-{_hex(name, 7)}"
+
+
 def _hex(seed: str, n: int) -> str:
     return hashlib.sha256(seed.encode()).hexdigest()[:n]
 
@@ -161,12 +172,8 @@ class PlanMocks(pulumi_mocks.Mocks):
         elif typ == "aws:ec2/instance:Instance":
             rid = f"i-0{_hex(name, 16)}"
             out.update(privateIp=f"10.42.128.{int(_hex(name, 2), 16) % 250 + 4}", arn=f"arn:aws:ec2::{account}:{rid}")
-        elif typ == "aws:ec2/subnet:Subnet":
-            rid = f"subnet-0{_hex(name, 16)}"
-        elif typ == "aws:ec2/vpc:Vpc":
-            rid = f"vpc-0{_hex(name, 16)}"
-        elif typ == "aws:ec2/securityGroup:SecurityGroup":
-            rid = f"sg-0{_hex(name, 16)}"
+        elif typ in _EC2_ID_PREFIXES:
+            rid = f"{_EC2_ID_PREFIXES[typ]}-0{_hex(name, 16)}"
         elif typ == "aws:kms/key:Key":
             key_id = str(uuid.UUID(_hex(name, 32)))
             rid = key_id
@@ -176,16 +183,11 @@ class PlanMocks(pulumi_mocks.Mocks):
             bucket = inputs.get("bucket") or rid
             rid = bucket
             out.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}")
-        elif typ == "aws:iam/role:Role":
-            role = inputs.get("name") or f"{name}-{_hex(name, 7)}"
-            out.update(name=role, arn=f"arn:aws:iam::{account}:role/{role}")
-            rid = role
-        elif typ == "aws:iam/instanceProfile:InstanceProfile":
-            profile = inputs.get("name") or f"{name}-{_hex(name, 7)}"
-            out.update(name=profile, arn=f"arn:aws:iam::{account}:instance-profile/{profile}")
-            rid = profile
+        elif typ in _IAM_ARN_KINDS:
+            rid = _physical_name(name, inputs)
+            out.update(name=rid, arn=f"arn:aws:iam::{account}:{_IAM_ARN_KINDS[typ]}/{rid}")
         elif typ.startswith("gcp:"):
-            gname = inputs.get("name") or f"{name}-{_hex(name, 7)}"
+            gname = _physical_name(name, inputs)
             out["name"] = gname
             kind = typ.split(":")[-1]
             if typ.startswith("gcp:compute/"):

@@ -117,8 +117,6 @@ def test_gcp_box_gets_project_region_and_zone_config(fake, team):
         "gcp:project=vision-lab-research",
         "--plaintext",
         "gcp:region=us-central1",
-        "--plaintext",
-        "gcp:zone=us-central1-a",
     ]
 
 

@@ -39,6 +39,7 @@ from nomadrig.spec import box_specs
 from nomadrig.sshconfig import box_accesses, render_block
 from nomadrig.team.load import parse_team
 from nomadrig.team.model import Team
+from nomadrig.team.problems import yaml_keys
 from nomadrig.userdata import render_user_data
 from nomadrig.yamlmap import PathKey, format_path
 from tests.test_tower_hostile import (
@@ -102,7 +103,7 @@ def string_fields(model: type[BaseModel] = Team, prefix: PathKey = ()) -> Iterat
 
     Lists are entered at index 0 (the example has an entry there, or the test makes one).
     """
-    for name, info in model.model_fields.items():
+    for name, info in yaml_keys(model).items():  # the keys a file writes (Team.name is `team:`)
         annotation = info.annotation
         path = (*prefix, name)
         origin = typing.get_origin(annotation)

@@ -155,10 +155,10 @@ def test_preflight_gets_the_pci_ids_of_the_declared_gpus_from_the_matrix() -> No
 
 
 def test_preflight_and_the_tower_rule_support_the_same_operating_systems() -> None:
-    from nomadrig.policy.spec_rules import SUPPORTED_TOWER_OS
+    from nomadrig.team.model import SUPPORTED_OS
 
     team = parse_team(EXAMPLE.read_text(), "team.yaml")
-    assert tower_vars(team, team.towers[0])["preflight_supported_os"] == list(SUPPORTED_TOWER_OS)
+    assert tower_vars(team, team.towers[0])["preflight_supported_os"] == list(SUPPORTED_OS)
 
 
 def test_every_catalog_tower_gpu_has_pci_ids() -> None:

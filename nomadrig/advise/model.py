@@ -26,11 +26,10 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from nomadrig.catalog import Catalog, InstanceType, Price, TowerBuild
-from nomadrig.cost import DISK_RATE, SPOT_INTERRUPTION_OVERHEAD_PCT
+from nomadrig.cost import DISK_RATE, HOURS_PER_MONTH, SPOT_INTERRUPTION_OVERHEAD_PCT
 from nomadrig.errors import BadInputError, InputProblem
 
 WEEKS_PER_MONTH = 52 / 12
-HOURS_PER_MONTH = 730.0
 
 
 @dataclass(frozen=True)

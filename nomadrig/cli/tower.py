@@ -115,7 +115,7 @@ class Outcome:
         return 0 if self.report is not None and self.report.succeeded else RUN_FAILED
 
     def as_json(self) -> dict[str, Any]:
-        """The report as JSON, with an ``error`` object (cli_common's shape) when the tower did not succeed."""
+        """The report as JSON, with an ``error`` object (cli.common's shape) when the tower did not succeed."""
         data: dict[str, Any] = asdict(self.report) if self.report is not None else {"tower": self.tower}
         if self.error is not None:
             data.update(error_object(self.exit_code, self.error.render(), problems_of(self.error)))
@@ -131,7 +131,7 @@ def run_towers(team: Team, names: list[str], mode: Mode, options: Callable[[str]
 
     A tower's failure (bad variables, Ansible not starting, a failed task)
     is recorded and the others go on. The main thread polls the runs' queue
-    and a Ctrl-C flag (`engine_interrupt.ctrl_c_as_a_flag`): on Ctrl-C it cancels every run
+    and a Ctrl-C flag (`engine.interrupt.ctrl_c_as_a_flag`): on Ctrl-C it cancels every run
     through the runs' `cancel` option (ansible-runner stops its
     ansible-playbook), waits for them to stop, and raises KeyboardInterrupt
     (exit 130). An interrupt raised inside a run is handled the same way.

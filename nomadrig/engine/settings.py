@@ -1,6 +1,6 @@
 """What the engine tells the Pulumi CLI: work dir, backend, secrets, the CLI and the policy pack's Python.
 
-Kept apart from `engine.py` because none of it needs Pulumi: it is plain path
+Kept apart from `operations.py` because none of it needs Pulumi: it is plain path
 and environment logic, decided once per command, and tested without a CLI.
 Where things live is `nomadrig.paths`' answer; this module decides what the
 CLI gets:

@@ -1,6 +1,6 @@
 """What the engine's stacks are: their names, provider config and programs, and what they report.
 
-Plain values and small pure functions, kept apart from `engine.py` (which runs
+Plain values and small pure functions, kept apart from `operations.py` (which runs
 the Pulumi CLI) so the CLI, the reaper and the tests can name stacks and read
 their results without starting Pulumi.
 """
@@ -26,17 +26,12 @@ PulumiFn = Callable[[], None]
 # ---------------------------------------------------------------- provider config
 
 
-def gcp_zone(region: str) -> str:
-    """The zone boxes of a GCP region go to: the region's ``-a`` zone, one fixed choice per region."""
-    return f"{region}-a"
-
-
 def cloud_config(cloud: str, region: str, project: str = "") -> dict[str, str]:
     """Provider config set on every stack of a cloud/region (the programs read no other provider config)."""
     if cloud == "aws":
         return {"aws:region": region}
     if cloud == "gcp":
-        return {"gcp:project": project, "gcp:region": region, "gcp:zone": gcp_zone(region)}
+        return {"gcp:project": project, "gcp:region": region}  # the box program picks the zone (first one UP)
     raise CloudError(f"unknown cloud {cloud!r}: nomadrig provisions on aws or gcp")
 
 

@@ -16,8 +16,6 @@ if TYPE_CHECKING:
     from nomadrig.policy.model import TeamPlan
     from nomadrig.spec import BoxSpec, TowerSpec
 
-#: The team file's os choices, which preflight also receives: one list for the rule and the role.
-SUPPORTED_TOWER_OS = SUPPORTED_OS
 #: GCP projects that publish public images: Deep Learning VM, ML images, and the OS images Google builds.
 GCP_PUBLIC_IMAGE_PROJECTS = ("deeplearning-platform-release", "ml-images", "debian-cloud", "ubuntu-os-cloud",
                              "ubuntu-os-accelerator-images", "cos-cloud")
@@ -176,9 +174,9 @@ def idle_limit(box: BoxSpec, ctx: PolicyContext) -> Iterable[Violation]:
 
 @spec_rule(id="TWR-001", title="Tower OS is supported", severity=Severity.MANDATORY, kind="tower")
 def tower_os(tower: TowerSpec, ctx: PolicyContext) -> Iterable[Violation]:
-    if tower.os not in SUPPORTED_TOWER_OS:
+    if tower.os not in SUPPORTED_OS:
         yield Violation(f"{tower.name}: {tower.os} is not supported",
-                        f"install one of {', '.join(SUPPORTED_TOWER_OS)}")
+                        f"install one of {', '.join(SUPPORTED_OS)}")
 
 
 @spec_rule(id="TWR-002", title="Tower has enough RAM", severity=Severity.MANDATORY, kind="tower")

@@ -14,16 +14,9 @@ import re
 import zoneinfo
 from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from nomadrig.errors import ValueProblem, describe_char, first_unprintable, shown
@@ -34,8 +27,9 @@ if TYPE_CHECKING:
     from nomadrig.compat import TowerRequest
 
 CloudName = Literal["aws", "gcp"]
-SUPPORTED_OS = ("ubuntu-22.04", "ubuntu-24.04", "ubuntu-26.04", "debian-12", "debian-13")
 TowerOs = Literal["ubuntu-22.04", "ubuntu-24.04", "ubuntu-26.04", "debian-12", "debian-13"]
+#: The releases a tower may run: the roles, the preflight and the policy read this one list.
+SUPPORTED_OS: tuple[str, ...] = get_args(TowerOs)
 Framework = Literal["pytorch", "jax"]
 Severity = Literal["mandatory", "advisory"]
 DEFAULT_BACKEND = "file://~/.nomadrig/state"
@@ -145,6 +139,13 @@ def check_email(value: str) -> str:
     return value
 
 
+def _empty_or(value: str, well_formed: bool, what: str, fix: str) -> str:
+    """`value` if it is empty (the default applies) or well formed; else the problem, naming `what` it is not."""
+    if value and not well_formed:
+        raise ValueProblem(f"{shown(value)} is not {what}.", fix)
+    return value
+
+
 def check_ssm_parameter(value: str) -> str:
     """An SSM parameter name (/path/segments) or an SSM parameter ARN; empty means the stacks' default."""
     if re.fullmatch(r"ami-[0-9a-f]{8,17}", value):
@@ -153,14 +154,12 @@ def check_ssm_parameter(value: str) -> str:
                            "Store the id in a parameter of your account (aws ssm put-parameter --name "
                            "/vision-lab/box-ami --type String --data-type aws:ec2:image --value ami-...) and "
                            "write its name here.")
-    shaped = SSM_NAME_RE.fullmatch(value) or SSM_ARN_RE.fullmatch(value)
-    if value and not (len(value) <= MAX_SSM_PARAMETER and shaped):
-        raise ValueProblem(
-            f"{shown(value)} is not an SSM parameter name or ARN.",
-            "Write a parameter name like /aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/"
-            "latest/ami-id (letters, digits, _ . - between slashes, at most 15 levels) or an ARN like "
-            "arn:aws:ssm:eu-west-1:123456789012:parameter/team/box-ami; leave it empty for the default image.")
-    return value
+    shaped = bool(SSM_NAME_RE.fullmatch(value) or SSM_ARN_RE.fullmatch(value))
+    return _empty_or(value, len(value) <= MAX_SSM_PARAMETER and shaped, "an SSM parameter name or ARN",
+                     "Write a parameter name like /aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-"
+                     "ubuntu-22.04/latest/ami-id (letters, digits, _ . - between slashes, at most 15 levels) or an ARN "
+                     "like arn:aws:ssm:eu-west-1:123456789012:parameter/team/box-ami; leave it empty for the default "
+                     "image.")
 
 
 def ssm_parameter_account(value: str) -> str | None:
@@ -171,13 +170,11 @@ def ssm_parameter_account(value: str) -> str | None:
 
 def check_image_family(value: str) -> str:
     """A GCE image family (an RFC 1035 label) or its projects/<project>/global/images/family/<family> path."""
-    if value and not (GCE_FAMILY_RE.fullmatch(value) or GCE_FAMILY_PATH_RE.fullmatch(value)):
-        raise ValueProblem(
-            f"{shown(value)} is not a GCE image family.",
-            "Write a family like common-cu128-ubuntu-2204-nvidia-570 (lowercase letters, digits and dashes, at most "
-            "63) or projects/deeplearning-platform-release/global/images/family/<family>; leave it empty for the "
-            "default image.")
-    return value
+    shaped = bool(GCE_FAMILY_RE.fullmatch(value) or GCE_FAMILY_PATH_RE.fullmatch(value))
+    return _empty_or(value, shaped, "a GCE image family",
+                     "Write a family like common-cu128-ubuntu-2204-nvidia-570 (lowercase letters, digits and dashes, "
+                     "at most 63) or projects/deeplearning-platform-release/global/images/family/<family>; leave it "
+                     "empty for the default image.")
 
 
 def image_family_project(value: str) -> str | None:
@@ -314,50 +311,36 @@ _BACKEND_CHECKS = {
 # ---------------------------------------------------------------- the model
 
 
+def _shaped(pattern: str, problem: str, *, unset: tuple[object, ...] = ("",)) -> AfterValidator:
+    """A text field that is unset (``unset``: what leaving it out gives) or matches ``pattern`` whole.
+
+    ``problem`` says what the value is not; ``{value}`` in it is the value as shown.
+    """
+    compiled = re.compile(pattern)
+
+    def check(value: str | None) -> str | None:
+        if value in unset or (value is not None and compiled.fullmatch(value)):
+            return value
+        raise ValueError(problem.format(value=shown(value)))
+
+    return AfterValidator(check)
+
+
 class AwsCloud(Strict):
-    account_id: str = ""
+    account_id: Annotated[str, _shaped(r"\d{12}", "{value} is not an AWS account id: 12 digits, quoted in YAML")] = ""
     regions: list[str] = Field(min_length=1)
-    ami_parameter: str = ""  # SSM parameter of the box image; empty: the Deep Learning Base OSS NVIDIA AMI
-
-    @field_validator("account_id")
-    @classmethod
-    def _account(cls, v: str) -> str:
-        if v and not re.fullmatch(r"\d{12}", v):
-            raise ValueError(f"{shown(v)} is not an AWS account id: 12 digits, quoted in YAML")
-        return v
-
-    @field_validator("ami_parameter")
-    @classmethod
-    def _ami(cls, v: str) -> str:
-        return check_ssm_parameter(v)
+    #: SSM parameter of the box image; empty: the Deep Learning Base OSS NVIDIA AMI.
+    ami_parameter: Annotated[str, AfterValidator(check_ssm_parameter)] = ""
 
 
 class GcpCloud(Strict):
-    project: str
+    project: Annotated[str, _shaped(GCP_PROJECT_RE.pattern, "{value} is not a GCP project id: 6-30 lowercase "
+                                    "letters, digits or dashes, starting with a letter", unset=())]
     regions: list[str] = Field(min_length=1)
-    billing_account: str = ""
-    image_family: str = ""  # Deep Learning VM image family; empty: the stacks' default
-
-    @field_validator("project")
-    @classmethod
-    def _project(cls, v: str) -> str:
-        if not GCP_PROJECT_RE.fullmatch(v):
-            raise ValueError(
-                f"{shown(v)} is not a GCP project id: 6-30 lowercase letters, digits or dashes, starting with a letter"
-            )
-        return v
-
-    @field_validator("billing_account")
-    @classmethod
-    def _billing(cls, v: str) -> str:
-        if v and not re.fullmatch(r"[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}", v):
-            raise ValueError(f"{shown(v)} is not a billing account id: XXXXXX-XXXXXX-XXXXXX (hex, upper case)")
-        return v
-
-    @field_validator("image_family")
-    @classmethod
-    def _image(cls, v: str) -> str:
-        return check_image_family(v)
+    billing_account: Annotated[str, _shaped(r"[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}", "{value} is not a billing "
+                                            "account id: XXXXXX-XXXXXX-XXXXXX (hex, upper case)")] = ""
+    #: Deep Learning VM image family; empty: the stacks' default.
+    image_family: Annotated[str, AfterValidator(check_image_family)] = ""
 
 
 class Clouds(Strict):
@@ -468,7 +451,8 @@ class Nomad(Strict):
     spot: bool = False
     ttl_hours: int = Field(default=72, ge=1, le=8760)
     idle_minutes: int = Field(default=60, ge=5, le=1440)
-    wireguard_public_key: str = ""
+    wireguard_public_key: Annotated[str, _shaped(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=", "not a WireGuard public "
+                                                 "key (44 characters of base64, from `wg pubkey`)")] = ""
 
     @field_validator("name")
     @classmethod
@@ -493,13 +477,6 @@ class Nomad(Strict):
     @classmethod
     def _tz(cls, v: str) -> str:
         return check_timezone(v)
-
-    @field_validator("wireguard_public_key")
-    @classmethod
-    def _wg(cls, v: str) -> str:
-        if v and not re.fullmatch(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=", v):
-            raise ValueError("not a WireGuard public key (44 characters of base64, from `wg pubkey`)")
-        return v
 
     @model_validator(mode="after")
     def _one_type(self) -> Nomad:
@@ -584,9 +561,13 @@ class Tower(Strict):
     driver_channel: Literal["distro", "cuda_repo"] = "distro"
     #: Driver branch, kernel-module flavour, CUDA toolkit and Python: None lets nomadrig choose them from the
     #: GPUs and the OS release (`nomadrig.compat.decide`); a value given is checked against the same matrix.
-    driver_branch: str | None = None
+    driver_branch: Annotated[str | None, _shaped(r"\d{3}", '{value} is not an NVIDIA driver branch: three digits, '
+                                                  'quoted, like "550" (or leave it out to let nomadrig choose from the '
+                                                  'GPUs)', unset=(None,))] = None
     kernel_modules: Literal["open", "proprietary"] | None = None
-    cuda_version: str | None = None
+    cuda_version: Annotated[str | None, _shaped(r"\d{2}\.\d{1,2}", '{value} is not a CUDA version: major.minor, '
+                                                 'quoted, like "12.4" (or leave it out to let nomadrig choose)',
+                                                 unset=(None,))] = None
     python: str | None = None
     frameworks: list[Framework] = Field(default_factory=lambda: ["pytorch"])
     gpu_containers: bool = False
@@ -618,22 +599,6 @@ class Tower(Strict):
                 "Write the account you log in to the tower as, e.g. admin: lowercase letters, digits, '_' and '-', "
                 "up to 32 characters, starting with a letter or '_'.",
             )
-        return v
-
-    @field_validator("driver_branch")
-    @classmethod
-    def _branch(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"\d{3}", v):
-            raise ValueError(f"{v!r} is not an NVIDIA driver branch: three digits, quoted, like \"550\" "
-                             "(or leave it out to let nomadrig choose from the GPUs)")
-        return v
-
-    @field_validator("cuda_version")
-    @classmethod
-    def _cuda(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"\d{2}\.\d{1,2}", v):
-            raise ValueError(f"{v!r} is not a CUDA version: major.minor, quoted, like \"12.4\" "
-                             "(or leave it out to let nomadrig choose)")
         return v
 
     @field_validator("python")
