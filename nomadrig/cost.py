@@ -17,7 +17,7 @@ per nomad, in the box's cloud and region (running hours = hours_per_day x days_p
   cloud-nat-vm  running h x Cloud NAT per-VM rate (GCP private boxes; capped at 32 VMs a gateway)
   public-ip     running h x public IPv4 rate (only with policy.allow_public_ip)
   egress        egress_gb_per_month x internet egress rate
-per team stack (one per cloud and region with a box), 730 h a month:
+per team network (one per cloud and region with a box), 730 h a month:
   nat-gateway   730 x NAT gateway hourly rate (AWS, private)
   nat-ip        730 x public IPv4 rate of the NAT gateway's address (AWS and GCP, private)
   kms           1 x key-month (AWS key) or key-version-month (GCP) rate
@@ -73,7 +73,7 @@ class Assumptions:
     egress_gb_per_month: float  # per nomad, out to the internet (results, checkpoints pulled home)
     snapshot_pct_of_data_disk: float  # first snapshot = used blocks; 100 = a full data volume
     snapshots_kept: int  # the reaper's last snapshots of each nomad's data volume
-    bucket_gb: float  # dataset bucket per team stack, current versions
+    bucket_gb: float  # dataset bucket per team network, current versions
     bucket_noncurrent_pct: float  # versioning keeps overwritten objects: extra GB as % of bucket_gb
     spot_interruption_overhead_pct: float = SPOT_INTERRUPTION_OVERHEAD_PCT  # re-run + restart hours per spot hour
 
@@ -98,7 +98,7 @@ class Assumptions:
 class CostLine:
     """One line of the bill: quantity x rate = monthly USD, with the rate's source and dates."""
 
-    scope: str  # the nomad, or "(team)" for a team stack's shared resources
+    scope: str  # the nomad, or "(team)" for a team network's shared resources
     cloud: str
     region: str
     item: str  # compute, root-disk, data-disk, snapshot, nat-data, cloud-nat-vm, public-ip, egress, ...
@@ -251,7 +251,7 @@ def box_cost(spec: BoxSpec, usage: Usage | Any | None, catalog: Catalog | None =
 
 def team_lines(specs: Iterable[BoxSpec], allow_public_ip: bool, assume: Assumptions,
                catalog: Catalog) -> list[CostLine]:
-    """The shared lines of each team stack (one per cloud and region with a box), billed 730 h a month."""
+    """The shared lines of each team network (one per cloud and region with a box), billed 730 h a month."""
     lines: list[CostLine] = []
     for cloud, region in sorted({(s.cloud, s.region) for s in specs}):
         def rate(item: str, cloud: str = cloud, region: str = region) -> Rate | None:
@@ -275,7 +275,7 @@ def team_lines(specs: Iterable[BoxSpec], allow_public_ip: bool, assume: Assumpti
 
 def fixed_monthly_usd(specs: list[BoxSpec], allow_public_ip: bool, usage: Usage | Any | None = None,
                       catalog: Catalog | None = None) -> dict[str, float]:
-    """The team stacks' known monthly lines, keyed 'cloud/region/item' (NAT gateway, NAT IP, KMS, bucket)."""
+    """The team networks' known monthly lines, keyed 'cloud/region/item' (NAT gateway, NAT IP, KMS, bucket)."""
     lines = team_lines(specs, allow_public_ip, Assumptions.from_usage(usage), catalog or load_catalog())
     return {f"{line.cloud}/{line.region}/{line.item}": line.monthly_usd for line in lines
             if line.monthly_usd is not None}
@@ -294,7 +294,7 @@ class TeamProjection:
 
     @property
     def fixed(self) -> dict[str, float]:
-        """The team stacks' known lines keyed 'cloud/region/item' (kept for callers that sum fixed costs)."""
+        """The team networks' known lines keyed 'cloud/region/item' (kept for callers that sum fixed costs)."""
         return {f"{line.cloud}/{line.region}/{line.item}": line.monthly_usd for line in self.team
                 if line.monthly_usd is not None}
 
@@ -342,7 +342,7 @@ def team_projection(specs: list[BoxSpec], usage: Usage | Any | None, budget_usd:
 def stack_summaries(projection: TeamProjection) -> list[str]:
     """One line per stack of the projection, its monthly lines itemised, for `nomadrig plan` to print as it is.
 
-    A box stack per nomad, then a team stack per cloud and region; a line without a known rate is named
+    A box stack per nomad, then a team network per cloud and region; a line without a known rate is named
     as unknown (and, as everywhere, left out of the sums).
     """
     def items(lines: Iterable[CostLine]) -> str:
@@ -353,5 +353,5 @@ def stack_summaries(projection: TeamProjection) -> list[str]:
            f"${_total(box.lines):,.2f}/month = {items(box.lines)}" for box in projection.boxes]
     for cloud, region in sorted({(line.cloud, line.region) for line in projection.team}):
         mine = [line for line in projection.team if (line.cloud, line.region) == (cloud, region)]
-        out.append(f"team stack {cloud} {region}: ${_total(mine):,.2f}/month = {items(mine)}")
+        out.append(f"team network {cloud} {region}: ${_total(mine):,.2f}/month = {items(mine)}")
     return out

@@ -7,10 +7,9 @@ Stacks
     ``team_networks(team) -> list[tuple[cloud, region]]``
         The team network stacks a team needs: one per (cloud, region) that at
         least one nomad uses, in team-file order.
-    ``team_stack_name(team_name, cloud, region) -> str``
-        ``"<team>--net--<cloud>--<region>"``, e.g. ``vision-lab--net--aws--eu-west-1``.
-    Box stacks are named ``BoxSpec.stack_name`` (``"<team>--<nomad>"``). Every
-    stack name comes from `nomadrig.names`, which also parses them back.
+    Network stacks are named ``names.network_stack_name`` (``"<team>--net--<cloud>--<region>"``,
+    e.g. ``vision-lab--net--aws--eu-west-1``), box stacks ``BoxSpec.stack_name`` (``"<team>--<nomad>"``).
+    Every stack name comes from `nomadrig.names`, which also parses them back.
     Deploy every team network stack before the box stacks of its region.
 
 Programs (inline programs for ``auto.create_or_select_stack(program=...)``)
@@ -64,13 +63,6 @@ if TYPE_CHECKING:
 AWS_NETWORK_OUTPUTS = ("vpc_id", "subnet_ids", "availability_zones", "security_group_id", "kms_key_arn",
                        "bucket_name", "bucket_arn")
 GCP_NETWORK_OUTPUTS = ("network_self_link", "subnetwork_self_link", "kms_key_id", "bucket_name", "network_tag")
-
-
-def team_stack_name(team_name: str, cloud: str, region: str) -> str:
-    """The team network stack of one cloud and region (named by `nomadrig.names`)."""
-    from nomadrig.names import network_stack_name
-
-    return network_stack_name(team_name, cloud, region)
 
 
 def team_networks(team: Team) -> list[tuple[str, str]]:

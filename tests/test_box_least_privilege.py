@@ -190,7 +190,7 @@ def two_gcp_boxes(team: Team) -> list[StackPlan]:
     grace = box_spec(team, "grace")
     specs = [grace, dataclasses.replace(grace, nomad="gracie")]
     stacks = attribute(team, specs, run_programs(team, specs).resources)
-    return [s for s in stacks if s.kind == "box"] + [s for s in stacks if s.kind == "team"]
+    return [s for s in stacks if s.kind == "box"] + [s for s in stacks if s.kind == "network"]
 
 
 def test_each_gcp_box_runs_as_its_own_service_account(two_gcp_boxes: list[StackPlan]) -> None:
@@ -214,7 +214,7 @@ def starts_with_literal(expression: str) -> str:
 
 
 def test_each_gcp_box_may_reach_only_objects_under_its_own_prefix(two_gcp_boxes: list[StackPlan]) -> None:
-    [network] = [s for s in two_gcp_boxes if s.kind == "team"]
+    [network] = [s for s in two_gcp_boxes if s.kind == "network"]
     [bucket] = [r for r in network.resources if r.type == "gcp:storage/bucket:Bucket"]
     assert not [r for r in network.resources if r.type == GCS_MEMBER], "no team-wide grant on the bucket"
     for box in (s for s in two_gcp_boxes if s.kind == "box"):

@@ -1,4 +1,4 @@
-"""Cost math the budget policy relies on: the compute line, unknown prices, the team stacks' lines.
+"""Cost math the budget policy relies on: the compute line, unknown prices, the team networks' lines.
 
 Every line of the example team is recomputed from the catalog files in test_cost_lines.py; these
 tests pin the behaviours around it with a spec whose prices are made up (1.10/h, spot 0.45/h).

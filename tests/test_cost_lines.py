@@ -205,7 +205,7 @@ def test_the_disk_types_priced_are_the_ones_the_stacks_create(planned):
 
 def test_one_nat_gateway_key_and_bucket_line_per_team_stack_that_has_them(planned, cost_json):
     counted: dict[tuple[str, str], int] = {}
-    for stack in (s for s in planned.stacks if s.kind == "team"):
+    for stack in (s for s in planned.stacks if s.kind == "network"):
         for res in stack.resources:
             item = {"aws:ec2/natGateway:NatGateway": "nat-gateway", "aws:ec2/eip:Eip": "nat-ip",
                     "gcp:compute/routerNat:RouterNat": "nat-ip", "aws:kms/key:Key": "kms",
@@ -237,7 +237,7 @@ def test_the_overhead_is_the_team_file_s_when_it_states_one(tmp_path):
 
 
 def test_plan_stack_summaries_add_up_to_the_bill_the_formulas_give():
-    """`cost.stack_summaries` (what plan prints per stack): one line per box and team stack, summing to the total."""
+    """`cost.stack_summaries` (what plan prints per stack): one line per box and team network, summing to the total."""
     import re
 
     from nomadrig.cost import stack_summaries
@@ -250,4 +250,4 @@ def test_plan_stack_summaries_add_up_to_the_bill_the_formulas_give():
     assert sum(totals) == pytest.approx(sum(expected_lines().values()), abs=0.05)
     for who in stacks:
         assert sum(line.startswith(f"{who} (") for line in lines) == 1
-    assert sum(line.startswith("team stack ") for line in lines) == len({(s.cloud, s.region) for s in box_specs(team)})
+    assert sum(line.startswith("team network ") for line in lines) == len({(s.cloud, s.region) for s in box_specs(team)})

@@ -52,8 +52,8 @@ def test_example_team_plans_clean_and_exits_0() -> None:
 
 def test_json_lists_one_team_stack_per_cloud_region_and_one_box_stack_per_nomad(example_json: dict) -> None:
     kinds = [(s["kind"], s["cloud"], s["region"]) for s in example_json["stacks"]]
-    assert sorted(k for k in kinds if k[0] == "team") == [
-        ("team", "aws", "eu-west-1"), ("team", "aws", "us-east-1"), ("team", "gcp", "us-central1")]
+    assert sorted(k for k in kinds if k[0] == "network") == [
+        ("network", "aws", "eu-west-1"), ("network", "aws", "us-east-1"), ("network", "gcp", "us-central1")]
     assert sorted(s["nomad"] for s in example_json["stacks"] if s["kind"] == "box") == ["ada", "grace", "linus"]
     assert example_json["ok"] is True and example_json["mandatory_violations"] == 0
 

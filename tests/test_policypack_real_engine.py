@@ -65,7 +65,7 @@ def replay(resources: Iterable[PlannedResource]) -> Callable[[], None]:
 def planned(cloud: str) -> tuple[list[PlannedResource], list[PlannedResource]]:
     """(network, box) resources of the nomad on `cloud`, as the real programs register them under mocks."""
     plan = plan_team(load_team(TEAM_FILE), NOMAD[cloud])
-    network = [r for s in plan.stacks if s.kind == "team" for r in s.resources]
+    network = [r for s in plan.stacks if s.kind == "network" for r in s.resources]
     box = [r for s in plan.stacks if s.kind == "box" for r in s.resources]
     return network, box
 

@@ -50,7 +50,7 @@ def user_data(instance: dict[str, Any]) -> dict[str, Any]:
 
 def test_example_team_satisfies_every_mandatory_rule_on_aws(plan: PlanResult) -> None:
     aws_stacks = [s for s in plan.stacks if s.cloud == "aws"]
-    assert {s.kind for s in aws_stacks} == {"team", "box"}
+    assert {s.kind for s in aws_stacks} == {"network", "box"}
     problems = [v.as_dict() for s in aws_stacks for v in mandatory(s.verdicts)]
     assert problems == []
 
@@ -147,7 +147,7 @@ def test_instance_role_has_only_session_manager_and_the_nomads_bucket_prefix(pla
 
 def test_security_group_has_no_ingress_rule_at_all(plan: PlanResult) -> None:
     for stack in plan.stacks:
-        if stack.kind == "team" and stack.cloud == "aws":
+        if stack.kind == "network" and stack.cloud == "aws":
             sg = one(stack, "aws:ec2/securityGroup:SecurityGroup")
             assert sg.get("ingress", []) == []
             assert not [r for r in stack.resources if "ingress" in r.type.lower()]
@@ -173,7 +173,7 @@ def test_dataset_bucket_is_private_kms_encrypted_and_versioned(plan: PlanResult)
 
 def test_budget_alerts_at_80_and_100_percent_once_per_account(plan: PlanResult, team: Team) -> None:
     budgets = [r.props for r in plan.resources("aws:budgets/budget:Budget")]
-    assert len(budgets) == 1, "budgets are account-wide: one, in the first AWS team stack"
+    assert len(budgets) == 1, "budgets are account-wide: one, in the first AWS team network"
     budget = budgets[0]
     assert float(budget["limitAmount"]) == team.budgets.monthly_usd
     assert sorted(n["threshold"] for n in budget["notifications"]) == [80, 100]

@@ -43,7 +43,7 @@ def one(stack: StackPlan, type_token: str) -> dict[str, Any]:
 
 def test_example_team_satisfies_every_mandatory_rule_on_gcp(plan: PlanResult) -> None:
     gcp_stacks = [s for s in plan.stacks if s.cloud == "gcp"]
-    assert {s.kind for s in gcp_stacks} == {"team", "box"}
+    assert {s.kind for s in gcp_stacks} == {"network", "box"}
     assert [v.as_dict() for s in gcp_stacks for v in mandatory(s.verdicts)] == []
 
 

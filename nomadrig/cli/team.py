@@ -94,7 +94,7 @@ def cost(team_file: Path = TeamFileOption, json_out: bool = JsonOption) -> None:
                 table.add_row(f"  {ln.item}", ln.basis, _usd_month(ln.monthly_usd), _rate_age(ln, today))
         for (cloud, region) in dict.fromkeys((ln.cloud, ln.region) for ln in projection.team):
             shared = [ln for ln in projection.team if (ln.cloud, ln.region) == (cloud, region)]
-            table.add_row(f"team stack ({cloud} {region})", "", _usd_month(round(sum(
+            table.add_row(f"team network ({cloud} {region})", "", _usd_month(round(sum(
                 ln.monthly_usd or 0.0 for ln in shared), 2)), "")
             for ln in shared:
                 table.add_row(f"  {ln.item}", ln.basis, _usd_month(ln.monthly_usd), _rate_age(ln, today))

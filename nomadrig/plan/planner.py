@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nomadrig import names
 from nomadrig.errors import BadInputError, InputProblem
 from nomadrig.policy import (
     PlannedResource,
@@ -57,7 +58,7 @@ class StackPlan:
     """One stack as the plan sees it: what it would create, and what the policy says about it."""
 
     stack: str
-    kind: str  # "team" or "box"
+    kind: str  # "network" (the team network of a cloud and region) or "box", as `ls` says
     cloud: str
     region: str
     component: str  # the component's type token
@@ -305,7 +306,6 @@ def _in_worker(team: Team, specs: Sequence[BoxSpec]) -> list[RecordedResource]:
 
 def attribute(team: Team, specs: Sequence[BoxSpec], resources: Sequence[RecordedResource]) -> list[StackPlan]:
     """Group the recorded resources by the stack they would live in (their top-level component)."""
-    from nomadrig.stacks.program import team_stack_name
 
     by_urn = {r.urn: r for r in resources}
     spec_by_nomad = {s.nomad: s for s in specs}
@@ -320,7 +320,8 @@ def attribute(team: Team, specs: Sequence[BoxSpec], resources: Sequence[Recorded
             stacks[rec.urn] = StackPlan(spec.stack_name, "box", cloud, spec.region, rec.type, spec=spec)
         elif kind == "TeamNetwork":
             region = rec.name.removeprefix(f"{team.name}-")
-            stacks[rec.urn] = StackPlan(team_stack_name(team.name, cloud, region), "team", cloud, region, rec.type)
+            stacks[rec.urn] = StackPlan(names.network_stack_name(team.name, cloud, region), "network", cloud, region,
+                                        rec.type)
 
     def top(urn: str) -> str:
         while by_urn.get(urn) is not None and by_urn[urn].parent in by_urn:
@@ -338,7 +339,7 @@ def attribute(team: Team, specs: Sequence[BoxSpec], resources: Sequence[Recorded
             owner.retained.add(rec.urn)
     for stack in stacks.values():
         stack.resources.sort(key=lambda r: (r.type, r.name))
-    order = {"team": 0, "box": 1}
+    order = {"network": 0, "box": 1}
     return sorted(stacks.values(), key=lambda s: (order[s.kind], s.stack))
 
 

@@ -386,7 +386,7 @@ class Usage(Strict):
     egress_gb_per_month: float = Field(default=10, ge=0, le=1_000_000)  # per nomad, out to the internet
     snapshot_pct_of_data_disk: float = Field(default=100, ge=0, le=100)  # share of the data disk a snapshot holds
     snapshots_kept: int = Field(default=1, ge=0, le=100)  # the reaper's snapshots kept per nomad
-    bucket_gb: float = Field(default=100, ge=0, le=10_000_000)  # dataset bucket per team stack
+    bucket_gb: float = Field(default=100, ge=0, le=10_000_000)  # dataset bucket per team network
     bucket_noncurrent_pct: float = Field(default=20, ge=0, le=1000)  # extra GB kept by versioning, % of bucket_gb
     spot_interruption_overhead_pct: float = Field(default=10, ge=0, le=100)  # spot hours lost to interruptions, %
 

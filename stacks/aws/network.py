@@ -37,7 +37,7 @@ class TeamNetworkSettings:
     allow_public_ip: bool
     monthly_budget_usd: float
     alert_emails: tuple[str, ...]
-    create_budget: bool  # budgets are account-wide: only the cloud's first team stack makes one
+    create_budget: bool  # budgets are account-wide: only the cloud's first team network makes one
 
     @classmethod
     def from_team(cls, team: Team, region: str, primary: bool) -> TeamNetworkSettings:
@@ -62,7 +62,7 @@ class AwsNetworkRef:
 
     @classmethod
     def from_outputs(cls, get: Callable[[str], Any]) -> AwsNetworkRef:
-        """Boxes go into the first subnet (and its zone); `get` reads one team-stack output."""
+        """Boxes go into the first subnet (and its zone); `get` reads one team-network output."""
         subnets, zones = get("subnet_ids"), get("availability_zones")
         return cls(subnet_id=pulumi.Output.from_input(subnets).apply(lambda s: s[0]),
                    availability_zone=pulumi.Output.from_input(zones).apply(lambda z: z[0]),
