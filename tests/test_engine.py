@@ -508,7 +508,7 @@ def test_secret_outputs_reach_programs_but_are_masked_for_display(fake, team):
 
 def test_list_does_not_claim_another_teams_stacks_that_share_a_prefix(fake, team):
     make_engine(team).up_box(box_spec(team, "ada"))  # team vision-lab: vision-lab--ada, vision-lab-net-...
-    other = team.model_copy(update={"team": "vision"})
+    other = team.model_copy(update={"name": "vision"})
     assert make_engine(other).list_stacks() == []
     assert {s.name for s in make_engine(team).list_stacks()} == {"vision-lab--ada", "vision-lab--net--aws--eu-west-1"}
 

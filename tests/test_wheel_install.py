@@ -242,7 +242,7 @@ def test_tower_check_of_the_converged_container_works_from_the_installed_wheel(i
 PACK_PREVIEW = '''
 """Preview, through the real CLI, a stack holding an EC2 instance without IMDSv2: the installed pack must deny it."""
 import pulumi
-from nomadrig.team.model import load_team
+from nomadrig.team.load import load_team
 from nomadrig.engine import Engine
 from nomadrig.errors import CloudError
 from nomadrig.spec import box_spec
