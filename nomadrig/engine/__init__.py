@@ -1,8 +1,9 @@
 """The engine: the only code that talks to the Pulumi CLI (through its Automation API).
 
 - `operations`: `Engine` (stack create/select, config and secrets, up, preview,
-  destroy, outputs, listing, the kept-volume record) and `box_stacks`, the
-  reaper's port onto the box stacks.
+  destroy, outputs, listing, the kept volume in the stack's tags) and `box_stacks`,
+  the reaper's port onto the box stacks.
+- `retained`: this machine's record of the volumes a `down` kept (``retained.json``).
 - `stacks`: what the engine's stacks are (provider config, the programs, `TowerRun`, `StackStatus`).
 - `settings`: which CLI, which backend, the work dir and the passphrase.
 - `progress`: the live table of an update; `interrupt`: Ctrl-C while an update runs.

@@ -25,7 +25,6 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
@@ -33,6 +32,7 @@ from rich.console import Console
 from nomadrig import names, paths
 from nomadrig.engine.interrupt import ctrl_c_as_a_flag
 from nomadrig.engine.progress import ProgressDisplay, UpdateProgress
+from nomadrig.engine.retained import RetainedRecord
 from nomadrig.engine.settings import (
     PROJECT_NAME,
     SECRETS_PROVIDER,
@@ -362,7 +362,7 @@ class Engine:
         self._run_update(stack, "destroy", lambda on_event: stack.destroy(on_event=on_event, color="never",
                                                                            message=f"nomadrig down {name}"))
         if kept:
-            self._record_retained(name, kept)
+            self._retained_record.add(name, kept)
             self._set_stack_tag(stack, names.DATA_VOLUME_STACK_TAG, kept[0].id)
         return kept
 
@@ -438,30 +438,12 @@ class Engine:
     # -- retained data volumes ------------------------------------------
 
     @property
-    def _retained_file(self) -> Path:
-        return paths.retained_volumes_file(self.team.name)
-
-    def _load_retained(self) -> dict[str, list[dict[str, str]]]:
-        try:
-            return json.loads(self._retained_file.read_text())
-        except FileNotFoundError:
-            return {}
-
-    def _save_retained(self, data: dict[str, list[dict[str, str]]]) -> None:
-        """Atomically: this file is the only record of volumes a plain `down` left behind."""
-        tmp = self._retained_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        tmp.replace(self._retained_file)
-
-    def _record_retained(self, stack: str, volumes: list[RetainedVolume]) -> None:
-        data = self._load_retained()
-        known = {v["id"] for v in data.get(stack, [])}
-        data.setdefault(stack, []).extend(v.as_dict() for v in volumes if v.id not in known)
-        self._save_retained(data)
+    def _retained_record(self) -> RetainedRecord:
+        return RetainedRecord(paths.retained_volumes_file(self.team.name))
 
     def retained(self, stack: str) -> list[RetainedVolume]:
         """Data volumes earlier `down`s of this stack kept (recorded locally at destroy time)."""
-        return [RetainedVolume(**v) for v in self._load_retained().get(stack, [])]
+        return self._retained_record.of(stack)
 
     def purge(self, volumes: list[RetainedVolume], nomad: str) -> None:
         """Delete retained data volumes through Pulumi: import them into a scratch stack, destroy it.
@@ -482,14 +464,9 @@ class Engine:
         self._run_update(stack, "destroy", lambda on_event: stack.destroy(on_event=on_event, color="never"))
         with self._errors(name, "remove"):
             stack.workspace.remove_stack(name)
-        data = self._load_retained()
         gone = {v.id for v in volumes}
         self._forget_kept_volume(box_stack_name(self.team.name, nomad), gone)
-        for key in list(data):
-            data[key] = [v for v in data[key] if v["id"] not in gone]
-            if not data[key]:
-                del data[key]
-        self._save_retained(data)
+        self._retained_record.forget(gone)
 
     # -- listing --------------------------------------------------------
 

@@ -189,72 +189,96 @@ def _apply_cloud(
     stacks: BoxStacks,
     timeout_s: float,
 ) -> None:
-    """Stop, snapshot, wait, destroy: each phase batched over the cloud's boxes."""
-    to_stop = [v.instance for v in verdicts if v.action == Action.STOP]
-    teardown = [
-        v for v in verdicts if v.action == Action.DESTROY or (orphans and v.action == Action.ORPHAN)
-    ]
+    """Stop, snapshot, wait, destroy: each phase batched over the cloud's boxes, each failure kept to its boxes."""
+    teardown = [v for v in verdicts if v.action == Action.DESTROY or (orphans and v.action == Action.ORPHAN)]
+    stopped = _stop(cloud, [v.instance for v in verdicts if v.action == Action.STOP], teardown, report, say)
+    snapshots = _snapshot(cloud, teardown, stopped, report)
+    if snapshots is None:
+        return
+    snapshots = _wait_for_snapshots(cloud, snapshots, report, say, timeout_s)
+    ready = [v for v in teardown if v.instance.instance_id in snapshots]
+    orphans_ready = _destroy(ready, snapshots, stacks, report, say)
+    _terminate_orphans(cloud, orphans_ready, report)
+
+
+def _stop(cloud: ReaperCloud, to_stop: list[ManagedInstance], teardown: Sequence[ReapDecision], report: ReapReport,
+          say: Progress) -> dict[str, ManagedInstance]:
+    """Stop the idle boxes, and the running boxes to tear down (so their snapshot is consistent)."""
     running_teardown = [v.instance for v in teardown if v.instance.state == RUNNING]
-
     stopped_now: dict[str, ManagedInstance] = {}
-    if to_stop or running_teardown:
-        say(f"{cloud.cloud}: stopping {len(to_stop) + len(running_teardown)} instances")
-        try:
-            for instance in cloud.stop([*to_stop, *running_teardown]):
-                stopped_now[instance.instance_id] = instance
-        except Exception as error:  # a failed batch must not stop the rest of the run
-            report.errors.append(f"{cloud.cloud}: stop failed: {error}")
-        for instance in to_stop:
-            if instance.instance_id in stopped_now:
-                report.log(instance.instance_id, "stop", "idle by the cloud's CPU metric")
-        for instance in running_teardown:
-            if instance.instance_id in stopped_now:
-                report.log(instance.instance_id, "stop-before-snapshot", "so the snapshot is consistent")
+    if not (to_stop or running_teardown):
+        return stopped_now
+    say(f"{cloud.cloud}: stopping {len(to_stop) + len(running_teardown)} instances")
+    try:
+        for instance in cloud.stop([*to_stop, *running_teardown]):
+            stopped_now[instance.instance_id] = instance
+    except Exception as error:  # a failed batch must not stop the rest of the run
+        report.errors.append(f"{cloud.cloud}: stop failed: {error}")
+    for instance in to_stop:
+        if instance.instance_id in stopped_now:
+            report.log(instance.instance_id, "stop", "idle by the cloud's CPU metric")
+    for instance in running_teardown:
+        if instance.instance_id in stopped_now:
+            report.log(instance.instance_id, "stop-before-snapshot", "so the snapshot is consistent")
+    return stopped_now
 
-    snapshots: dict[str, list[SnapshotRef]] = {}
-    ready: list[ReapDecision] = []
+
+def _snapshot(cloud: ReaperCloud, teardown: Sequence[ReapDecision], stopped_now: dict[str, ManagedInstance],
+              report: ReapReport) -> dict[str, list[SnapshotRef]] | None:
+    """Snapshot the data volume of every stopped box to tear down; None when the cloud cannot snapshot at all.
+
+    A box that is not stopped (its stop failed, or it is changing state) is
+    deferred: a snapshot of a volume in use is not trustworthy, so it is
+    neither snapshotted nor destroyed, and the next run picks it up.
+    """
     stopped_teardown: list[ManagedInstance] = []
     for verdict in teardown:
         instance = stopped_now.get(verdict.instance.instance_id, verdict.instance)
         if instance.state != STOPPED:
-            # its stop failed (reported above) or it is changing state: a snapshot of a volume in use
-            # is not trustworthy, so never snapshot or destroy it; the next run picks it up
             report.log(instance.instance_id, "deferred", f"{instance.state}, not stopped; next run")
             continue
         stopped_teardown.append(instance)
-    if stopped_teardown:
-        try:
-            snapshots, failures = cloud.ensure_snapshots(stopped_teardown)
-        except Exception as error:  # e.g. no permission to list snapshots: destroy nothing in this cloud
-            report.errors.append(f"{cloud.cloud}: snapshots failed, nothing destroyed: {error}")
-            return
-        for iid, message in failures.items():
-            report.errors.append(f"{iid}: snapshot failed: {message}")
-    for verdict in teardown:
+    if not stopped_teardown:
+        return {}
+    try:
+        snapshots, failures = cloud.ensure_snapshots(stopped_teardown)
+    except Exception as error:  # e.g. no permission to list snapshots: destroy nothing in this cloud
+        report.errors.append(f"{cloud.cloud}: snapshots failed, nothing destroyed: {error}")
+        return None
+    for iid, message in failures.items():
+        report.errors.append(f"{iid}: snapshot failed: {message}")
+    for verdict in teardown:  # in the report, boxes keep the order of the decisions
         iid = verdict.instance.instance_id
-        if iid not in snapshots:
-            continue
-        refs = snapshots[iid]
-        for ref in refs:
+        for ref in snapshots.get(iid, ()):
             step = "snapshot-reused" if ref.completed else "snapshot-started"
             report.log(iid, step, f"{ref.snapshot_id} of {ref.volume_id} ({ref.state})")
-        if not refs:
+        if snapshots.get(iid) == []:
             report.log(iid, "no-data-volume", "nothing to snapshot")
-        ready.append(verdict)
+    return snapshots
 
+
+def _wait_for_snapshots(cloud: ReaperCloud, snapshots: dict[str, list[SnapshotRef]], report: ReapReport,
+                        say: Progress, timeout_s: float) -> dict[str, list[SnapshotRef]]:
+    """Wait (up to timeout_s) for the snapshots that are still being taken; log each that completed here."""
     all_refs = [r for refs in snapshots.values() for r in refs]
-    if any(not r.completed for r in all_refs):
-        say(f"{cloud.cloud}: waiting for {sum(not r.completed for r in all_refs)} snapshots")
-        waited = {r.snapshot_id: r for r in cloud.wait_snapshots(all_refs, timeout_s)}
-        snapshots = {iid: [waited[r.snapshot_id] for r in refs] for iid, refs in snapshots.items()}
-        for iid, refs in snapshots.items():
-            for ref in refs:
-                if ref.completed and not any(
-                    a.instance_id == iid and a.step == "snapshot-reused" and ref.snapshot_id in a.detail
-                    for a in report.actions
-                ):
-                    report.log(iid, "snapshot-completed", ref.snapshot_id)
+    if all(r.completed for r in all_refs):
+        return snapshots
+    say(f"{cloud.cloud}: waiting for {sum(not r.completed for r in all_refs)} snapshots")
+    waited = {r.snapshot_id: r for r in cloud.wait_snapshots(all_refs, timeout_s)}
+    snapshots = {iid: [waited[r.snapshot_id] for r in refs] for iid, refs in snapshots.items()}
+    for iid, refs in snapshots.items():
+        for ref in refs:
+            if ref.completed and not any(
+                a.instance_id == iid and a.step == "snapshot-reused" and ref.snapshot_id in a.detail
+                for a in report.actions
+            ):
+                report.log(iid, "snapshot-completed", ref.snapshot_id)
+    return snapshots
 
+
+def _destroy(ready: Sequence[ReapDecision], snapshots: dict[str, list[SnapshotRef]], stacks: BoxStacks,
+             report: ReapReport, say: Progress) -> list[ManagedInstance]:
+    """Destroy the stack of each box whose snapshots all completed; return the orphans ready to terminate."""
     orphans_ready: list[ManagedInstance] = []
     for verdict in ready:
         iid = verdict.instance.instance_id
@@ -277,15 +301,19 @@ def _apply_cloud(
             report.errors.append(f"{iid}: stack {stack.name} destroy failed: {error}; the next run retries")
             continue
         report.log(iid, "destroy", f"stack {stack.name}; data volume retained")
+    return orphans_ready
 
-    if orphans_ready:
-        try:
-            cloud.terminate(orphans_ready)
-        except Exception as error:
-            report.errors.append(f"{cloud.cloud}: terminating orphans failed: {error}")
-        else:
-            for instance in orphans_ready:
-                report.log(instance.instance_id, "terminate-orphan", "no stack owns it; data volume kept")
+
+def _terminate_orphans(cloud: ReaperCloud, orphans_ready: list[ManagedInstance], report: ReapReport) -> None:
+    if not orphans_ready:
+        return
+    try:
+        cloud.terminate(orphans_ready)
+    except Exception as error:
+        report.errors.append(f"{cloud.cloud}: terminating orphans failed: {error}")
+        return
+    for instance in orphans_ready:
+        report.log(instance.instance_id, "terminate-orphan", "no stack owns it; data volume kept")
 
 
 def _record_snapshot(stacks: BoxStacks, stack: StackRef, refs: Sequence[SnapshotRef], report: ReapReport) -> None:
