@@ -48,8 +48,10 @@ def semantic_problems(team: Team, doc: LocatedDocument) -> list[InputProblem]:
     for i, nomad in enumerate(team.nomads):
         found += _duplicate("nomads", "nomad", i, nomad.name, first_nomad) + _nomad_problems(team, catalog, i, nomad)
     first_tower = _first_index(t.name for t in team.towers)
+    nomad_names = [n.name for n in team.nomads]
     for i, tower in enumerate(team.towers):
-        found += _duplicate("towers", "tower", i, tower.name, first_tower) + _tower_problems(team, catalog, i, tower)
+        found += (_duplicate("towers", "tower", i, tower.name, first_tower)
+                  + _tower_problems(catalog, nomad_names, i, tower))
     return [InputProblem(format_path(path), message, fix, doc.line_of(path)) for path, message, fix in found]
 
 
@@ -147,9 +149,9 @@ def _nomad_problems(team: Team, catalog: Catalog, index: int, nomad: Nomad) -> F
     return found
 
 
-def _tower_problems(team: Team, catalog: Catalog, index: int, tower: Tower) -> Found:
+def _tower_problems(catalog: Catalog, team_nomads: list[str], index: int, tower: Tower) -> Found:
     base: PathKey = ("towers", index)
-    nomad_names = {n.name for n in team.nomads}
+    nomad_names = set(team_nomads)
     found: Found = []
     if tower.name in nomad_names:
         found.append(((*base, "name"),
@@ -164,7 +166,7 @@ def _tower_problems(team: Team, catalog: Catalog, index: int, tower: Tower) -> F
             names = [g.model for g in catalog.gpu_models()]
             found.append(((*base, "gpus", j, "model"), f"{gpu.model!r} is not a GPU model the catalog knows.",
                           f"Use one of: {', '.join(names)}.{did_you_mean(gpu.model, names)}"))
-    found += _tower_access_problems(tower, base, [n.name for n in team.nomads])
+    found += _tower_access_problems(tower, base, team_nomads)
     if all(catalog.gpu(gpu.model) is not None for gpu in tower.gpus):
         found += [(parse_path(p.path), p.message, p.fix) for p in tower_install_problems(tower, index)]
     return found
