@@ -364,3 +364,29 @@ def test_a_corrupted_shipped_file_is_reported_with_its_line(tmp_path):
     with pytest.raises(CatalogError) as error:
         load_catalog(folder)
     assert (error.value.file, error.value.line) == ("prices.csv", target + 1)
+
+
+# Per-region storage/network rates added 2026-12-02 (SOURCES.md "Storage, network and key rates"), held against
+# the figures as read from their sources:
+# CYC = Cyclenerd/google-cloud-pricing-cost-calculator pricing.yml at commit 0166a59e (generated 2025-03-06 from the
+# Cloud Billing Catalog API); ANN = cloud.google.com/compute/pricing-announce (US multi-region snapshots, 2023-04-01);
+# BILL = an AWS bill for May 2025 transcribed in rahmat-ullah/DocParser backend/sample_full_document.md at d890afd0.
+REGIONAL_RATES = [
+    ("gcp", "pd-balanced", "asia-northeast1", 0.13, "CYC compute.storage.balanced"),
+    ("gcp", "gcs-standard", "southamerica-east1", 0.035, "CYC storage.bucket.standard"),
+    ("gcp", "snapshot-multiregional", "us-east4", 0.065, "ANN / CYC us-multi (nearest multi-region rule)"),
+    ("gcp", "snapshot-multiregional", "asia-south1", 0.083, "CYC asia-multi (nearest multi-region rule)"),
+    ("gcp", "egress-internet", "australia-southeast1", 0.19, "CYC egress.internet, first TiB"),
+    ("aws", "ebs-gp3", "ap-southeast-1", 0.096, "BILL, gp3 Asia Pacific (Singapore)"),
+    ("aws", "nat-gateway", "ap-southeast-1", 0.059, "BILL, per NAT Gateway Hour"),
+    ("aws", "s3-standard", "eu-central-1", 0.0245, "BILL, EUC1 first 50 TB"),
+]
+
+
+@pytest.mark.parametrize(("cloud", "item", "region", "usd", "source"), REGIONAL_RATES,
+                         ids=[f"{c}-{i}-{r}" for c, i, r, _, _ in REGIONAL_RATES])
+def test_regional_rates_match_their_sources(catalog, cloud, item, region, usd, source):
+    rate = catalog.rate(cloud, item, region)
+    assert rate is not None and rate.region == region, f"no {region} row ({source})"
+    assert rate.usd == pytest.approx(usd), source
+

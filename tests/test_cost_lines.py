@@ -168,9 +168,9 @@ def test_team_usage_settings_change_the_traffic_and_bucket_lines():
 def test_a_region_without_a_rate_is_listed_as_unknown_and_left_out_of_the_total():
     team = load_team(EXAMPLE)
     grace = next(s for s in box_specs(team) if s.nomad == "grace")
-    moved = grace.__class__(**{**grace.__dict__, "region": "europe-west4"})
+    moved = grace.__class__(**{**grace.__dict__, "region": "australia-southeast1"})
     projection = team_projection([moved], team.usage, 6000)
-    assert "grace snapshot" in projection.unknown  # no multi-regional EU snapshot rate in the catalog
+    assert "grace snapshot" in projection.unknown  # no source says which multi-region is nearest to Sydney
     snapshot = next(line for line in projection.lines if line.item == "snapshot")
     assert snapshot.monthly_usd is None and "no rate known" in snapshot.basis
 
