@@ -77,6 +77,34 @@ def test_a_successful_run_exits_0_and_its_reports_go_under_nomadrig_home(monkeyp
     assert [o.runs_dir for o in seen] == [home / "runs"]
 
 
+@pytest.mark.parametrize(("args", "upgrade"), [(["apply"], False), (["apply", "--upgrade"], True),
+                                             (["check", "--upgrade"], True)])
+def test_upgrade_reaches_the_gpu_stack_roles_and_only_when_asked(monkeypatch, args, upgrade):
+    """--upgrade becomes the three roles' upgrade variables; without it they keep what is installed."""
+    from nomadrig.towers.variables import find_tower, tower_vars
+
+    seen: list[dict[str, Any]] = []
+
+    def run(team, name, mode, options):
+        seen.append(tower_vars(team, find_tower(team, name), overrides=options.overrides, upgrade=options.upgrade))
+        return report(name, mode)
+
+    monkeypatch.setattr(towers, "run", run)
+    result = invoke("tower", *args, TOWER, "--team", str(EXAMPLE))
+
+    assert result.exit_code == 0, result.output
+    assert [{k: v[k] for k in ("nvidia_driver_upgrade", "cuda_upgrade", "gpu_containers_upgrade")} for v in seen] == [
+        {"nvidia_driver_upgrade": upgrade, "cuda_upgrade": upgrade, "gpu_containers_upgrade": upgrade}
+    ]
+
+
+def test_verify_takes_no_upgrade(monkeypatch):
+    monkeypatch.setattr(towers, "run", lambda *a: pytest.fail("nothing may run"))
+    result = CliRunner().invoke(app, ["tower", "verify", TOWER, "--team", str(EXAMPLE), "--upgrade"])
+    assert result.exit_code == 2
+    assert "No such option: --upgrade" in result.output
+
+
 def test_ctrl_c_during_a_run_exits_130_and_json_says_interrupted(monkeypatch):
     def interrupted(team, name, mode, options):
         raise KeyboardInterrupt

@@ -9,6 +9,7 @@ towers run in parallel and the exit code is the worst of their outcomes.
 
 from __future__ import annotations
 
+import inspect
 import queue
 import threading
 from collections.abc import Callable
@@ -46,6 +47,11 @@ ParallelOption = typer.Option(8, "--parallel", min=1, help="With --all: at most 
 SshKeyOption = typer.Option(None, "--ssh-key", "-i", help="Private key for SSH (default: your SSH agent/config).")
 VarOption = typer.Option(
     None, "--var", "-e", help="Override a role variable, KEY=VALUE (VALUE is YAML), e.g. -e agent_mode=shutdown."
+)
+UpgradeOption = typer.Option(
+    False, "--upgrade",
+    help="Also move the GPU stack to the newest build of what is installed: the driver within its branch (never "
+         "another branch), the CUDA toolkit within its version, the container toolkit. May need a reboot.",
 )
 RunsDirOption = typer.Option(None, "--runs-dir", show_default=False,
                              help="Where run reports are kept (default: $NOMADRIG_HOME/runs, ~/.nomadrig/runs).")
@@ -241,7 +247,8 @@ def _print_outcomes(outcomes: list[Outcome]) -> None:
 
 
 def _run(mode: Mode, tower: str | None, every: bool, team_file: Path | None, ssh_key: Path | None,
-         var: list[str] | None, runs_dir: Path | None, json_out: bool, parallel: int = 1) -> None:
+         var: list[str] | None, runs_dir: Path | None, json_out: bool, parallel: int = 1,
+         upgrade: bool = False) -> None:
     """Run one mode on the chosen towers, print their reports, exit with the worst outcome."""
     from nomadrig import towers
 
@@ -254,6 +261,7 @@ def _run(mode: Mode, tower: str | None, every: bool, team_file: Path | None, ssh
         return towers.RunOptions(
             ssh_key_file=ssh_key,
             overrides=overrides,
+            upgrade=upgrade,
             **({"runs_dir": runs_dir} if runs_dir is not None else {}),
             progress=progress.callback(name) if progress else None,
         )
@@ -309,11 +317,17 @@ def _mode_command(mode: Mode) -> Callable[..., None]:
         runs_dir: Path = RunsDirOption,
         parallel: int = ParallelOption,
         json_out: bool = JsonOption,
+        upgrade: bool = UpgradeOption,
     ) -> None:
-        _run(mode, tower, every, team_file, ssh_key, var, runs_dir, json_out, parallel)
+        _run(mode, tower, every, team_file, ssh_key, var, runs_dir, json_out, parallel, upgrade is True)
 
     command.__name__ = mode
     command.__doc__ = _MODE_HELP[mode]
+    if mode == "verify":  # verify installs nothing: no --upgrade (typer reads the signature; the default stays)
+        signature = inspect.signature(command)
+        command.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[p for p in signature.parameters.values() if p.name != "upgrade"]
+        )
     return command
 
 

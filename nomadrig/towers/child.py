@@ -22,6 +22,7 @@ def main(request_file: str, report_file: str) -> int:
     options = RunOptions(
         ssh_key_file=Path(request["ssh_key_file"]) if request["ssh_key_file"] else None,
         overrides=request["overrides"],
+        upgrade=request["upgrade"],
         runs_dir=Path(request["runs_dir"]),
         project_root=Path(request["project_root"]),
         strict_host_keys=request["strict_host_keys"],

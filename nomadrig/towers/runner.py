@@ -226,6 +226,8 @@ class RunOptions:
 
     ssh_key_file: Path | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    #: Move the GPU stack (driver, toolkit, container toolkit) to the newest build of what is installed.
+    upgrade: bool = False
     runs_dir: Path = field(default_factory=paths.runs_dir)  # <NOMADRIG_HOME>/runs, read when the options are made
     project_root: Path = PROJECT_ROOT
     #: Only for throwaway test hosts whose host key changes every boot.
@@ -277,7 +279,7 @@ def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions |
     if mode in ("apply", "check"):
         # The tower rules `plan` runs: a tower they reject is not touched, and its dry run says so too.
         check_tower_policy(team, tower)
-    variables = tower_vars(team, tower, overrides=options.overrides)
+    variables = tower_vars(team, tower, overrides=options.overrides, upgrade=options.upgrade)
     if not (options.project_root / "playbooks").is_dir():
         raise CloudError(f"{options.project_root / 'playbooks'} does not exist: no tower playbooks to run.\n"
                          "  Reinstall nomadrig (its wheel ships roles/ and playbooks/), or give a project root "
@@ -347,7 +349,7 @@ def run_in_child(team: Team, tower_name: str, mode: Mode, options: RunOptions) -
     request = {
         "team": team.model_dump(mode="json"), "tower": tower_name, "mode": mode,
         "ssh_key_file": str(options.ssh_key_file) if options.ssh_key_file else None,
-        "overrides": dict(options.overrides),
+        "overrides": dict(options.overrides), "upgrade": options.upgrade,
         "runs_dir": str(options.runs_dir),
         "project_root": str(options.project_root), "strict_host_keys": options.strict_host_keys,
         "fetch_public_key": options.fetch_public_key,

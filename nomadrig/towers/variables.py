@@ -158,8 +158,14 @@ def check_tower_policy(team: Team, tower: Tower) -> None:
         raise PolicyRefused(f"tower {tower.name}", blocking)
 
 
-def tower_vars(team: Team, tower: Tower, *, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def tower_vars(
+    team: Team, tower: Tower, *, overrides: Mapping[str, Any] | None = None, upgrade: bool = False
+) -> dict[str, Any]:
     """The role variables for one tower, from the team file, then ``overrides``.
+
+    ``upgrade`` (`tower apply --upgrade`) lets the GPU stack's roles take the
+    newest build of what they install: the driver within its branch, the
+    toolkit within its version, the container toolkit's newest release.
 
     Pure apart from reading the shipped GPU catalog. Overrides must name a
     role's variable (``<role>_...``): a typo would otherwise be ignored by
@@ -198,6 +204,9 @@ def tower_vars(team: Team, tower: Tower, *, overrides: Mapping[str, Any] | None 
         "verify_require_gpu": bool(tower.gpus),
         # The agent's sources on this machine; the role's default finds them in a checkout only.
         "agent_source_dir": str(paths.agent_source_dir()),
+        "nvidia_driver_upgrade": upgrade,
+        "cuda_upgrade": upgrade,
+        "gpu_containers_upgrade": upgrade,
     }
     if overrides:
         unknown = [key for key in overrides if not key.startswith(tuple(f"{role}_" for role in ROLES))]
