@@ -79,7 +79,7 @@ def test_check_of_the_bare_machine_succeeds_says_what_would_change_and_changes_n
             "agent : Install the agent's systemd service and timer"} <= set(applied.first.changed_tasks)
 
 
-def test_driver_and_cuda_come_from_debian_non_free_and_are_held(applied: ConvergedTower) -> None:
+def test_driver_and_cuda_come_from_debian_non_free_and_are_pinned_to_the_branch(applied: ConvergedTower) -> None:
     branch = applied.release.driver_branch
     modules = dpkg_packages(applied, "nvidia*kernel-dkms")
     assert modules, f"no NVIDIA kernel module package; NVIDIA packages: {dpkg_packages(applied, '*nvidia*')}"
@@ -89,8 +89,13 @@ def test_driver_and_cuda_come_from_debian_non_free_and_are_held(applied: Converg
     status, toolkit = dpkg_packages(applied, "nvidia-cuda-toolkit").get("nvidia-cuda-toolkit", ("", ""))
     assert status[1:2] == "i" and toolkit.startswith(applied.release.cuda_version), (status, toolkit)
     assert f"release {applied.release.cuda_version}" in applied.sh("nvcc --version")
+    # Pinned by version, not held: a hold would also block `tower apply --upgrade` (test_tower_upgrade_container).
     held = set(applied.sh("apt-mark showhold").split())
-    assert {"nvidia-driver", *modules} <= held, f"driver packages not all held: {sorted(held)}"
+    assert not {"nvidia-driver", *modules} & held, f"driver packages held: {sorted(held)}"
+    for package in ("nvidia-driver", *modules):
+        policy = applied.sh(f"apt-cache policy {package}")
+        installed = re.search(r"Installed: (\S+)", policy)
+        assert installed and f"*** {installed[1]} 1001" in policy, f"{package} is not pinned where it is:\n{policy}"
     # The toolkit must at least be out of unattended upgrades' reach (base role's blacklist).
     blacklist = applied.sh("cat /etc/apt/apt.conf.d/52nomadrig-unattended-upgrades")
     patterns = re.findall(r'"([^"]+)"', blacklist)
