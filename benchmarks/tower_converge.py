@@ -56,7 +56,7 @@ def converge(release: str, key: Path, runs: Path) -> tuple[towers.RunReport, flo
     try:
         team = container_team(TOWER_RELEASES[release], container, key, name=f"bench-{release}")
         options = towers.RunOptions(
-            ssh_key_file=key, overrides=container_overrides(), runs_dir=runs, strict_host_keys=False
+            ssh_key_file=key, overrides=container_overrides(TOWER_RELEASES[release]), runs_dir=runs, strict_host_keys=False
         )
         name = team.towers[0].name
         started = time.monotonic()

@@ -22,12 +22,12 @@ import pytest
 
 from nomadrig import towers
 from tests.harness.tower_pool import TowerPool
-from tests.harness.towers import TOWER_RELEASES, ConvergedTower
+from tests.harness.towers import DEBIAN_TOWERS, ConvergedTower
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module", params=sorted(TOWER_RELEASES), ids=lambda r: TOWER_RELEASES[r].os)
+@pytest.fixture(scope="module", params=sorted(DEBIAN_TOWERS), ids=lambda r: DEBIAN_TOWERS[r].os)
 def applied(request: pytest.FixtureRequest, tower_pool: TowerPool) -> ConvergedTower:
     """A container of each release after one `tower apply` (first run from bare).
 

@@ -48,6 +48,8 @@ class ContainerSpec:
     nocloud_seed: Mapping[str, str] = field(default_factory=dict)
     #: Host directory -> container path, mounted read-only.
     bind_ro: Mapping[str, str] = field(default_factory=dict)
+    #: Path inside the tree -> content, written before boot in place of what is there.
+    files: Mapping[str, str | bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,11 @@ class DebianContainer:
             seed.mkdir(parents=True, exist_ok=True)
             for name, content in self.spec.nocloud_seed.items():
                 (seed / name).write_text(content)
+        for relative, data in self.spec.files.items():
+            target = root / relative.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.unlink(missing_ok=True)  # a symlink (/etc/os-release) is replaced, not followed
+            target.write_bytes(data.encode() if isinstance(data, str) else data)
 
     def _create_admin(self, user: str, public_key: str) -> None:
         subprocess.run(

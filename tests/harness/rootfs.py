@@ -48,14 +48,14 @@ CACHE_DIR = Path(os.environ.get("NOMADRIG_TEST_CACHE", "/var/cache/nomadrig-test
 COMPONENTS = ("main", "contrib", "non-free", "non-free-firmware")
 
 
-def sources_list(release: str, mirror: str = DEBIAN_MIRROR) -> str:
-    """The apt sources of a fresh Debian install with all components enabled.
+def sources_list(release: str, mirror: str = DEBIAN_MIRROR, components: Iterable[str] = COMPONENTS) -> str:
+    """The apt sources of a fresh Debian install, by default with all components enabled.
 
     non-free is where the NVIDIA driver and CUDA toolkit live; the roles are
     expected to enable it themselves on a real tower, but a stock installer
     with firmware already has non-free-firmware and often the rest.
     """
-    components = " ".join(COMPONENTS)
+    components = " ".join(components)
     security = mirror.rsplit("/", 1)[0] + "/debian-security"
     return (
         f"deb {mirror} {release} {components}\n"

@@ -75,7 +75,7 @@ class ConvergeJob:
         return ConvergedTower(
             self.release, self.container, self.team, self.options, self.ssh_key, first, result["seconds"],
             download_mb=proxy_bytes_for(self.container.ip, self.since) / 1e6,
-            wheels_mb=wheel_dir_size_mb(cpu_jax_wheels(self.release.codename)),
+            wheels_mb=wheel_dir_size_mb(cpu_jax_wheels(self.release.debian)),
             bare_check=towers.RunReport.from_json(result["bare_check"]),
         )  # fmt: skip
 
@@ -104,7 +104,7 @@ def start_converge(release: TowerRelease, ssh_key: Path, work_root: Path) -> Con
         team = container_team(release, container, ssh_key)
         runs_dir = workdir.with_name(workdir.name + "-runs")  # kept: the runs are the evidence of a failure
         options = towers.RunOptions(
-            ssh_key_file=ssh_key, overrides=container_overrides(), runs_dir=runs_dir, strict_host_keys=False
+            ssh_key_file=ssh_key, overrides=container_overrides(release), runs_dir=runs_dir, strict_host_keys=False
         )
         job_dir = workdir.with_name(workdir.name + "-job")
         job_dir.mkdir(parents=True)

@@ -9,6 +9,7 @@ GPU-less container (the CPU framework path from a local wheel directory).
 from __future__ import annotations
 
 import base64
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from nomadrig import towers
 from nomadrig.team.load import load_team
 from nomadrig.team.model import Team, TowerGpu
 from tests.harness.container import ContainerSpec, DebianContainer
+from tests.harness.ubuntu_standin import REPO_IN_CONTAINER, build_ubuntu_archive, ubuntu_tree_files
 from tests.harness.wheels import cpu_jax_wheels
 
 EXAMPLE_TEAM = Path(__file__).resolve().parents[2] / "examples" / "team.yaml"
@@ -25,18 +27,33 @@ WHEELS_IN_CONTAINER = "/opt/nomadrig-wheels"
 
 @dataclass(frozen=True)
 class TowerRelease:
-    """A Debian release and the GPU stack Debian's non-free archive has for it."""
+    """A release a test tower runs, and the GPU stack its archive has for it."""
 
     codename: str
     os: str
     driver_branch: str
     cuda_version: str
+    #: The Debian release whose tree boots dressed as ``os``, with a stand-in archive
+    #: (tests/harness/ubuntu_standin.py); empty for Debian itself.
+    dressed_from: str = ""
+
+    @property
+    def debian(self) -> str:
+        """The Debian release that really boots."""
+        return self.dressed_from or self.codename
 
 
-TOWER_RELEASES = {
+#: Real Debian with Debian's real non-free NVIDIA packages.
+DEBIAN_TOWERS = {
     "bookworm": TowerRelease("bookworm", "debian-12", "535", "11.8"),
     "trixie": TowerRelease("trixie", "debian-13", "550", "12.4"),
 }
+#: Debian 12 dressed as Ubuntu, with stand-in packages under Ubuntu's names (what nomadrig chooses there).
+UBUNTU_STANDIN_TOWERS = {
+    "jammy": TowerRelease("jammy", "ubuntu-22.04", "580", "11.5", dressed_from="bookworm"),
+    "noble": TowerRelease("noble", "ubuntu-24.04", "580", "12.0", dressed_from="bookworm"),
+}
+TOWER_RELEASES = {**DEBIAN_TOWERS, **UBUNTU_STANDIN_TOWERS}
 
 
 def wireguard_public_key() -> str:
@@ -49,9 +66,20 @@ def wireguard_public_key() -> str:
 
 
 def tower_container_spec(release: str) -> ContainerSpec:
-    """A container of release with the CPU JAX wheels for its Python mounted read-only."""
-    wheels = cpu_jax_wheels(release)
-    return ContainerSpec(release=release, bind_ro={str(wheels): WHEELS_IN_CONTAINER})
+    """A container of release with the CPU JAX wheels for its Python mounted read-only.
+
+    A dressed release (Ubuntu) also gets its stand-in archive, built now into a fresh directory,
+    bind-mounted, and Ubuntu's os-release.
+    """
+    tower = TOWER_RELEASES.get(release)
+    debian = tower.debian if tower else release
+    binds = {str(cpu_jax_wheels(debian)): WHEELS_IN_CONTAINER}
+    files: dict[str, str | bytes] = {}
+    if tower is not None and tower.dressed_from:
+        repo = build_ubuntu_archive(tower.os, Path(tempfile.mkdtemp(prefix=f"nomadrig-{release}-", dir="/var/tmp")))
+        binds[str(repo.root)] = REPO_IN_CONTAINER
+        files = ubuntu_tree_files(tower.os, repo, debian)
+    return ContainerSpec(release=debian, bind_ro=binds, files=files)
 
 
 def container_team(release: TowerRelease, container: DebianContainer, nomad_key: Path, name: str | None = None) -> Team:
@@ -84,15 +112,21 @@ def container_team(release: TowerRelease, container: DebianContainer, nomad_key:
     return team.model_copy(update={"nomads": nomads, "towers": [tower], "policy": policy})
 
 
-def container_overrides() -> dict[str, Any]:
-    """What differs in a GPU-less container from a real tower: the CPU framework path."""
-    return {
+def container_overrides(release: TowerRelease | None = None) -> dict[str, Any]:
+    """What differs in a GPU-less container from a real tower: the CPU framework path.
+
+    In a dressed release the Python is Debian's, not the one nomadrig picks for the OS.
+    """
+    overrides: dict[str, Any] = {
         "frameworks_device": "cpu",
         "frameworks_packages": ["jax"],
         "frameworks_find_links": WHEELS_IN_CONTAINER,
         "frameworks_no_index": True,
         "verify_require_gpu": False,
     }
+    if release is not None and release.dressed_from:
+        overrides["frameworks_python"] = ""
+    return overrides
 
 
 #: apt-cacher-ng's access log on the host (epoch|type|size|client|path), read for the download figure.

@@ -1,0 +1,132 @@
+"""A Debian container dressed as Ubuntu, with a signed archive of stand-in GPU packages under Ubuntu's names.
+
+No Ubuntu archive can be reached from here, so the Ubuntu task files of the
+roles run against this: a Debian 12 tree whose ``os-release`` and
+``lsb-release`` are Ubuntu's (Ansible then reports ``distribution: Ubuntu``,
+its version and codename), plus a local apt repository, signed with a
+throwaway key, that carries what the roles look for in Ubuntu's
+``restricted`` and ``multiverse`` components, as empty packages with Ubuntu's
+names, versions and dependency shapes: per driver branch the server
+metapackages ``nvidia-driver-<B>-server`` and ``-server-open``, which depend
+on the exact version of ``nvidia-dkms-<B>-server[-open]``,
+``nvidia-kernel-common-<B>-server``, ``libnvidia-compute-<B>-server`` and
+``nvidia-utils-<B>-server``; a retired branch as transitional packages that
+depend on the branch that replaced it; and ``nvidia-cuda-toolkit`` at the
+release's version. Branches, versions and transitions come from nomadrig's
+compatibility data (``nomadrig/compat/data``, each row with its source).
+
+What this proves: Ansible's Ubuntu facts select the Ubuntu task files, they
+choose and install the package names they should, refuse a transitional
+package with the fix, detect the branch from versions, and a second run
+changes nothing. What it does not: that Ubuntu's real packages install,
+build or load (their contents, maintainer scripts and DKMS builds), that
+Ubuntu's own base packages, Python (3.11 here, Debian's) and archive layout
+behave like Debian's, or anything about Secure Boot and Canonical's signed
+modules. Only a real Ubuntu tower shows those.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from nomadrig.compat.matrix import load_matrix
+from tests.harness.rootfs import sources_list
+from tests.harness.standin_repo import STANDIN_TAG, SignedRepo, build_signed_repo, empty_package
+
+#: Where the stand-in archive and its key appear inside the container.
+REPO_IN_CONTAINER = "/srv/nomadrig-ubuntu-standin"
+KEYRING_IN_CONTAINER = "/usr/share/keyrings/nomadrig-ubuntu-standin.gpg"
+SOURCES_IN_CONTAINER = "/etc/apt/sources.list.d/nomadrig-ubuntu-standin.sources"
+
+#: os-release of each Ubuntu release, as Ubuntu ships it (the fields Ansible and apt read).
+OS_RELEASE = {
+    "ubuntu-22.04": ("22.04", "22.04.5 LTS (Jammy Jellyfish)", "jammy"),
+    "ubuntu-24.04": ("24.04", "24.04.3 LTS (Noble Numbat)", "noble"),
+}
+
+#: The packages a server driver metapackage depends on at its exact version, per kernel module flavour.
+DRIVER_PARTS = ("nvidia-kernel-common-{b}-server", "libnvidia-compute-{b}-server", "nvidia-utils-{b}-server")
+DKMS = {"": "nvidia-dkms-{b}-server", "-open": "nvidia-dkms-{b}-server-open"}
+
+
+def os_release_files(release: str) -> dict[str, str]:
+    """The files that make a Debian tree report itself as Ubuntu release (path inside the tree -> content)."""
+    version, pretty, codename = OS_RELEASE[release]
+    os_release = (f'PRETTY_NAME="Ubuntu {pretty.split(" (")[0]}"\nNAME="Ubuntu"\nVERSION_ID="{version}"\n'
+                  f'VERSION="{pretty}"\nVERSION_CODENAME={codename}\nID=ubuntu\nID_LIKE=debian\n'
+                  f'HOME_URL="https://www.ubuntu.com/"\nUBUNTU_CODENAME={codename}\n')
+    lsb = (f"DISTRIB_ID=Ubuntu\nDISTRIB_RELEASE={version}\nDISTRIB_CODENAME={codename}\n"
+           f'DISTRIB_DESCRIPTION="Ubuntu {pretty.split(" (")[0]}"\n')
+    return {"usr/lib/os-release": os_release, "etc/lsb-release": lsb}
+
+
+def standin_version(version: str) -> str:
+    """An archive version marked as a stand-in (sorts just above the real one)."""
+    return f"{version}+{STANDIN_TAG}1"
+
+
+def _driver_packages(out: Path, branch: int, version: str) -> list[Path]:
+    """One current server branch: both metapackages and what they depend on, at one exact version."""
+    exact = standin_version(version)
+    parts = [p.format(b=branch) for p in DRIVER_PARTS]
+    debs = [empty_package(out, name, exact, source=f"nvidia-graphics-drivers-{branch}-server") for name in parts]
+    for suffix, dkms in DKMS.items():
+        dkms_name = dkms.format(b=branch)
+        debs.append(empty_package(out, dkms_name, exact, source=f"nvidia-graphics-drivers-{branch}-server"))
+        depends = ", ".join(f"{name} (= {exact})" for name in (dkms_name, *parts))
+        debs.append(empty_package(out, f"nvidia-driver-{branch}-server{suffix}", exact, depends=depends,
+                                  source=f"nvidia-graphics-drivers-{branch}-server"))
+    return debs
+
+
+def _transitional_packages(out: Path, branch: int, replaced_by: int, version: str) -> list[Path]:
+    """A retired branch: its metapackages now only pull the branch that replaced it (Ubuntu's shape)."""
+    exact = standin_version(version)
+    return [empty_package(out, f"nvidia-driver-{branch}-server{suffix}", exact,
+                          depends=f"nvidia-driver-{replaced_by}-server{suffix}",
+                          source=f"nvidia-graphics-drivers-{branch}-server")
+            for suffix in DKMS]
+
+
+def build_ubuntu_archive(release: str, work: Path) -> SignedRepo:
+    """The signed stand-in archive for release, built under work (a few seconds: empty packages)."""
+    matrix = load_matrix()
+    root = work / f"ubuntu-standin-{release}"
+    debs_dir = work / f"ubuntu-standin-{release}-debs"
+    debs_dir.mkdir(parents=True, exist_ok=True)
+    drivers = matrix.distro_branches(release)
+    versions = {d.branch: d.version for d in drivers if d.version}
+    debs: list[Path] = []
+    for driver in drivers:
+        if driver.status == "current":
+            debs += _driver_packages(debs_dir, driver.branch, driver.version)
+        elif driver.replaced_by is not None:
+            version = driver.version or versions.get(driver.replaced_by, f"{driver.replaced_by}.0-0")
+            debs += _transitional_packages(debs_dir, driver.branch, driver.replaced_by, version)
+    toolkit = re.sub(r"^nvidia-cuda-toolkit ", "", matrix.releases[release].toolkit_package)
+    debs.append(empty_package(debs_dir, "nvidia-cuda-toolkit", standin_version(toolkit),
+                              source="nvidia-cuda-toolkit"))
+    return build_signed_repo(debs, root, work / f"ubuntu-standin-{release}-gnupg")
+
+
+def ubuntu_tree_files(release: str, repo: SignedRepo, debian_release: str) -> dict[str, str | bytes]:
+    """What to write into the Debian tree before boot: Ubuntu's os-release, the archive's key and apt sources.
+
+    Debian's ``main`` stands in for Ubuntu's ``main`` and ``universe``; its contrib and non-free (Debian's
+    own NVIDIA packages) are left out, so the GPU stack can come only from the stand-in archive, which
+    is bind-mounted at REPO_IN_CONTAINER.
+    """
+    return {
+        **os_release_files(release),
+        "etc/apt/sources.list": sources_list(debian_release, components=("main",)),
+        KEYRING_IN_CONTAINER: repo.keyring.read_bytes(),
+        SOURCES_IN_CONTAINER: repo.sources_entry(REPO_IN_CONTAINER, KEYRING_IN_CONTAINER),
+    }
+
+
+def archive_packages(repo: SignedRepo) -> Mapping[str, str]:
+    """Package -> version of everything the stand-in archive carries (read back from its index)."""
+    text = (repo.root / "Packages").read_text()
+    return dict(re.findall(r"(?m)^Package: (\S+)\n(?:.*\n)*?Version: (\S+)$", text))
