@@ -38,7 +38,9 @@ def _default(value: Any) -> str:
 
 
 def variable_table(spec: dict[str, Any]) -> str:
-    """The README block for one role's ``main`` entry point."""
+    """The README block for one role's ``main`` entry point: its table, or a sentence where it takes no variables."""
+    if not spec.get("options"):
+        return "\n".join([BEGIN, "", "The role takes no variables.", "", END])
     rows = ["| variable | type | default | what it is |", "| --- | --- | --- | --- |"]
     for name, option in sorted((spec.get("options") or {}).items()):
         kind = option.get("type", "str")

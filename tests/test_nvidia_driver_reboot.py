@@ -49,7 +49,7 @@ def reboot_message(tmp_path: Path, agent_status: dict[str, Any] | None, **extra:
         "nvidia_driver_nouveau_blacklist": {"changed": True},  # a change that needs the reboot
         "nvidia_driver_loaded_branch": "",
         "nvidia_driver_branch": "580",
-        "nvidia_driver_in_container": False,
+        "tower_facts_in_container": False,
         "nvidia_driver_allow_reboot": True,
         "nvidia_driver_agent_command": str(agent),
         "ansible_python_interpreter": sys.executable,

@@ -132,6 +132,13 @@ def test_an_override_that_names_no_role_is_refused(team: Team) -> None:
     assert "nvidia_driver" in error.value.render()  # the fix lists the role prefixes
 
 
+def test_an_override_of_whether_the_tower_is_a_container_is_refused(team: Team) -> None:
+    # tower_facts takes no variables: what it decides comes from the machine, not from the team.
+    with pytest.raises(BadInputError) as error:
+        tower_vars(team, team.towers[0], overrides={"tower_facts_in_container": False})
+    assert "tower_facts_in_container" in error.value.render()
+
+
 def test_inventory_puts_the_tower_in_group_towers(team: Team, tmp_path: Path) -> None:
     tower = team.towers[0]
     hosts = inventory(tower, ssh_key_file=tmp_path / "id")["towers"]["hosts"]
@@ -368,6 +375,17 @@ def test_tower_yml_runs_the_access_playbook_between_preflight_and_the_gpu_stack(
     assert [r["role"] for r in plays[0]["roles"]] == ["preflight"]
     access = yaml.safe_load((EXAMPLE.parents[1] / "playbooks" / "access.yml").read_text())
     assert [r["role"] for r in access[0]["roles"]] == ["base", "hardening"]
+
+
+def test_the_roles_that_ask_whether_the_tower_is_a_container_get_the_one_answer_from_tower_facts() -> None:
+    roles = EXAMPLE.parents[1] / "roles"
+    readers = sorted(role.name for role in roles.iterdir() if role.name != "tower_facts"
+                     and any("tower_facts_in_container" in f.read_text() for f in role.rglob("*.yml")))
+    assert readers == ["base", "gpu_containers", "nvidia_driver", "preflight", "remote_access"]
+    for name in readers:  # run alone (a test playbook, access.yml), a role still gets the fact
+        assert {"role": "tower_facts"} in yaml.safe_load((roles / name / "meta" / "main.yml").read_text())["dependencies"]
+    lists = sorted(str(f.relative_to(roles)) for f in roles.rglob("*.yml") if re.search(r"\[systemd-nspawn,", f.read_text()))
+    assert lists == ["tower_facts/vars/main.yml"], "one list of container types, in tower_facts"
 
 
 def test_the_roles_notes_and_warnings_reach_the_report() -> None:

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     pass
 
 
-#: Roles in playbooks/tower.yml order; every variable is prefixed with one.
+#: Roles in playbooks/tower.yml order; every variable is prefixed with one. Not tower_facts, their shared
+#: dependency: it takes no variables, and what it sets (tower_facts_in_container) is no team's to override.
 ROLES = (
     "preflight",
     "base",
