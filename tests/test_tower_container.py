@@ -103,6 +103,16 @@ def test_driver_and_cuda_come_from_debian_non_free_and_are_pinned_to_the_branch(
     assert protected, f"nvidia-cuda-toolkit is neither held nor blacklisted for unattended upgrades: {patterns}"
 
 
+def test_the_playbook_installs_no_kernel(applied: ConvergedTower) -> None:
+    """A kernel the tower did not ask for would become its boot default, without the NVIDIA module built for it.
+
+    (wireguard-tools recommends wireguard-modules, which only kernel images provide: in a container,
+    which has no kernel package, apt used to pull in a whole kernel and initramfs.)
+    """
+    kernels = dpkg_packages(applied, "linux-image-*")
+    assert kernels == {}, f"the tower playbook installed kernel packages: {kernels}"
+
+
 def test_nouveau_is_blacklisted(applied: ConvergedTower) -> None:
     blacklist = applied.sh("cat /etc/modprobe.d/*.conf")
     assert any(line.split()[:2] == ["blacklist", "nouveau"] for line in blacklist.splitlines())
