@@ -31,6 +31,7 @@ from rich.console import Console
 
 from nomadrig import names, paths
 from nomadrig.engine.interrupt import ctrl_c_as_a_flag
+from nomadrig.engine.listing import TeamStacks, stack_base
 from nomadrig.engine.progress import ProgressDisplay, UpdateProgress
 from nomadrig.engine.retained import RetainedRecord
 from nomadrig.engine.settings import (
@@ -44,17 +45,16 @@ from nomadrig.engine.settings import (
 from nomadrig.engine.stacks import Programs, PulumiFn, StackPrograms, StackStatus, TowerRun, cloud_config, empty_program
 from nomadrig.errors import CloudError, NomadrigError
 from nomadrig.names import box_stack_name, network_stack_name, purge_stack_name, tower_stack_name
-from nomadrig.volumes import DATA_VOLUME_TYPES, DataSource, RetainedVolume, retained_volumes
+from nomadrig.volumes import DataSource, RetainedVolume, retained_volumes
 
 if TYPE_CHECKING:
     from pulumi import automation as auto
 
-    from nomadrig.reaper.ports import StackRef
     from nomadrig.spec import BoxSpec, TowerSpec
     from nomadrig.team.model import Team
 
-__all__ = ["DataSource", "Engine", "EngineBoxStacks", "RetainedVolume", "StackStatus", "UpdateInterrupted",
-           "box_stacks", "cloud_config", "network_stack_name", "retained_volumes", "tower_stack_name"]
+__all__ = ["DataSource", "Engine", "RetainedVolume", "StackStatus", "UpdateInterrupted", "cloud_config",
+           "network_stack_name", "retained_volumes", "tower_stack_name"]
 
 Say = Callable[[str], None]
 
@@ -473,86 +473,37 @@ class Engine:
     def list_stacks(self) -> list[StackStatus]:
         """Every stack of this team in the backend, with its state and what the team file says it is.
 
-        A stack belongs to the team when the team file names it (box, tower,
-        network of an allowed region) or its outputs say ``team: <team>`` (a box
-        of a nomad since removed from the file); a prefix alone is not enough,
-        as team ``vision`` would otherwise list team ``vision-lab``'s stacks.
-        Stacks are read four at a time: each read is a few CLI calls.
+        Which stacks are the team's and what each is: `engine.listing.TeamStacks`. Stacks are
+        read four at a time: each read is a few CLI calls.
         """
         from concurrent.futures import ThreadPoolExecutor
 
         from pulumi import automation as auto
 
-        from nomadrig.spec import box_specs
-
-        team = self.team.name
+        index = TeamStacks.of(self.team)
         ws = self.workspace()
-        with self._errors(f"{team}-*", "list"):
-            summaries = [s for s in ws.list_stacks() if _stack_base(s.name).startswith(f"{team}-")]
-        specs = {spec.stack_name: spec for spec in box_specs(self.team)}
-        towers = {tower_stack_name(team, t.name): t.name for t in self.team.towers}
-        networks = {network_stack_name(team, cloud, region): (cloud, region)
-                    for cloud in self.team.clouds.configured() for region in self.team.clouds.regions(cloud)}
-        known = set(specs) | set(towers) | set(networks)
+        with self._errors(f"{index.team}-*", "list"):
+            summaries = [s for s in ws.list_stacks() if index.may_belong(s.name)]
 
         def read(summary: Any) -> tuple[Any, dict[str, Any], Any]:
-            name = _stack_base(summary.name)
+            name = stack_base(summary.name)
             with self._errors(name, "read"):
                 outputs = _values(ws.stack_outputs(summary.name), reveal=False)
                 last = None
-                if not summary.update_in_progress and (name in known or outputs.get("team") == team):
+                if not summary.update_in_progress and index.belongs(name, outputs):
                     history = auto.Stack.select(summary.name, ws).history(page_size=1, show_secrets=False)
                     last = history[0] if history else None
             return summary, outputs, last
 
         with ThreadPoolExecutor(max_workers=4) as pool:
             reads = list(pool.map(read, sorted(summaries, key=lambda s: s.name)))
-        return [self._status(_stack_base(summary.name), summary, outputs, last, specs, towers, networks)
-                for summary, outputs, last in reads
-                if _stack_base(summary.name) in known or outputs.get("team") == team]
-
-    def _status(self, name: str, summary: Any, outputs: dict[str, Any], last: Any,
-                specs: Mapping[str, BoxSpec], towers: Mapping[str, str],
-                networks: Mapping[str, tuple[str, str]]) -> StackStatus:
-        if summary.update_in_progress:
-            state = "updating"
-        elif last is None:
-            state = "never deployed"
-        elif last.result == "failed":
-            state = f"{last.kind} failed"
-        elif last.kind == "destroy" or not summary.resource_count:
-            state = "destroyed"
-        else:
-            state = "deployed"
-        spec = specs.get(name)
-        kind, subject, cloud, region, itype, hourly = "other", "", "", "", "", None
-        if spec is not None:
-            kind, subject, cloud, region = "box", spec.nomad, spec.cloud, spec.region
-            itype, hourly = spec.instance_type, spec.hourly_usd
-        elif name in towers:
-            kind, subject = "tower", towers[name]
-        elif outputs.get("nomad"):
-            kind, subject = "box", str(outputs["nomad"])  # a box of a nomad no longer in the team file
-        elif name in networks:  # named by network_stack_name, never parsed by hand (its separator may change)
-            kind, (cloud, region) = "network", networks[name]
-            subject = f"{cloud}/{region}"
-        cloud = str(outputs.get("cloud", cloud))
-        region = str(outputs.get("region", region))
-        itype = str(outputs.get("instance_type", itype))
-        return StackStatus(name=name, kind=kind, subject=subject or str(outputs.get("nomad", "")), state=state,
-                           cloud=cloud, region=region, instance_type=itype, hourly_usd=hourly,
-                           last_update=summary.last_update, created=outputs.get("created"),
-                           resource_count=summary.resource_count, outputs=outputs)
+        return [index.status(stack_base(summary.name), summary, outputs, last)
+                for summary, outputs, last in reads if index.belongs(stack_base(summary.name), outputs)]
 
 
 def _change_counts(summary: Mapping[Any, int]) -> dict[str, int]:
     """A preview's change summary keyed by plain operation names (``create``, ``same``, ``update``...)."""
     return {str(getattr(key, "value", key)): int(count) for key, count in summary.items()}
-
-
-def _stack_base(name: str) -> str:
-    """``org/project/stack`` (Pulumi Cloud) or ``stack`` (DIY backends) -> ``stack``."""
-    return name.rsplit("/", 1)[-1]
 
 
 def _last_line(text: str) -> str:
@@ -565,51 +516,3 @@ def _stderr_tail(text: str) -> str:
     _, _, stderr = text.partition("stderr:")
     lines = [line.strip() for line in (stderr or text).splitlines() if line.strip()]
     return "\n  ".join(lines[-6:])
-
-
-# ---------------------------------------------------------------- the reaper's view
-
-
-class EngineBoxStacks:
-    """`nomadrig.reaper.ports.BoxStacks` over the engine: the team's box stacks, and destroy."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def list(self) -> list[StackRef]:
-        from nomadrig.reaper.ports import StackRef
-
-        refs = []
-        for status in self.engine.list_stacks():
-            if status.kind != "box":
-                continue
-            instance = status.outputs.get("instance_id") or status.outputs.get("instance_name")
-            refs.append(StackRef(name=status.name, nomad=status.subject, cloud=status.cloud,
-                                 region=status.region, instance_id=str(instance) if instance else None))
-        return refs
-
-    def record_snapshot(self, name: str, snapshot_id: str) -> None:
-        """The reaper's snapshot of the box's data, kept in the box stack's tags for `nomadrig restore`."""
-        self.engine.record_snapshot(name, snapshot_id)
-
-    def destroy(self, name: str) -> None:
-        """Destroy one box stack; where it runs comes from the team file, else from its outputs."""
-        from nomadrig.spec import box_spec
-
-        team = self.engine.team
-        for nomad in team.nomads:
-            if box_stack_name(team.name, nomad.name) == name:
-                spec = box_spec(team, nomad)
-                self.engine.destroy(name, spec.cloud, spec.region, spec.project)
-                return
-        outputs = self.engine.outputs(name)
-        if outputs is None:
-            raise CloudError(f"stack {name} does not exist in {self.engine.settings.backend_url}")
-        cloud, region = str(outputs.get("cloud", "")), str(outputs.get("region", ""))
-        project = str(outputs.get("project", ""))
-        self.engine.destroy(name, cloud if cloud in DATA_VOLUME_TYPES else "", region, project)
-
-
-def box_stacks(team: Team, *, console: Console | None = None) -> EngineBoxStacks:
-    """The reaper's `BoxStacks` for a team."""
-    return EngineBoxStacks(Engine(team, console=console))
