@@ -55,9 +55,8 @@ def converge(release: str, key: Path, runs: Path) -> tuple[towers.RunReport, flo
     container.boot(timeout=120)
     try:
         team = container_team(TOWER_RELEASES[release], container, key, name=f"bench-{release}")
-        options = towers.RunOptions(
-            ssh_key_file=key, overrides=container_overrides(TOWER_RELEASES[release]), runs_dir=runs, strict_host_keys=False
-        )
+        overrides = container_overrides(TOWER_RELEASES[release])
+        options = towers.RunOptions(ssh_key_file=key, overrides=overrides, runs_dir=runs, strict_host_keys=False)
         name = team.towers[0].name
         started = time.monotonic()
         first = towers.run(team, name, "apply", options)
@@ -86,7 +85,8 @@ def converge_all(releases: list[str], key: Path, work: Path) -> tuple[dict, floa
         towers_ = []
         team = None
         for release in releases:
-            container = DebianContainer(tower_container_spec(release), WORK_ROOT / f"bench-all-{release}-{int(time.time())}", key)
+            workdir = WORK_ROOT / f"bench-all-{release}-{int(time.time())}"
+            container = DebianContainer(tower_container_spec(release), workdir, key)
             containers.append(container)
             container.boot(timeout=120)
             one = container_team(TOWER_RELEASES[release], container, key, name=f"bench-{release}")
@@ -149,8 +149,10 @@ def main() -> int:
         if len(releases) > 1:
             result, seconds = converge_all(releases, key, Path(tmp))
             reports = result.get("reports", [])
-            each = ", ".join(f"{r.get('tower')} {r.get('status')} {r.get('duration_s', 0):.0f} s ({r.get('changed')} changed)"
-                             for r in reports)
+            each = ", ".join(
+                f"{r.get('tower')} {r.get('status')} {r.get('duration_s', 0):.0f} s ({r.get('changed')} changed)"
+                for r in reports
+            )
             lines.append(f"tower apply --all, {len(releases)} bare towers ({', '.join(releases)}) in one command: "
                          f"{seconds:.0f} s, exit {result['exit_code']}: {each or result.get('error', '')}")
             print(lines[-1], flush=True)
