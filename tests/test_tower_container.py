@@ -49,19 +49,6 @@ def test_first_apply_succeeds(applied: ConvergedTower, record_property: pytest.R
     assert applied.first.changed > 0
 
 
-def dpkg_packages(applied: ConvergedTower, pattern: str) -> dict[str, tuple[str, str]]:
-    """Packages dpkg knows matching a glob: name -> (status abbreviation, version).
-
-    The abbreviation's second letter is the state ("i": installed); the first
-    is the wanted action ("i" install, "h" hold).
-    """
-    listing = applied.container.run(
-        f"dpkg-query -W -f='${{db:Status-Abbrev}}|${{Package}}|${{Version}}\\n' '{pattern}'"
-    )
-    rows = (line.split("|") for line in listing.stdout.splitlines())
-    return {row[1]: (row[0].strip(), row[2]) for row in rows if len(row) == 3 and not row[0].startswith("u")}
-
-
 def test_check_of_the_bare_machine_succeeds_says_what_would_change_and_changes_nothing(applied: ConvergedTower) -> None:
     """`tower check` ran on the bare container just before the first apply (tests/harness/tower_pool.py)."""
     check = applied.bare_check
@@ -81,12 +68,12 @@ def test_check_of_the_bare_machine_succeeds_says_what_would_change_and_changes_n
 
 def test_driver_and_cuda_come_from_debian_non_free_and_are_pinned_to_the_branch(applied: ConvergedTower) -> None:
     branch = applied.release.driver_branch
-    modules = dpkg_packages(applied, "nvidia*kernel-dkms")
-    assert modules, f"no NVIDIA kernel module package; NVIDIA packages: {dpkg_packages(applied, '*nvidia*')}"
+    modules = applied.packages("nvidia*kernel-dkms")
+    assert modules, f"no NVIDIA kernel module package; NVIDIA packages: {applied.packages('*nvidia*')}"
     for package, (status, version) in modules.items():
         assert status[1:2] == "i", f"{package} {version} is not fully installed: dpkg status {status!r}"
         assert version.startswith(f"{branch}."), f"{package} {version} is not branch {branch}"
-    status, toolkit = dpkg_packages(applied, "nvidia-cuda-toolkit").get("nvidia-cuda-toolkit", ("", ""))
+    status, toolkit = applied.packages("nvidia-cuda-toolkit").get("nvidia-cuda-toolkit", ("", ""))
     assert status[1:2] == "i" and toolkit.startswith(applied.release.cuda_version), (status, toolkit)
     assert f"release {applied.release.cuda_version}" in applied.sh("nvcc --version")
     # Pinned by version, not held: a hold would also block `tower apply --upgrade` (test_tower_upgrade_container).
@@ -109,7 +96,7 @@ def test_the_playbook_installs_no_kernel(applied: ConvergedTower) -> None:
     (wireguard-tools recommends wireguard-modules, which only kernel images provide: in a container,
     which has no kernel package, apt used to pull in a whole kernel and initramfs.)
     """
-    kernels = dpkg_packages(applied, "linux-image-*")
+    kernels = applied.packages("linux-image-*")
     assert kernels == {}, f"the tower playbook installed kernel packages: {kernels}"
 
 

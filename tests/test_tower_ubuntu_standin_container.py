@@ -12,6 +12,8 @@ CUDA 11.5 on 22.04 and 12.0 on 24.04, the archive's own).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from nomadrig import towers
@@ -30,9 +32,7 @@ def applied(request: pytest.FixtureRequest, tower_pool: TowerPool) -> ConvergedT
 
 def installed(tower: ConvergedTower, pattern: str) -> dict[str, str]:
     """Fully installed packages matching a glob: name -> version."""
-    listing = tower.container.run(f"dpkg-query -W -f='${{db:Status-Abbrev}}|${{Package}}|${{Version}}\\n' '{pattern}'")
-    rows = (line.split("|") for line in listing.stdout.splitlines())
-    return {row[1]: row[2] for row in rows if len(row) == 3 and row[0].startswith("ii")}
+    return {name: version for name, (status, version) in tower.packages(pattern).items() if status.startswith("ii")}
 
 
 def test_ansible_sees_ubuntu_and_the_first_apply_succeeds(applied: ConvergedTower) -> None:
@@ -75,10 +75,7 @@ def test_check_of_the_bare_machine_succeeds_and_says_what_it_cannot_check_yet(ap
 def test_a_transitional_branch_is_refused_with_the_fix_and_nothing_is_installed(tower_pool: TowerPool) -> None:
     """Ubuntu 24.04 keeps 535 only as transitional packages that pull 580 (22.04 still has a real 535)."""
     noble = tower_pool.get("noble")
-    options = towers.RunOptions(
-        ssh_key_file=noble.options.ssh_key_file, runs_dir=noble.options.runs_dir, strict_host_keys=False,
-        overrides={**noble.options.overrides, "nvidia_driver_branch": "535"},
-    )  # fmt: skip
+    options = replace(noble.options, overrides={**noble.options.overrides, "nvidia_driver_branch": "535"})
     report = towers.run(noble.team, noble.name, "apply", options)
     assert not report.succeeded
     [failure] = report.failed_tasks

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -114,11 +114,7 @@ def standin(converged_tower: ConvergedTower, tmp_path_factory: pytest.TempPathFa
 
 
 def run(tower: ConvergedTower, mode: towers.Mode = "apply", *, upgrade: bool = False) -> towers.RunReport:
-    options = towers.RunOptions(
-        ssh_key_file=tower.options.ssh_key_file, overrides=tower.options.overrides,
-        runs_dir=tower.options.runs_dir, strict_host_keys=False, upgrade=upgrade,
-    )  # fmt: skip
-    return towers.run(tower.team, tower.name, mode, options)
+    return towers.run(tower.team, tower.name, mode, replace(tower.options, upgrade=upgrade))
 
 
 def driver_changes(report: towers.RunReport) -> list[str]:

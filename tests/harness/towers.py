@@ -177,6 +177,16 @@ class ConvergedTower:
         assert result.returncode == 0, f"{command}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
         return result.stdout
 
+    def packages(self, pattern: str) -> dict[str, tuple[str, str]]:
+        """Packages dpkg knows matching a glob: name -> (status abbreviation, version).
+
+        The abbreviation's second letter is the state ("i": installed); the first
+        is the wanted action ("i" install, "h" hold).
+        """
+        listing = self.container.run(f"dpkg-query -W -f='${{db:Status-Abbrev}}|${{Package}}|${{Version}}\\n' '{pattern}'")
+        rows = (line.split("|") for line in listing.stdout.splitlines())
+        return {row[1]: (row[0].strip(), row[2]) for row in rows if len(row) == 3 and not row[0].startswith("u")}
+
     def reapply(self) -> towers.RunReport:
         """Apply the baseline team and variables again: how a test that changed the tower restores it."""
         report = towers.run(self.team, self.name, "apply", self.options)

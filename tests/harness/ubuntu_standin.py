@@ -28,7 +28,6 @@ modules. Only a real Ubuntu tower shows those.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from pathlib import Path
 
 from nomadrig.compat.matrix import load_matrix
@@ -125,8 +124,3 @@ def ubuntu_tree_files(release: str, repo: SignedRepo, debian_release: str) -> di
         SOURCES_IN_CONTAINER: repo.sources_entry(REPO_IN_CONTAINER, KEYRING_IN_CONTAINER),
     }
 
-
-def archive_packages(repo: SignedRepo) -> Mapping[str, str]:
-    """Package -> version of everything the stand-in archive carries (read back from its index)."""
-    text = (repo.root / "Packages").read_text()
-    return dict(re.findall(r"(?m)^Package: (\S+)\n(?:.*\n)*?Version: (\S+)$", text))
