@@ -36,6 +36,7 @@ from nomadrig import paths
 from nomadrig.errors import BadInputError, CloudError, InputProblem
 from nomadrig.team.model import Team, Tower
 from nomadrig.towers.ansible_inputs import scrubbed_env, write_ansible_inputs
+from nomadrig.towers.strategy import choose_strategy
 from nomadrig.towers.variables import check_tower_policy, find_tower, inventory, tower_vars
 
 if TYPE_CHECKING:
@@ -81,6 +82,8 @@ class RunReport:
     notes: list[str] = field(default_factory=list)
     tower_public_key: str | None = None
     run_dir: str = ""
+    #: The Ansible strategy that ran the playbook (nomadrig.towers.strategy says why).
+    strategy: str = ""
 
     @property
     def succeeded(self) -> bool:
@@ -99,7 +102,8 @@ class RunReport:
         lines = [
             f"tower {self.tower} ({self.host}), {self.mode}: {verdict} in {self.duration_s:.0f} s",
             f"  tasks ok {self.ok}, changed {self.changed}, failed {self.failed}, "
-            f"unreachable {self.unreachable}, skipped {self.skipped}",
+            f"unreachable {self.unreachable}, skipped {self.skipped}"
+            + (f"; strategy {self.strategy}" if self.strategy else ""),
         ]
         if self.role_seconds:
             lines.append("  time per role: " + ", ".join(f"{r} {s:.0f} s" for r, s in self.role_seconds.items()))
@@ -204,7 +208,8 @@ def _runner_env(project_root: Path, *, strict_host_keys: bool = True) -> dict[st
     }
 
 
-def _run_ansible(private_dir: Path, project_root: Path, *, strict_host_keys: bool, **kwargs: Any) -> Runner:
+def _run_ansible(private_dir: Path, project_root: Path, *, strict_host_keys: bool,
+                 strategy_env: Mapping[str, str] | None = None, **kwargs: Any) -> Runner:
     """Run ansible-runner with a scrubbed environment; return its Runner (status, rc, events).
 
     ``ansible_runner.run`` is ``init_runner`` then ``Runner.run``; between the
@@ -213,7 +218,7 @@ def _run_ansible(private_dir: Path, project_root: Path, *, strict_host_keys: boo
     """
     from ansible_runner.interface import init_runner
 
-    ours = _runner_env(project_root, strict_host_keys=strict_host_keys)
+    ours = {**_runner_env(project_root, strict_host_keys=strict_host_keys), **(strategy_env or {})}
     runner = init_runner(private_data_dir=str(private_dir), envvars=dict(ours), quiet=True, **kwargs)
     runner.config.env = scrubbed_env(runner.config.env, os.environ, ours)
     runner.run()
@@ -295,6 +300,7 @@ def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions |
     )
     hosts = inventory(tower, ssh_key_file=options.ssh_key_file, strict_host_keys=options.strict_host_keys)
     inventory_file = write_ansible_inputs(run_dir, variables, hosts)
+    report.strategy, strategy_env = choose_strategy(variables, os.environ)
     collector = _EventCollector(report, options.progress, total=None)
     started = time.monotonic()
     for attempt in (1, 2):
@@ -303,6 +309,7 @@ def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions |
                 run_dir,
                 options.project_root,
                 strict_host_keys=options.strict_host_keys,
+                strategy_env=strategy_env,
                 playbook=str(playbook),
                 inventory=str(inventory_file),
                 cmdline="--check --diff" if mode == "check" else None,
