@@ -112,6 +112,17 @@ def test_a_tower_without_gpus_gets_the_cpu_path(team: Team) -> None:
     assert v["preflight_gpus"] == []
 
 
+def test_verify_expects_the_team_files_gpu_count(team: Team) -> None:
+    team = with_tower(team, gpus=[TowerGpu(model="RTX 3090", count=2), TowerGpu(model="RTX A6000", count=1)])
+    v = tower_vars(team, team.towers[0])
+    assert v["verify_expected_gpu_count"] == 3
+    assert v["verify_require_gpu"] is True
+    # verify's expected branch follows nvidia_driver_branch (its default), so the plan's branch reaches it.
+    assert v["nvidia_driver_branch"]
+    cpu_only = with_tower(team, gpus=[])
+    assert tower_vars(cpu_only, cpu_only.towers[0])["verify_expected_gpu_count"] == 0
+
+
 def test_policy_settings_become_preflight_limits(team: Team) -> None:
     policy = team.policy.model_copy(update={"tower_min_ram_gb": 64, "psu_margin_pct": 30})
     team = team.model_copy(update={"policy": policy})

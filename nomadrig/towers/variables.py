@@ -203,6 +203,8 @@ def tower_vars(
             if n.wireguard_public_key
         ],
         "verify_require_gpu": bool(tower.gpus),
+        # verify fails when nvidia-smi lists fewer; it compares the driver with nvidia_driver_branch itself.
+        "verify_expected_gpu_count": sum(gpu.count for gpu in tower.gpus),
         # The agent's sources on this machine; the role's default finds them in a checkout only.
         "agent_source_dir": str(paths.agent_source_dir()),
         "nvidia_driver_upgrade": upgrade,
