@@ -185,6 +185,14 @@ def test_a_driver_of_another_branch_fails_with_the_fix(tmp_path: Path) -> None:
     assert "`nomadrig tower apply`" in message, message
 
 
+def test_a_driver_of_another_branch_with_a_reboot_pending_says_so(tmp_path: Path) -> None:
+    fake_nvidia_smi(tmp_path / "bin", gpus=1, driver="535.183.01")
+    reason = make_reboot_required(tmp_path)
+    message = failure(run_role(tmp_path, nvidia_driver_branch="550"))
+    assert "(branch 535) but branch 550 is expected" in message, message
+    assert f"reboot pending: {reason}" in message and "the reboot loads the installed branch" in message, message
+
+
 def test_an_empty_expected_branch_accepts_any_driver(tmp_path: Path) -> None:
     fake_nvidia_smi(tmp_path / "bin", gpus=1, driver="535.183.01")
     message = failure(run_role(tmp_path, nvidia_driver_branch="550", verify_expected_driver_branch=""))
@@ -266,6 +274,14 @@ def test_the_nvidia_driver_roles_pending_reboot_reaches_verify(tmp_path: Path) -
     assert message.startswith("reboot pending on localhost"), message
     assert ("the nvidia_driver role changed the driver in this run and did not reboot "
             "(nvidia_driver_allow_reboot is false)") in message, message
+
+
+def test_a_reboot_the_nvidia_driver_role_did_is_not_pending(tmp_path: Path) -> None:
+    fake_nvidia_smi(tmp_path / "bin", fails=NO_DRIVER, rc=9)
+    # The role needed a reboot and nothing blocked it: it rebooted, so a GPU still missing is missing.
+    message = failure(run_role(tmp_path, verify_require_gpu=True, nvidia_driver_reboot_needed=True,
+                               nvidia_driver_reboot_blocker=""))
+    assert message.startswith("No NVIDIA GPU found on localhost"), message
 
 
 def test_without_a_witness_of_a_pending_reboot_there_is_no_gpu(tmp_path: Path) -> None:
@@ -354,7 +370,7 @@ def test_the_check_run_alone_reports_a_missing_gpu_as_a_failed_result(tmp_path: 
     assert result["report"] == [f"pytorch 2.6.0+cpu on cuda: FAILED: {result['problem']}"]
 
 
-def gpu(check: ModuleType, index: int, **changes: Any) -> dict[str, Any]:
+def gpu(index: int, **changes: Any) -> dict[str, Any]:
     """One GPU's healthy numbers, as the checks measure them on an H100."""
     entry = {"device": f"cuda:{index}", "name": "NVIDIA H100 80GB HBM3", "exact_max_abs_error": 0.0, "big_n": 8192,
              "freivalds_relative_error": 3e-7, "tflops": 51.0, "bf16_relative_error": 2.2e-3, "bf16_tflops": 640.0,
@@ -363,9 +379,9 @@ def gpu(check: ModuleType, index: int, **changes: Any) -> dict[str, Any]:
     return entry
 
 
-def two_gpus(check: ModuleType, **changes: Any) -> dict[str, Any]:
+def two_gpus(**changes: Any) -> dict[str, Any]:
     result = {"framework": "pytorch", "version": "2.6.0+cu124", "device": "cuda", "expected_gpus": 2,
-              "cudnn_version": "9.1.0", "devices": [gpu(check, 0), gpu(check, 1)],
+              "cudnn_version": "9.1.0", "devices": [gpu(0), gpu(1)],
               "all_reduce": {"backend": "nccl", "world_size": 2, "elements": 1 << 24, "max_abs_error": 0.0,
                              "bus_gbps": 180.0}}
     result.update(changes)
@@ -373,7 +389,7 @@ def two_gpus(check: ModuleType, **changes: Any) -> dict[str, Any]:
 
 
 def test_healthy_gpus_pass_with_one_report_line_each(check: ModuleType) -> None:
-    result = check.judge(two_gpus(check))
+    result = check.judge(two_gpus())
     assert result["ok"] is True and "problem" not in result
     assert result["report"] == [
         "pytorch 2.6.0+cu124 on cuda:0 (NVIDIA H100 80GB HBM3): 128x128 integer product exact; 8192x8192 float32 "
@@ -403,7 +419,7 @@ def test_healthy_gpus_pass_with_one_report_line_each(check: ModuleType) -> None:
          "all-reduce-hang"],
 )
 def test_each_wrong_number_fails_and_is_named(check: ModuleType, changes: dict[str, Any], named: str) -> None:
-    result = two_gpus(check)
+    result = two_gpus()
     for key, value in changes.items():
         if key == "devices":  # a change to the second GPU only: the first one's good numbers must not hide it
             result["devices"][1].update(value[0])
@@ -418,7 +434,7 @@ def test_one_gpu_that_crashes_is_reported_and_the_others_still_are(check: Module
         raise RuntimeError("CUDA error: uncorrectable ECC error encountered")
 
     crashed = check.guarded("cuda:1", crash)
-    result = check.judge(two_gpus(check, devices=[gpu(check, 0), crashed]))
+    result = check.judge(two_gpus(devices=[gpu(0), crashed]))
     assert result["ok"] is False
     assert "pytorch on cuda:1: RuntimeError: CUDA error: uncorrectable ECC error" in result["problem"]
     assert result["report"][0].startswith("pytorch 2.6.0+cu124 on cuda:0 (NVIDIA H100 80GB HBM3): 128x128")
@@ -427,7 +443,7 @@ def test_one_gpu_that_crashes_is_reported_and_the_others_still_are(check: Module
 
 def test_a_hidden_gpu_names_cuda_visible_devices(check: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    result = check.judge(two_gpus(check, expected_gpus=3))
+    result = check.judge(two_gpus(expected_gpus=3))
     assert "(CUDA_VISIBLE_DEVICES=0 hides the others; unset it)" in result["problem"], result["problem"]
 
 
