@@ -6,12 +6,15 @@ Run as root from the repository root, after scripts/ci-container-prereqs.sh::
 
 For each release: boot a bare container from the cached root file system,
 run the full tower playbook (first run: driver, CUDA toolkit, JAX CPU wheels
-from a local directory, ...) and then the same apply again (the idempotent
-run, which must change nothing). The package cache (apt-cacher-ng) is warmed
-by one untimed apply per release first, so the figure is the converge time of
-the roles, not of the network; --no-warmup skips that when the cache is known
-to be warm already (the result line then says "cache as found"). Prints and appends
-results with the machine and date to benchmarks/results/tower_converge.txt.
+from a local directory, ...) and then the same apply again --reruns times (the
+idempotent run, which must change nothing; the line gives each and their median).
+--compare-linear reruns as often again with Ansible's own strategy
+(ANSIBLE_STRATEGY=linear), for the figure Mitogen's strategy is measured against.
+The package cache (apt-cacher-ng) is warmed by one untimed apply per release
+first, so the figure is the converge time of the roles, not of the network;
+--no-warmup skips that when the cache is known to be warm already (the result
+line then says "cache as found"). Prints and appends results with the machine
+and date to benchmarks/results/tower_converge.txt.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import argparse
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,8 +52,27 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {mem_gib:.0f} GiB, Python {platform.python_version()}, kernel {platform.release()}"
 
 
-def converge(release: str, key: Path, runs: Path) -> tuple[towers.RunReport, float, towers.RunReport, float]:
-    """Boot a bare container, apply twice, return both reports and wall times."""
+#: One timed run: its report and wall seconds.
+Timed = tuple[towers.RunReport, float]
+
+
+def timed_apply(team: object, name: str, options: towers.RunOptions, strategy: str | None = None) -> Timed:
+    """One `tower apply`; strategy, where given, is set as ANSIBLE_STRATEGY for that run only."""
+    saved = os.environ.get("ANSIBLE_STRATEGY")
+    if strategy:
+        os.environ["ANSIBLE_STRATEGY"] = strategy
+    try:
+        started = time.monotonic()
+        report = towers.run(team, name, "apply", options)  # type: ignore[arg-type]
+        return report, time.monotonic() - started
+    finally:
+        if strategy:
+            os.environ.pop("ANSIBLE_STRATEGY", None) if saved is None else os.environ.update(ANSIBLE_STRATEGY=saved)
+
+
+def converge(release: str, key: Path, runs: Path, reruns: int = 1,
+             compare_linear: bool = False) -> tuple[Timed, list[Timed], list[Timed]]:
+    """Boot a bare container, apply once, rerun; return the first run and the reruns (default, then linear)."""
     spec = tower_container_spec(release)
     container = DebianContainer(spec, WORK_ROOT / f"bench-{release}-{int(time.time())}", key)
     container.boot(timeout=120)
@@ -58,13 +81,10 @@ def converge(release: str, key: Path, runs: Path) -> tuple[towers.RunReport, flo
         overrides = container_overrides(TOWER_RELEASES[release])
         options = towers.RunOptions(ssh_key_file=key, overrides=overrides, runs_dir=runs, strict_host_keys=False)
         name = team.towers[0].name
-        started = time.monotonic()
-        first = towers.run(team, name, "apply", options)
-        first_s = time.monotonic() - started
-        started = time.monotonic()
-        second = towers.run(team, name, "apply", options)
-        second_s = time.monotonic() - started
-        return first, first_s, second, second_s
+        first = timed_apply(team, name, options)
+        again = [timed_apply(team, name, options) for _ in range(reruns)]
+        linear = [timed_apply(team, name, options, "linear") for _ in range(reruns if compare_linear else 0)]
+        return first, again, linear
     finally:
         container.close()
         shutil.rmtree(container.workdir, ignore_errors=True)
@@ -114,11 +134,24 @@ def converge_all(releases: list[str], key: Path, work: Path) -> tuple[dict, floa
             shutil.rmtree(container.workdir, ignore_errors=True)
 
 
+def rerun_figures(reruns: list[Timed]) -> str:
+    """'reruns 18/17/18 s (median 18 s, 0 changed each, strategy mitogen_linear)'."""
+    if not reruns:
+        return "no rerun"
+    seconds = [s for _, s in reruns]
+    changed = sorted({r.changed for r, _ in reruns})
+    return (f"reruns {'/'.join(f'{s:.0f}' for s in seconds)} s (median {statistics.median(seconds):.0f} s, "
+            f"{'/'.join(map(str, changed))} changed each, strategy {reruns[0][0].strategy})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--release", action="append", choices=sorted(TOWER_RELEASES))
     parser.add_argument("--no-warmup", action="store_true", help="Skip the untimed warm-up apply.")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--reruns", type=int, default=3, help="Idempotent reruns after the first apply.")
+    parser.add_argument("--compare-linear", action="store_true",
+                        help="Rerun as often again with ANSIBLE_STRATEGY=linear (Ansible's own strategy).")
     parser.add_argument("--all-only", action="store_true",
                         help="Only converge the releases together with one `nomadrig tower apply --all`.")
     args = parser.parse_args()
@@ -134,18 +167,21 @@ def main() -> int:
         for release in [] if args.all_only else releases:
             if not args.no_warmup:
                 converge(release, key, Path(tmp) / "runs")  # warm apt-cacher-ng; not timed
-            first, first_s, second, second_s = converge(release, key, Path(tmp) / "runs")
+            (first, first_s), again, linear = converge(release, key, Path(tmp) / "runs", args.reruns,
+                                                       args.compare_linear)
             os_name = TOWER_RELEASES[release].os
             cache = "as found" if args.no_warmup else "warmed by an untimed run"
-            ok = "ok" if first.succeeded and second.succeeded else "FAILED"
+            ok = "ok" if first.succeeded and all(r.succeeded for r, _ in again + linear) else "FAILED"
             roles = ", ".join(f"{r} {s:.0f}" for r, s in first.role_seconds.items())
             lines.append(
                 f"tower apply {os_name} ({release}), package cache {cache}: "
-                f"first run {first_s:.0f} s ({first.changed} changed), "
-                f"second run {second_s:.0f} s ({second.changed} changed) [{ok}]"
+                f"first run {first_s:.0f} s ({first.changed} changed, strategy {first.strategy}), "
+                f"{rerun_figures(again)} [{ok}]"
             )
+            if linear:
+                lines.append(f"  for comparison, {rerun_figures(linear)}")
             lines.append(f"  first run per role, s: {roles}")
-            print(lines[-2], lines[-1], sep="\n", flush=True)
+            print(*lines[-3 if linear else -2:], sep="\n", flush=True)
         if len(releases) > 1:
             result, seconds = converge_all(releases, key, Path(tmp))
             reports = result.get("reports", [])

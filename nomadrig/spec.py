@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from nomadrig import names
 from nomadrig.catalog import Catalog, load_catalog
 from nomadrig.errors import BadInputError
+from nomadrig.power import GpuDraw, PowerBudget
 from nomadrig.team.model import Nomad, Team, Tower
 
 if TYPE_CHECKING:
@@ -113,6 +114,8 @@ class TowerSpec:
     gpu_containers: bool
     nomads: tuple[str, ...]
     wireguard_port: int
+    #: The per-GPU power cap the team file sets (``gpu_power_limit_watts``); None: the cards run at their TDP.
+    gpu_power_limit_w: int | None = None
     #: The whole resolved install plan (branch, flavour, module options, toolkit, wheels, Python); None for a
     #: spec built without a team file (a catalog build judged by the tower rules).
     install: InstallPlan | None = None
@@ -130,6 +133,14 @@ class TowerSpec:
                 return None
             total += gpu.tdp_w * gpu.count
         return total
+
+    def power_budget(self, margin_pct: int) -> PowerBudget | None:
+        """The supply against the GPUs (at their cap, if any) and the CPU; None when a GPU's TDP is unknown."""
+        if any(gpu.tdp_w is None for gpu in self.gpus):
+            return None
+        return PowerBudget(psu_w=self.psu_watts, cpu_w=self.cpu_tdp_w, margin_pct=margin_pct,
+                           gpus=tuple(GpuDraw(g.model, g.count, g.tdp_w or 0) for g in self.gpus),
+                           cap_w=self.gpu_power_limit_w)
 
 
 def box_spec(team: Team, nomad: Nomad | str, catalog: Catalog | None = None,
@@ -228,6 +239,7 @@ def tower_spec(team: Team, tower: Tower | str, catalog: Catalog | None = None) -
         gpu_containers=tower.gpu_containers,
         nomads=tuple(tower.nomads or [n.name for n in team.nomads]),
         wireguard_port=tower.wireguard_port,
+        gpu_power_limit_w=tower.gpu_power_limit_watts,
         install=install,
     )
 

@@ -268,7 +268,8 @@ def test_a_power_supply_short_of_the_gpus_and_cpu_plus_margin_stops_the_run(tmp_
     assert run.rc == 2, run.output
     assert run.failure == one_problem(
         "Power supply too small: 1000 W declared, 1230 W needed (2 x RTX 4090 at 450 W + CPU 125 W = "
-        "1025 W, plus 20% margin for load spikes). Fit a PSU of at least 1230 W or remove a GPU; an "
+        "1025 W, plus 20% margin for load spikes). Fit a PSU of at least 1230 W, cap the GPUs lower with the "
+        "tower's gpu_power_limit_watts (`nomadrig validate` names the highest cap that fits), or remove a GPU; an "
         "overloaded supply shuts the tower down under training load."
     )
 

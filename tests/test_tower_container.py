@@ -193,3 +193,27 @@ def test_second_apply_changes_nothing(applied: ConvergedTower, record_property: 
     print(f"\n{applied.release.os}: second apply {elapsed:.0f} s")
     assert report.succeeded, report.summary()
     assert report.changed == 0, report.changed_tasks
+
+
+def test_a_power_cap_in_the_team_file_becomes_a_boot_unit_and_leaves_with_it(applied: ConvergedTower) -> None:
+    """gpu_power_limit_watts -> tower_vars -> the driver role's boot unit; removing it removes the unit.
+
+    No GPU here: the unit is written and enabled but not started (its condition, a loaded NVIDIA module,
+    does not hold), which is what a tower gets before the reboot that loads the driver.
+    """
+    unit = "/etc/systemd/system/nomadrig-gpu-power-limit.service"
+    tower = applied.team.towers[0].model_copy(update={"gpu_power_limit_watts": 300})
+    capped = applied.team.model_copy(update={"towers": [tower]})
+    try:
+        first = towers.run(capped, applied.name, "apply", applied.options)
+        assert first.succeeded, first.summary()
+        assert "nvidia_driver : Write the boot unit that caps every GPU's power" in first.changed_tasks
+        assert "ExecStart=/usr/bin/nvidia-smi --power-limit=300" in applied.sh(f"cat {unit}").splitlines()
+        assert applied.sh("systemctl is-enabled nomadrig-gpu-power-limit.service || true").strip() == "enabled"
+        again = towers.run(capped, applied.name, "apply", applied.options)
+        assert again.succeeded and again.changed == 0, again.changed_tasks
+    finally:
+        removed = towers.run(applied.team, applied.name, "apply", applied.options)
+    assert removed.succeeded, removed.summary()
+    assert any("GPU power cap is no longer set" in note for note in removed.notes), removed.notes
+    assert applied.sh(f"test -e {unit} && echo present || echo absent").strip() == "absent"

@@ -195,20 +195,20 @@ def tower_ram(tower: TowerSpec, ctx: PolicyContext) -> Iterable[Violation]:
 
 @spec_rule(id="TWR-003", title="PSU covers the GPUs, the CPU and a margin", severity=Severity.MANDATORY, kind="tower")
 def tower_psu(tower: TowerSpec, ctx: PolicyContext) -> Iterable[Violation]:
-    gpu_w = tower.gpu_tdp_w
-    if gpu_w is None:
+    budget = tower.power_budget(ctx.policy.psu_margin_pct)
+    if budget is None:
         unknown = [g.model for g in tower.gpus if g.tdp_w is None]
         yield Violation(f"{tower.name}: TDP unknown for {', '.join(unknown)}; PSU headroom cannot be checked",
                         "add the GPU to the catalog's gpus.csv with its TDP and source",
                         severity=Severity.ADVISORY)
         return
-    margin = ctx.policy.psu_margin_pct
-    need = (gpu_w + tower.cpu_tdp_w) * (1 + margin / 100)
-    if tower.psu_watts < need:
+    if not budget.fits:
+        cap = budget.largest_cap_that_fits()
+        capping = (f", or cap every GPU with gpu_power_limit_watts: {cap} in the tower's entry (the highest cap "
+                   "that fits; nvidia-smi refuses one below the card's minimum power limit)") if cap else ""
         yield Violation(
-            f"{tower.name}: PSU {tower.psu_watts} W < GPUs {gpu_w} W + CPU {tower.cpu_tdp_w} W + {margin}% "
-            f"= {need:.0f} W; transient spikes will trip it under load",
-            f"fit a PSU of at least {need:.0f} W (or cap the GPUs with `nvidia-smi -pl`)",
+            f"{tower.name}: PSU {tower.psu_watts} W < {budget.describe()}; transient spikes will trip it under load",
+            f"fit a PSU of at least {budget.needed_w()} W{capping}",
         )
 
 

@@ -554,6 +554,9 @@ class Tower(Strict):
     gpus: list[TowerGpu] = Field(default_factory=list)
     cpu_tdp_watts: int = Field(default=125, ge=1, le=2000)
     psu_watts: int = Field(ge=100, le=10000)
+    #: Cap every GPU of the tower at this many watts (`nvidia-smi --power-limit`, applied at each boot), so a
+    #: supply too small for the cards' TDP still covers them; the policy rule TWR-003 says which cap fits.
+    gpu_power_limit_watts: int | None = Field(default=None, ge=25, le=2000)
     ram_gb: int | None = Field(default=None, ge=1, le=4096)
     disk_gb: int | None = Field(default=None, ge=1, le=1_000_000)
     root_on_ssd: bool | None = None

@@ -182,6 +182,8 @@ def tower_vars(
         "preflight_gpus": _gpu_vars(team, tower),
         "preflight_cpu_tdp_w": tower.cpu_tdp_watts,
         "preflight_psu_watts": tower.psu_watts,
+        "preflight_gpu_power_limit_w": tower.gpu_power_limit_watts or 0,
+        "nvidia_driver_power_limit_w": tower.gpu_power_limit_watts or 0,
         "preflight_supported_os": list(SUPPORTED_OS),
         "base_nomads": [{"name": n.name, "ssh_key": n.ssh_key, "comment": n.email or n.name} for n in nomads],
         "base_admins": list(tower.admins),
