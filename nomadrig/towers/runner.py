@@ -332,7 +332,7 @@ def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions |
         # ansible-runner leaves rc None when the process ended on a signal (pexpect's exitstatus is None then).
         ended = f"rc {result.rc}" if result.rc is not None else "killed by a signal, no exit status"
         report.failed_tasks.append({"task": "(ansible-playbook)", "msg": f"{ended}: {tail or '(no output)'}"})
-    if any("Host key verification failed" in failure["msg"] for failure in report.failed_tasks):
+    if any(refusal in failure["msg"] for failure in report.failed_tasks for refusal in _HOST_KEY_REFUSALS):
         report.notes.append(_unknown_host_key_note(tower))
     if mode == "apply" and report.succeeded and options.fetch_public_key and not report.tower_public_key:
         # remote_access announces the key as a fact (the collector keeps it); read the file only when it did not.
@@ -376,6 +376,10 @@ def _ended_before_it_began(result: Runner, options: RunOptions) -> bool:
     """The playbook process died on a signal (rc None) before its first event, and nobody cancelled it."""
     cancelled = options.cancel is not None and options.cancel()
     return result.rc is None and result.status == "failed" and not cancelled and next(iter(result.events), None) is None
+
+
+#: How a refused host key reads: OpenSSH's words under Ansible's own strategy, Mitogen's under its strategy.
+_HOST_KEY_REFUSALS = ("Host key verification failed", "SSH reported an unrecognized or mismatching host key")
 
 
 def _unknown_host_key_note(tower: Tower) -> str:
