@@ -93,8 +93,9 @@ def converge(release: str, key: Path, runs: Path, reruns: int = 1,
 def converge_all(releases: list[str], key: Path, work: Path) -> tuple[dict, float]:
     """Boot one bare container per release and converge them all with one `nomadrig tower apply --all`.
 
-    The real CLI in a subprocess (its threads, progress and exit code), on a two-tower team file; the
-    containers' host keys are new on every boot, so ssh is told not to record them.
+    The real CLI in a subprocess (its threads, progress and exit code), on a two-tower team file. Host
+    keys are checked as for a user: the containers' keys (new on every boot) are read from their root
+    file systems into a known-hosts file of the benchmark's own.
     """
     import json
 
@@ -119,8 +120,12 @@ def converge_all(releases: list[str], key: Path, work: Path) -> tuple[dict, floa
                 "--ssh-key", str(key), "--runs-dir", str(work / "runs"), "--json"]
         for name, value in container_overrides(TOWER_RELEASES[releases[0]]).items():
             args += ["-e", f"{name}={json.dumps(value)}"]
+        known_hosts = work / "known_hosts"
+        known_hosts.write_text("".join(
+            f"{container.ip} {' '.join(container.run('cat /etc/ssh/ssh_host_ed25519_key.pub').stdout.split()[:2])}\n"
+            for container in containers))
         env = {**os.environ, "NOMADRIG_HOME": str(work / "home"),
-               "ANSIBLE_SSH_COMMON_ARGS": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"}
+               "ANSIBLE_SSH_COMMON_ARGS": f"-o UserKnownHostsFile={known_hosts}"}
         started = time.monotonic()
         done = subprocess.run(args, cwd=work, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               check=False)

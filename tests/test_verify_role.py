@@ -70,10 +70,19 @@ def fake_nvidia_smi(bin_dir: Path, gpus: int = 0, driver: str = "550.54.15", fai
     else:
         body = (f'case "$1" in\n  -L) cat <<\'EOF\'\n{listing}\nEOF\n  ;;\n'
                 f"  --query-gpu=index,name,driver_version,memory.total,pci.bus_id) cat <<'EOF'\n{query}\nEOF\n  ;;\n"
+                f"  topo) cat <<'EOF'\n{topology(gpus)}\nEOF\n  ;;\n"
                 '  *) echo "unexpected arguments: $*" >&2; exit 2 ;;\nesac\n')
     script = bin_dir / "nvidia-smi"
     script.write_text("#!/bin/sh\n" + body)
     script.chmod(0o755)
+
+
+def topology(gpus: int) -> str:
+    """`nvidia-smi topo -m`'s matrix for GPUs joined by NVLink (NV18 between H100 SXMs), as NVIDIA prints it."""
+    names = [f"GPU{i}" for i in range(gpus)]
+    rows = ["\t" + "\t".join(names) + "\tCPU Affinity\tNUMA Affinity"]
+    rows += [f"{a}\t" + "\t".join("X" if a == b else "NV18" for b in names) + "\t0-31\t0" for a in names]
+    return "\n".join(rows + ["", "Legend:", "", "  X    = Self", "  NV#  = Connection traversing a bonded set of # NVLinks"])
 
 
 def kernel_tree(root: Path, kernels: dict[str, str | None]) -> Path:
@@ -166,6 +175,10 @@ def test_each_gpu_nvidia_smi_lists_is_reported_on_its_own_line(tmp_path: Path) -
         f"GPU 0: {H100[0]}, driver 550.54.15, {H100[1]}, PCI 00000000:18:00.0",
         f"GPU 1: {H100[0]}, driver 550.54.15, {H100[1]}, PCI 00000000:28:00.0",
     ]
+    topology = next(result["msg"] for name, result in task_results(report)
+                    if name.endswith("Report the GPUs' peer-to-peer topology"))
+    assert [line.split() for line in topology[1:3]] == [["GPU0", "X", "NV18", "0-31", "0"],
+                                                        ["GPU1", "NV18", "X", "0-31", "0"]], topology
     # Count and branch agree, so the run goes on to the frameworks (and stops there: none is installed).
     assert "No Python environment at" in failure(report)
 
