@@ -301,7 +301,7 @@ def _finish(outcomes: list[Outcome], *, single: bool, json_out: bool) -> None:
 _MODE_HELP: dict[Mode, str] = {
     "apply": "Configure the tower (playbooks/tower.yml). Exit 3 when a run fails.",
     "check": "Show what apply would change (Ansible check mode with diffs); the tower is not modified.",
-    "verify": "Check the driver, CUDA and frameworks work (playbooks/verify.yml).",
+    "verify": "Check every GPU, its driver and the frameworks on it: fp32, bf16, cuDNN, NCCL (playbooks/verify.yml).",
 }
 
 
