@@ -222,19 +222,19 @@ def test_the_installed_branch_is_read_from_package_versions_not_names() -> None:
     """A transitional nvidia-dkms-535 that pulled 580 must read as 580 (the newest version installed)."""
     tasks = role_tasks("nvidia_driver", "detect.yml")
     [work] = [t for t in tasks if t["name"] == "Work out the installed and the loaded driver branch"]
-    packages = {"nvidia-dkms-535": [{"version": "535.309.01-0ubuntu0.24.04.2"}],
-                "nvidia-dkms-580": [{"version": "580.95.05-0ubuntu0.24.04.1"}],
-                "nvidia-settings": [{"version": "999.1-1"}],
-                "nvidia-driver": [{"version": "1:550.163.01-2"}]}
-    installed = _ansible_eval(work, packages)
+    # What `dpkg-query --show` prints in tower_facts' format (status, name, version); "rc" is removed, not installed.
+    dpkg = ["ii  nvidia-dkms-535 535.309.01-0ubuntu0.24.04.2", "ii  nvidia-dkms-580 580.95.05-0ubuntu0.24.04.1",
+            "ii  nvidia-settings 999.1-1", "rc  nvidia-driver 1:590.10.01-1", "hi  nvidia-kernel-common 1:550.163.01-2"]
+    installed = _ansible_eval(work, dpkg)
     assert installed == "580"
 
 
-def _ansible_eval(task: dict[str, Any], packages: dict[str, Any]) -> str:
-    """The installed branch the detect task works out from the given package facts."""
-    facts = {"name": "facts", "ansible.builtin.set_fact": {"ansible_facts": {"packages": packages}}}
-    return _ansible_run([facts, task], {"nvidia_driver_proc_version": {"content": ""},
-                                        "nvidia_driver_smi": {"stdout_lines": []}},
+def _ansible_eval(task: dict[str, Any], dpkg_lines: list[str]) -> str:
+    """The installed branch the detect task works out from the packages tower_facts reads from these lines."""
+    [read] = [t for t in role_tasks("tower_facts", "packages.yml") if "ansible.builtin.set_fact" in t]
+    return _ansible_run([read, task], {"__tower_facts_dpkg": {"stdout_lines": dpkg_lines},
+                                       "nvidia_driver_proc_version": {"content": ""},
+                                       "nvidia_driver_smi": {"stdout_lines": []}},
                         "{{ nvidia_driver_installed_branch }}")
 
 
