@@ -136,6 +136,33 @@ def test_overrides_win_over_the_team_file(team: Team) -> None:
     assert v["agent_mode"] == "shutdown"
 
 
+def test_the_cuda_repository_url_can_be_overridden_for_a_mirror(team: Team) -> None:
+    # cuda_repo (NVIDIA's CUDA repository, included by nvidia_driver and cuda) takes its variables as cuda_ ones.
+    mirror = "https://mirror.example/nvidia/cuda/repos"
+    v = tower_vars(team, team.towers[0], overrides={"cuda_repo_base": mirror})
+    assert v["cuda_repo_base"] == mirror
+
+
+def test_the_cuda_repository_is_one_role_that_nvidia_driver_and_cuda_include() -> None:
+    roles = EXAMPLE.parents[1] / "roles"
+    files = {str(f.relative_to(roles)): f.read_text() for f in roles.rglob("*.yml")}
+    includers = sorted(name for name, text in files.items() if re.search(r"include_role:\s+name: cuda_repo\b", text))
+    assert includers == ["cuda/tasks/cuda_repo.yml", "nvidia_driver/tasks/cuda_repo.yml", "nvidia_driver/tasks/main.yml"]
+    source = r"ansible.builtin.deb822_repository:(?:\n .*)*\n +uris: .*cuda_repo_url"
+    writers = sorted(name for name, text in files.items() if re.search(source, text))
+    assert writers == ["cuda_repo/tasks/present.yml"], "NVIDIA's repository is written in one place"
+    urls = sorted(name for name, text in files.items() if "developer.download.nvidia.com" in text)
+    assert {url.split("/")[0] for url in urls} == {"cuda_repo"}, urls
+
+
+def test_the_releases_with_a_cuda_repository_are_the_compatibility_matrixs() -> None:
+    from nomadrig.compat import load_matrix
+
+    role_vars = yaml.safe_load((EXAMPLE.parents[1] / "roles" / "cuda_repo" / "vars" / "main.yml").read_text())
+    matrix = {r.cuda_repo for r in load_matrix().releases.values() if r.cuda_repo}
+    assert set(role_vars["cuda_repo_release_keys"]) == matrix
+
+
 def test_an_override_that_names_no_role_is_refused(team: Team) -> None:
     with pytest.raises(BadInputError) as error:
         tower_vars(team, team.towers[0], overrides={"driver_branch": "535"})

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 #: Roles in playbooks/tower.yml order; every variable is prefixed with one. Not tower_facts, their shared
 #: dependency: it takes no variables, and what it sets (tower_facts_in_container) is no team's to override.
+#: Nor cuda_repo, which nvidia_driver and cuda include: its variables (cuda_repo_base, ...) pass as cuda_ ones.
 ROLES = (
     "preflight",
     "base",

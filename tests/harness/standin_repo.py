@@ -73,11 +73,17 @@ def reversion(deb: Path, out_dir: Path, versions: dict[str, str]) -> Path:
 
 
 def empty_package(out_dir: Path, name: str, version: str, *, source: str | None = None,
-                  depends: str = "", provides: str = "") -> Path:
-    """A package with no files: what an archive's package looks like to apt, nothing more."""
+                  depends: str = "", provides: str = "", files: dict[str, str] | None = None) -> Path:
+    """A package with no files (or only ``files``, path -> text, executable): what an archive's package looks
+    like to apt, nothing more."""
     with tempfile.TemporaryDirectory(prefix="standin-", dir=out_dir) as tmp:
         tree = Path(tmp) / "tree"
         (tree / "DEBIAN").mkdir(parents=True)
+        for path, text in (files or {}).items():
+            target = tree / path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+            target.chmod(0o755)
         fields = {"Package": name, "Version": version, "Architecture": "amd64", "Maintainer": "nomadrig tests "
                   "<tests@nomadrig.invalid>", "Source": source, "Depends": depends, "Provides": provides,
                   "Description": f"{STANDIN_TAG}: an empty package named like the archive's {name}"}
@@ -96,8 +102,12 @@ def _index_entry(deb: Path, root: Path) -> str:
             f"MD5sum: {hashlib.md5(data).hexdigest()}\nSHA256: {hashlib.sha256(data).hexdigest()}\n")
 
 
-def build_signed_repo(debs: list[Path], root: Path, gnupg_home: Path) -> SignedRepo:
-    """Copy debs into a flat repository at root, index it, sign it with a new key; the repository and keyring."""
+def build_signed_repo(debs: list[Path], root: Path, gnupg_home: Path, *, origin: str = STANDIN_TAG,
+                      label: str = STANDIN_TAG) -> SignedRepo:
+    """Copy debs into a flat repository at root, index it, sign it with a new key; the repository and keyring.
+
+    ``origin`` and ``label`` head its Release file (what an apt pin can select: ``Pin: release l=...``).
+    """
     root.mkdir(parents=True, exist_ok=True)
     placed = []
     for deb in debs:
@@ -110,7 +120,7 @@ def build_signed_repo(debs: list[Path], root: Path, gnupg_home: Path) -> SignedR
     digest = hashlib.sha256(packages.encode()).hexdigest()
     date = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S UTC")
     (root / "Release").write_text(
-        f"Origin: {STANDIN_TAG}\nLabel: {STANDIN_TAG}\nDate: {date}\nArchitectures: amd64\n"
+        f"Origin: {origin}\nLabel: {label}\nDate: {date}\nArchitectures: amd64\n"
         f"SHA256:\n {digest} {len(packages.encode())} Packages\n"
     )
     gnupg_home.mkdir(mode=0o700, parents=True, exist_ok=True)
