@@ -30,6 +30,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from unittest import mock
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -58,16 +59,10 @@ Timed = tuple[towers.RunReport, float]
 
 def timed_apply(team: object, name: str, options: towers.RunOptions, strategy: str | None = None) -> Timed:
     """One `tower apply`; strategy, where given, is set as ANSIBLE_STRATEGY for that run only."""
-    saved = os.environ.get("ANSIBLE_STRATEGY")
-    if strategy:
-        os.environ["ANSIBLE_STRATEGY"] = strategy
-    try:
+    with mock.patch.dict(os.environ, {"ANSIBLE_STRATEGY": strategy} if strategy else {}):
         started = time.monotonic()
         report = towers.run(team, name, "apply", options)  # type: ignore[arg-type]
         return report, time.monotonic() - started
-    finally:
-        if strategy:
-            os.environ.pop("ANSIBLE_STRATEGY", None) if saved is None else os.environ.update(ANSIBLE_STRATEGY=saved)
 
 
 def converge(release: str, key: Path, runs: Path, reruns: int = 1,
@@ -94,8 +89,8 @@ def converge_all(releases: list[str], key: Path, work: Path) -> tuple[dict, floa
     """Boot one bare container per release and converge them all with one `nomadrig tower apply --all`.
 
     The real CLI in a subprocess (its threads, progress and exit code), on a two-tower team file. Host
-    keys are checked as for a user: the containers' keys (new on every boot) are read from their root
-    file systems into a known-hosts file of the benchmark's own.
+    keys are checked as for a user: the containers' keys (new on every boot) go into a known-hosts file
+    of the benchmark's own.
     """
     import json
 
@@ -121,9 +116,7 @@ def converge_all(releases: list[str], key: Path, work: Path) -> tuple[dict, floa
         for name, value in container_overrides(TOWER_RELEASES[releases[0]]).items():
             args += ["-e", f"{name}={json.dumps(value)}"]
         known_hosts = work / "known_hosts"
-        known_hosts.write_text("".join(
-            f"{container.ip} {' '.join(container.run('cat /etc/ssh/ssh_host_ed25519_key.pub').stdout.split()[:2])}\n"
-            for container in containers))
+        known_hosts.write_text("".join(container.known_hosts_line() for container in containers))
         env = {**os.environ, "NOMADRIG_HOME": str(work / "home"),
                "ANSIBLE_SSH_COMMON_ARGS": f"-o UserKnownHostsFile={known_hosts}"}
         started = time.monotonic()

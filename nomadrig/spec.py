@@ -124,16 +124,6 @@ class TowerSpec:
     def stack_name(self) -> str:
         return names.tower_stack_name(self.team, self.name)
 
-    @property
-    def gpu_tdp_w(self) -> int | None:
-        """Sum of GPU TDPs; None when any GPU's TDP is unknown."""
-        total = 0
-        for gpu in self.gpus:
-            if gpu.tdp_w is None:
-                return None
-            total += gpu.tdp_w * gpu.count
-        return total
-
     def power_budget(self, margin_pct: int) -> PowerBudget | None:
         """The supply against the GPUs (at their cap, if any) and the CPU; None when a GPU's TDP is unknown."""
         if any(gpu.tdp_w is None for gpu in self.gpus):

@@ -172,8 +172,7 @@ def test_verify_passes_its_cpu_path_through_the_cli(
     # Host keys are checked as for a user: the container's key (new on every boot) is known from a file of
     # the test's own, not from root's known_hosts.
     known_hosts = tmp_path / "known_hosts"
-    host_key = applied.sh("cat /etc/ssh/ssh_host_ed25519_key.pub").split()
-    known_hosts.write_text(f"{applied.team.towers[0].address} {host_key[0]} {host_key[1]}\n")
+    known_hosts.write_text(applied.container.known_hosts_line())
     monkeypatch.setenv("ANSIBLE_SSH_COMMON_ARGS", f"-o UserKnownHostsFile={known_hosts}")
     args = ["tower", "verify", applied.name, "--team", str(team_file), "--ssh-key", str(applied.options.ssh_key_file),
             "--runs-dir", str(tmp_path / "runs")]  # fmt: skip

@@ -230,8 +230,7 @@ def test_tower_check_of_the_converged_container_works_from_the_installed_wheel(i
     # Host keys are checked as for a user: the container's key (new on every boot) is known from a file of the
     # test's own, not from root's known_hosts (Mitogen's strategy would override a relaxed StrictHostKeyChecking).
     known_hosts = tmp_path / "known_hosts"
-    host_key = converged_tower.sh("cat /etc/ssh/ssh_host_ed25519_key.pub").split()
-    known_hosts.write_text(f"{converged_tower.team.towers[0].address} {host_key[0]} {host_key[1]}\n")
+    known_hosts.write_text(converged_tower.container.known_hosts_line())
     env["ANSIBLE_SSH_COMMON_ARGS"] = f"-o UserKnownHostsFile={known_hosts}"
     result = subprocess.run([str(installed.venv / "bin" / "nomadrig"), *args], cwd=workdir, env=env,
                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False)

@@ -25,14 +25,6 @@ from typing import Any
 MITOGEN = "mitogen_linear"
 LINEAR = "linear"
 
-_TRUE_WORDS = frozenset({"true", "yes", "on", "1", "y", "t"})
-
-
-def _truthy(value: Any) -> bool:
-    """Ansible's reading of a boolean variable (its `bool` filter), for a value given with -e."""
-    return value is True or str(value).strip().lower() in _TRUE_WORDS
-
-
 def _mitogen_strategy_dir() -> Path | None:
     """The folder holding Mitogen's strategy plugins, found without importing Mitogen (start-up stays fast)."""
     spec = importlib.util.find_spec("ansible_mitogen")
@@ -46,7 +38,10 @@ def choose_strategy(variables: Mapping[str, Any], inherited: Mapping[str, str]) 
     """The strategy's name and the environment that selects it (empty: Ansible's default or the user's)."""
     if inherited.get("ANSIBLE_STRATEGY"):
         return inherited["ANSIBLE_STRATEGY"], {}
-    if _truthy(variables.get("nvidia_driver_allow_reboot", False)):
+    # Read as the role reads it (a bool argument, which Ansible converts with this function), so -e yes counts.
+    from ansible.module_utils.parsing.convert_bool import boolean
+
+    if boolean(variables.get("nvidia_driver_allow_reboot", False), strict=False):
         return LINEAR, {}
     plugins = _mitogen_strategy_dir()
     if plugins is None:

@@ -286,6 +286,12 @@ class DebianContainer:
 
     # -- helpers for tests -------------------------------------------------
 
+    def known_hosts_line(self) -> str:
+        """The container's ed25519 host key as a known_hosts line: its key is new on every boot, and a test
+        that checks host keys as a user would (Mitogen's strategy enforces them) names a file holding it."""
+        key_type, key = self.run("cat /etc/ssh/ssh_host_ed25519_key.pub", check=True).stdout.split()[:2]
+        return f"{self.ip} {key_type} {key}\n"
+
     def run(self, command: str | Sequence[str], timeout: float = 120.0, check: bool = False) -> CommandResult:
         """Run a command inside the container's namespaces (not over SSH).
 
