@@ -86,8 +86,7 @@ def render_user_data(spec: BoxSpec, data_device: str) -> str:
         spec=spec, data_device=data_device, device_unit=systemd_escape_path(data_device) + ".device",
         mount_options=MOUNT_OPTIONS, held_patterns=HELD_PATTERNS, agent_files=files,
         agent_commands=cloud_init_runcmd())
-    _check(text, files)
-    return text
+    return _without_comments(_check(text, files))
 
 
 @functools.lru_cache(maxsize=32)
@@ -98,7 +97,7 @@ def _agent_write_files(config_json: str) -> list[dict[str, str]]:
     return cloud_init_write_files(json.loads(config_json), compact=True)
 
 
-def _check(text: str, files: list[dict[str, str]]) -> None:
+def _check(text: str, files: list[dict[str, str]]) -> dict[str, Any]:
     """Parse what we rendered: a template slip must fail here, not as a box that never set itself up."""
     import yaml
 
@@ -112,6 +111,18 @@ def _check(text: str, files: list[dict[str, str]]) -> None:
     for item in files:
         if written.get(item["path"]) != item["content"]:
             raise UserDataError(f"agent file {item['path']} did not survive rendering intact")
+    return data
+
+
+def _without_comments(data: dict[str, Any]) -> str:
+    """The parsed cloud-config written out again: the same data, without the template's YAML comments.
+
+    The comments are for whoever reads the template; on the box they would only take bytes of EC2's
+    16 KB (about 460 gzipped). The text inside files (a script's comments) is data and stays.
+    """
+    import yaml
+
+    return "#cloud-config\n" + yaml.safe_dump(data, sort_keys=False, width=2**31 - 1, allow_unicode=False)
 
 
 def gzip_user_data(text: str) -> bytes:

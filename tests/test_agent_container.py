@@ -152,7 +152,7 @@ def test_the_agent_role_installs_the_timer_and_a_second_run_changes_nothing(
     assert "changed=0" not in first.splitlines()[-2]
     assert container.run("systemctl is-active nomadrig-agent.timer").stdout.strip() == "active"
     config = json.loads(container.run("cat /etc/nomadrig/agent.json", check=True).stdout)
-    assert config == {"grace_minutes": 10, "idle_minutes": 45, "mode": "report"}
+    assert config == {"grace_minutes": 10, "idle_minutes": 45, "mode": "report", "reboot_when_pending": False}
     shipped = sorted(container.run("ls /opt/nomadrig/agent/nomadrig_agent", check=True).stdout.split())
     assert shipped == bundle.package_modules()
     ran = container.run("nomadrig-agent tick && nomadrig-agent status", timeout=60)

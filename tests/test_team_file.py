@@ -410,6 +410,22 @@ CASES = [
         "evil.example/image",
     ),
     (
+        "unattended-gpu-stack-on-nvidias-repository",
+        replace_once("gpu_stack_updates: manual", "gpu_stack_updates: unattended").replace(
+            "driver_channel: distro", "driver_channel: cuda_repo"),
+        "towers[0].gpu_stack_updates",
+        ["skips held packages", "driver_channel: distro"],
+        "gpu_stack_updates: unattended",
+    ),
+    (
+        "unattended-gpu-stack-on-ubuntu",
+        replace_once("gpu_stack_updates: manual", "gpu_stack_updates: unattended").replace(
+            "os: debian-13", "os: ubuntu-24.04"),
+        "towers[0].gpu_stack_updates",
+        ["transitional", "tower apply --upgrade"],
+        "gpu_stack_updates: unattended",
+    ),
+    (
         "tower-name-is-a-nomad",
         replace_once("  - name: basement", "  - name: ada"),
         "towers[0].name",

@@ -539,3 +539,40 @@ def test_a_playbook_killed_before_its_first_event_is_started_once_more_unless_ca
     else:
         assert len(calls) == 2 and report.status == "successful"
         assert any("started once more" in note for note in report.notes)
+
+
+def _render_role_template(role: str, name: str, variables: dict[str, object]) -> str:
+    """A role's template through Jinja with the template module's defaults (trim_blocks, strict variables)."""
+    import jinja2
+    from ansible.plugins.filter.core import FilterModule
+
+    env = jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters.update(FilterModule().filters())
+    text = (Path(__file__).resolve().parent.parent / "roles" / role / "templates" / name).read_text()
+    return env.from_string(text).render(ansible_managed="managed", **variables)
+
+
+@pytest.mark.parametrize("setting", ["manual", "unattended"])
+def test_gpu_stack_updates_decide_the_unattended_blacklist_and_the_drivers_pin(team: Team, setting: str) -> None:
+    """The team field -> tower_vars -> what base and nvidia_driver write (the container test runs them for real)."""
+    team = with_tower(team, gpu_stack_updates=setting, reboot_when_idle=True)
+    variables = tower_vars(team, team.towers[0])
+    defaults = {**yaml.safe_load((Path(__file__).resolve().parent.parent / "roles/base/defaults/main.yml").read_text()),
+                **variables}
+    blacklist = _render_role_template("base", "52nomadrig-unattended-upgrades.j2", defaults)
+    pin = _render_role_template("nvidia_driver", "nomadrig-nvidia-driver.pref.j2", {
+        **variables, "nvidia_driver_debian_source_packages": ["nvidia-graphics-drivers"],
+        "nvidia_driver_debian_upstream_version": "535.261.03",
+        "nvidia_driver_debian_kernel_package": {"proprietary": "nvidia-kernel-dkms", "open": "x"},
+        "nvidia_driver_kernel_modules": "proprietary", "nvidia_driver_debian_module_candidate": "535.261.03-1",
+        "nvidia_driver_branch": "535"})
+    records = [block.splitlines()[-2:] for block in pin.split("\n\n")]
+    if setting == "manual":
+        assert '"^nvidia-";' in blacklist and '"^libcudnn";' in blacklist
+        assert ["Pin: version 535.261.03-*", "Pin-Priority: 1001"] in records
+    else:
+        assert "^nvidia" not in blacklist and "Package-Blacklist {\n};" in blacklist
+        assert all("1001" not in line for record in records for line in record)
+        assert ["Pin: version 535.*", "Pin-Priority: 500"] in records
+    assert ["Pin: version *", "Pin-Priority: -1"] in records
+    assert variables["agent_reboot_when_pending"] is True

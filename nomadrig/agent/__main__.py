@@ -36,9 +36,26 @@ def _status_record(decision: Decision, config: AgentConfig, now: float) -> dict[
             "mode": config.mode,
             "idle_minutes": config.idle_minutes,
             "grace_minutes": config.grace_minutes,
+            "reboot_when_pending": config.reboot_when_pending,
         }
     )
     return record
+
+
+def _decide(history: list[dict[str, Any]], config: AgentConfig, state_dir: str, ticking: bool) -> Decision:
+    """The decision on the history, with what waits for a reboot where the latest sample read it (towers).
+
+    ``ticking``: the timer's run, which may drop the record of a reboot that worked (see ``reboot``).
+    """
+    sample = history[-1]
+    if "reboot" not in sample:
+        return decide(history, config, now=sample["t"])
+    # Imported here: only machines in report mode sample pending reboots, and only they ship the module.
+    from .reboot import last_reboot, reboot_wanted
+
+    last = last_reboot(state_dir, bool(sample["reboot"].get("pending")), forget=ticking)
+    reasons, note = reboot_wanted(sample, config, last)
+    return decide(history, config, now=sample["t"], reboot_for=reasons, reboot_note=note)
 
 
 def command_tick(config: AgentConfig, paths: Paths) -> int:
@@ -48,7 +65,7 @@ def command_tick(config: AgentConfig, paths: Paths) -> int:
         history = load_history(state_dir)
         sample = summarise_for_history(take_sample(config, paths))
         history.append(sample)
-        decision = decide(history, config, now=sample["t"])
+        decision = _decide(history, config, state_dir, ticking=True)
         sample["action"] = decision.action
         history = save_history(state_dir, history, config)
         write_status(state_dir, _status_record(decision, config, sample["t"]))
@@ -65,6 +82,13 @@ def command_tick(config: AgentConfig, paths: Paths) -> int:
             sample["action"] = "shutdown_failed"
             save_history(state_dir, history, config)
             return 1
+        if decision.reboot_reasons:
+            from .reboot import carry_out
+
+            if not carry_out(decision, config, state_dir, sample["t"]):
+                sample["action"] = "reboot_failed"
+                save_history(state_dir, history, config)
+                return 1
     return 0
 
 
@@ -76,7 +100,7 @@ def _decide_now(config: AgentConfig, paths: Paths) -> Decision:
     except OSError:
         history = []
     sample = summarise_for_history(take_sample(config, paths))
-    return decide(history + [sample], config, now=sample["t"])
+    return _decide(history + [sample], config, state_dir, ticking=False)
 
 
 def command_status(config: AgentConfig, paths: Paths, as_json: bool) -> int:

@@ -16,7 +16,8 @@ from .decision import Decision, format_duration
 log = logging.getLogger("nomadrig-agent")
 
 
-def _run(argv: list[str]) -> bool:
+def run_logged(argv: list[str]) -> bool:
+    """Run a command of the config; a failure is logged with its output, never raised."""
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
@@ -48,18 +49,19 @@ def perform(decision: Decision, config: AgentConfig) -> list[str]:
     if decision.cancelled_warning:
         active = [name for name, s in decision.signals.items() if s["state"] == "active"]
         message = "nomadrig: idle shutdown cancelled, activity seen ({}).".format(", ".join(active) or "see status")
-        if _run(config.wall_command + [message]):
+        if run_logged(config.wall_command + [message]):
             done.append("wall-cancel")
     if (
         decision.action == "warn"
         and decision.notify_warning
-        and _run(config.wall_command + [warning_message(decision, config)])
+        and not decision.reboot_reasons  # a reboot's warning is the reboot module's
+        and run_logged(config.wall_command + [warning_message(decision, config)])
     ):
         done.append("wall-warn")
     if decision.action == "shutdown":
         idle_for = format_duration(decision.quiet_seconds)
         message = f"nomadrig: idle for {idle_for}, shutting down now (the box stops; data is kept)."
-        if _run(config.wall_command + [message]):
+        if run_logged(config.wall_command + [message]):
             done.append("wall-shutdown")
     return done
 
@@ -67,4 +69,4 @@ def perform(decision: Decision, config: AgentConfig) -> list[str]:
 def power_off(config: AgentConfig) -> bool:
     """Run the poweroff command (``systemctl poweroff``: on a cloud box that stops it)."""
     log.warning("idle: powering off with %s", " ".join(config.poweroff_command))
-    return _run(config.poweroff_command)
+    return run_logged(config.poweroff_command)

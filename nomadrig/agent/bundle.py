@@ -37,6 +37,9 @@ TIMER_NAME = "nomadrig-agent.timer"
 DEFAULT_TIMER_SECONDS = 60
 # Install-side code that the box never runs.
 NOT_SHIPPED = frozenset({"bundle.py"})
+# Modules only a machine in report mode imports (towers: reboot when idle); a box that stops when idle
+# does without them, which keeps its user data within EC2's cap.
+REPORT_MODE_ONLY = frozenset({"reboot.py"})
 # What an installer runs once the files are in place.
 ENABLE_COMMANDS = (
     ("systemctl", "daemon-reload"),
@@ -198,6 +201,8 @@ def agent_files(config: dict[str, Any], compact: bool = False) -> list[AgentFile
     validated = AgentConfig.from_dict(dict(config), source="agent config")
     files = []
     for name in package_modules():
+        if name in REPORT_MODE_ONLY and validated.mode != "report":
+            continue
         source = _read(os.path.join(PACKAGE_SOURCE_DIR, name))
         files.append(AgentFile(f"{PACKAGE_INSTALL_DIR}/{name}", 0o644, compact_source(source) if compact else source))
     files.append(AgentFile(WRAPPER_PATH, 0o755, _read(os.path.join(UNITS_SOURCE_DIR, "nomadrig-agent"))))

@@ -38,6 +38,9 @@ class AgentConfig:
     max_hold_hours: int = 168
     jupyter_runtime_dirs: list[str] = field(default_factory=list)
     poweroff_command: list[str] = field(default_factory=lambda: ["systemctl", "poweroff"])
+    #: In report mode, reboot an idle machine whose update waits for a reboot (see ``reboot``).
+    reboot_when_pending: bool = False
+    reboot_command: list[str] = field(default_factory=lambda: ["systemctl", "reboot"])
     wall_command: list[str] = field(default_factory=lambda: ["wall"])
 
     @property
@@ -129,9 +132,9 @@ def _check_ranges(source: str, config: AgentConfig) -> None:
         fail("max_hold_hours", f"must be at least 1, got {config.max_hold_hours}")
     if not config.state_dir.startswith("/"):
         fail("state_dir", f"must be an absolute path, got {config.state_dir!r}")
-    for name in ("poweroff_command", "wall_command"):
+    for name in ("poweroff_command", "reboot_command", "wall_command"):
         if not getattr(config, name):
-            fail(name, 'must name a program, e.g. ["systemctl", "poweroff"]')
+            fail(name, f"must name a program, e.g. {json.dumps(getattr(AgentConfig(), name))}")
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,8 @@ class Decision:
     notify_warning: bool = False
     cancelled_warning: bool = False
     shutdown_in_seconds: float | None = None
+    #: The pending updates the machine reboots for (``reboot_when_pending``, see ``reboot``).
+    reboot_reasons: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -242,8 +244,9 @@ def observed_elapsed(prev: dict[str, Any], cur: dict[str, Any], config: AgentCon
     """
     wall_delta = float(cur["t"]) - float(prev["t"])
     same_boot = prev.get("boot_id") == cur.get("boot_id") and cur.get("boot_id") not in (None, "", "unknown")
-    if prev.get("action") == "shutdown":
-        return None, "the agent shut the box down at {}; this boot starts a new count".format(format_time(prev["t"]))
+    if prev.get("action") in ("shutdown", "reboot"):
+        return None, "the agent {} at {}; this boot starts a new count".format(
+            "shut the box down" if prev["action"] == "shutdown" else "rebooted", format_time(prev["t"]))
     if same_boot:
         mono_delta = float(cur["mono"]) - float(prev["mono"])
         if mono_delta < 0:
@@ -286,12 +289,21 @@ class _Stretch:
     notes: list[str] = field(default_factory=list)
 
 
-def decide(samples_history: Sequence[dict[str, Any]], config: AgentConfig, now: float) -> Decision:
+def decide(
+    samples_history: Sequence[dict[str, Any]],
+    config: AgentConfig,
+    now: float,
+    reboot_for: Sequence[str] = (),
+    reboot_note: str = "",
+) -> Decision:
     """Decide from the samples (oldest first; each may carry the ``action`` its run took).
 
     ``now`` is the wall time of the decision: when the latest sample is more
     than ``max_gap_intervals`` timer periods away from it, the history is
-    stale and nothing is concluded from it.
+    stale and nothing is concluded from it. ``reboot_for`` names the pending
+    updates an idle machine reboots for, after the warning and the grace
+    period, instead of staying up; ``reboot_note`` says what waits (both from
+    ``reboot.reboot_wanted``, on towers only).
     """
     if not samples_history:
         return Decision(False, None, ["no sample yet"])
@@ -320,6 +332,7 @@ def decide(samples_history: Sequence[dict[str, Any]], config: AgentConfig, now: 
     previous_action = samples_history[-2].get("action") if len(samples_history) > 1 else None
     signals = {name: {"state": r.state, "detail": r.detail} for name, r in readings.items()}
     signal_lines = [f"{name}: {r.state} - {r.detail}" for name, r in readings.items()]
+    signal_lines += [reboot_note] if reboot_note else []
     age = now - float(last["t"])
 
     def not_idle(headline: str, since: float | None = None, quiet: float = 0.0, notes: Sequence[str] = ()) -> Decision:
@@ -362,11 +375,12 @@ def decide(samples_history: Sequence[dict[str, Any]], config: AgentConfig, now: 
         f"idle: every signal quiet for {format_duration(stretch.quiet)} of observed time "
         f"(window {config.idle_minutes} min)"
     )
-    action, notify, left = _action(config, stretch)
+    final = "reboot" if reboot_for else "shutdown" if config.mode == "shutdown" else "report"
+    action, notify, left = _action(config, stretch, final)
     if action == "warn":
-        headline += f"; shutdown in {format_duration(left or 0.0)} unless there is activity"
-    elif action == "shutdown":
-        headline += "; shutting down"
+        headline += f"; {final} in {format_duration(left or 0.0)} unless there is activity"
+    elif action != "report":
+        headline += "; shutting down" if action == "shutdown" else "; rebooting"
     else:
         headline += "; report mode, the box stays up"
     return Decision(
@@ -378,18 +392,23 @@ def decide(samples_history: Sequence[dict[str, Any]], config: AgentConfig, now: 
         signals,
         notify_warning=notify,
         shutdown_in_seconds=left,
+        reboot_reasons=list(reboot_for),
     )
 
 
-def _action(config: AgentConfig, stretch: _Stretch) -> tuple[str, bool, float | None]:
-    """(action, warn users now?, grace seconds left) for an idle box."""
-    if config.mode == "report":
+def _action(config: AgentConfig, stretch: _Stretch, final: str) -> tuple[str, bool, float | None]:
+    """(action, warn users now?, grace seconds left) for an idle box whose stretch ends in ``final``.
+
+    ``final`` is ``report`` (stay up), ``shutdown`` or ``reboot``; the last two
+    come after a warning and the grace period.
+    """
+    if final == "report":
         return "report", False, None
     if config.grace_seconds <= 0:
-        return "shutdown", False, 0.0
+        return final, False, 0.0
     if stretch.warned_at is None:
         return "warn", True, config.grace_seconds
     waited = stretch.quiet - stretch.warned_at
     if waited >= config.grace_seconds:
-        return "shutdown", False, 0.0
+        return final, False, 0.0
     return "warn", False, config.grace_seconds - waited

@@ -88,6 +88,12 @@ def take_sample(
         "lease": lambda: sample_lease(paths.state_dir(config)),
         "cloud_init": lambda: sample_cloud_init(paths.under_root("/run/cloud-init")),
     }
+    if config.mode == "report":
+        # Not a sign of activity: what reboot_when_pending acts on once the machine is idle. Imported here:
+        # the module is not shipped to cloud boxes, which stop when idle (a stopped box reboots anyway).
+        from .reboot import sample_reboot
+
+        sources["reboot"] = lambda: sample_reboot(lambda path: read_text(paths.under_root(path)), runner)
     for name, observe in sources.items():
         sample[name] = guarded(name, observe)
     sample["took_s"] = round(clock.boot() - started_boot, 3)

@@ -196,6 +196,20 @@ def _tower_access_problems(tower: Tower, base: PathKey, team_nomads: list[str]) 
                 found.append(((*base, field_name, j), f"{who!r} has no account on tower {tower.name!r}.",
                               f"Use nomads of this tower: {', '.join(holders) or 'none'}."
                               f"{did_you_mean(who, holders)}"))
+    if tower.gpu_stack_updates == "unattended" and tower.driver_channel == "cuda_repo":
+        found.append(((*base, "gpu_stack_updates"),
+                      "is unattended, but driver_channel is cuda_repo: NVIDIA's repository names no branch in its "
+                      "driver packages, so only their hold keeps the tower on its branch, and unattended-upgrades "
+                      "skips held packages.",
+                      "Set driver_channel: distro (the distribution's packages are pinned to the branch), or "
+                      "leave gpu_stack_updates at manual and run `nomadrig tower apply --upgrade`."))
+    if tower.gpu_stack_updates == "unattended" and tower.os.startswith("ubuntu-"):
+        found.append(((*base, "gpu_stack_updates"),
+                      f"is unattended, but the tower runs {tower.os}: Ubuntu retires a driver branch by turning its "
+                      "packages into transitional ones that pull a newer branch, and unattended-upgrades would "
+                      "install that branch.",
+                      "Leave gpu_stack_updates at manual and run `nomadrig tower apply --upgrade` (it refuses "
+                      "a transitional package)."))
     if tower.docker_users and not tower.gpu_containers:
         found.append(((*base, "docker_users"),
                       "lists docker users but gpu_containers is false, so the tower has no docker.",

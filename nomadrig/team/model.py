@@ -582,6 +582,13 @@ class Tower(Strict):
     docker_users: list[str] = Field(default_factory=list)
     #: SSH and the extra TCP ports only over WireGuard; None: on where a nomad of the tower has a WireGuard key.
     ssh_only_over_wireguard: bool | None = None
+    #: How the GPU stack (driver, CUDA toolkit) takes security releases of its branch. manual: only
+    #: `nomadrig tower apply --upgrade` moves it, never under a running job. unattended: unattended-upgrades
+    #: takes them from the distribution's archive like any other security fix; the branch stays pinned.
+    gpu_stack_updates: Literal["manual", "unattended"] = "manual"
+    #: Let the tower's agent reboot it when an update waits for one (a new driver or kernel) and the tower has
+    #: been idle for its idle window (no GPU, CPU, SSH or notebook activity); logged-in users are warned first.
+    reboot_when_idle: bool = False
 
     @field_validator("name")
     @classmethod

@@ -210,6 +210,10 @@ def tower_vars(
         "verify_expected_gpu_count": sum(gpu.count for gpu in tower.gpus),
         # The agent's sources on this machine; the role's default finds them in a checkout only.
         "agent_source_dir": str(paths.agent_source_dir()),
+        # unattended: the driver's pin admits every build of its branch and unattended-upgrades may take them.
+        "nvidia_driver_unattended_upgrades": tower.gpu_stack_updates == "unattended",
+        "base_unattended_gpu_stack": tower.gpu_stack_updates == "unattended",
+        "agent_reboot_when_pending": tower.reboot_when_idle,
         "nvidia_driver_upgrade": upgrade,
         "cuda_upgrade": upgrade,
         "gpu_containers_upgrade": upgrade,

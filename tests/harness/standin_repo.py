@@ -103,10 +103,11 @@ def _index_entry(deb: Path, root: Path) -> str:
 
 
 def build_signed_repo(debs: list[Path], root: Path, gnupg_home: Path, *, origin: str = STANDIN_TAG,
-                      label: str = STANDIN_TAG) -> SignedRepo:
+                      label: str = STANDIN_TAG, codename: str | None = None) -> SignedRepo:
     """Copy debs into a flat repository at root, index it, sign it with a new key; the repository and keyring.
 
-    ``origin`` and ``label`` head its Release file (what an apt pin can select: ``Pin: release l=...``).
+    ``origin``, ``label`` and ``codename`` head its Release file (what an apt pin can select, ``Pin: release
+    l=...``, and what unattended-upgrades' Origins-Pattern matches, ``origin=...,codename=...,label=...``).
     """
     root.mkdir(parents=True, exist_ok=True)
     placed = []
@@ -120,7 +121,8 @@ def build_signed_repo(debs: list[Path], root: Path, gnupg_home: Path, *, origin:
     digest = hashlib.sha256(packages.encode()).hexdigest()
     date = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S UTC")
     (root / "Release").write_text(
-        f"Origin: {origin}\nLabel: {label}\nDate: {date}\nArchitectures: amd64\n"
+        f"Origin: {origin}\nLabel: {label}\n" + (f"Codename: {codename}\n" if codename else "")
+        + f"Date: {date}\nArchitectures: amd64\n"
         f"SHA256:\n {digest} {len(packages.encode())} Packages\n"
     )
     gnupg_home.mkdir(mode=0o700, parents=True, exist_ok=True)
