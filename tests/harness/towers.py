@@ -18,7 +18,7 @@ from nomadrig import towers
 from nomadrig.team.load import load_team
 from nomadrig.team.model import Team, TowerGpu
 from tests.harness.container import ContainerSpec, DebianContainer
-from tests.harness.ubuntu_standin import REPO_IN_CONTAINER, build_ubuntu_archive, ubuntu_tree_files
+from tests.harness.ubuntu_standin import REPO_IN_CONTAINER, RUNNING_KERNEL, build_ubuntu_archive, ubuntu_tree_files
 from tests.harness.wheels import cpu_jax_wheels
 
 EXAMPLE_TEAM = Path(__file__).resolve().parents[2] / "examples" / "team.yaml"
@@ -115,7 +115,8 @@ def container_team(release: TowerRelease, container: DebianContainer, nomad_key:
 def container_overrides(release: TowerRelease | None = None) -> dict[str, Any]:
     """What differs in a GPU-less container from a real tower: the CPU framework path.
 
-    In a dressed release the Python is Debian's, not the one nomadrig picks for the OS.
+    In a dressed release the Python is Debian's, not the one nomadrig picks for the OS, and the running
+    kernel is the Ubuntu kernel the stand-in states (the container's own is its host's).
     """
     overrides: dict[str, Any] = {
         "frameworks_device": "cpu",
@@ -126,6 +127,7 @@ def container_overrides(release: TowerRelease | None = None) -> dict[str, Any]:
     }
     if release is not None and release.dressed_from:
         overrides["frameworks_python"] = ""
+        overrides["nvidia_driver_observed_kernel"] = RUNNING_KERNEL[release.os]
     return overrides
 
 

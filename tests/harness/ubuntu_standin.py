@@ -15,14 +15,38 @@ depend on the branch that replaced it; and ``nvidia-cuda-toolkit`` at the
 release's version. Branches, versions and transitions come from nomadrig's
 compatibility data (``nomadrig/compat/data``, each row with its source).
 
+Canonical's signed precompiled modules ("Linux Restricted Modules") are there
+too, with their names and dependency shapes (packages.ubuntu.com, source
+linux-restricted-modules; NVIDIA GPU Operator's precompiled-driver page):
+``linux-modules-nvidia-<B>-server[-open]-<kernel release>`` depending on the
+exact version of ``linux-objects-nvidia-<B>-server[-open]-<release>`` and
+``linux-signatures-nvidia-<release>``; the flavour metapackage
+``linux-modules-nvidia-<B>-server[-open]-generic`` depending on the newest
+release's package at its exact version and on ``nvidia-kernel-common-<B>-server
+(>= <driver version>)``; and the userspace without DKMS,
+``nvidia-headless-no-dkms-<B>-server[-open]`` (exact ``libnvidia-cfg1-`` and
+``libnvidia-compute-<B>-server``), ``nvidia-compute-utils-<B>-server``. Left
+out: the release package's dependency on its kernel image
+(``linux-image-<release> | linux-image-unsigned-<release>``), which a real
+Ubuntu tower has installed and a container cannot have.
+
+A container runs its host's kernel, whose release (``uname -r``) is whatever
+the test machine boots and usually not an Ubuntu kernel's. So the stand-in
+tower states the Ubuntu kernel it "runs" (``RUNNING_KERNEL``, passed to the
+role as ``nvidia_driver_observed_kernel``), and the archive publishes signed
+modules for ``SIGNED_KERNELS``: on 24.04 for the running kernel, on 22.04
+only for an older one (Canonical has not published them for the running
+kernel yet), so the two towers take the two paths.
+
 What this proves: Ansible's Ubuntu facts select the Ubuntu task files, they
 choose and install the package names they should, refuse a transitional
 package with the fix, detect the branch from versions, and a second run
 changes nothing. What it does not: that Ubuntu's real packages install,
 build or load (their contents, maintainer scripts and DKMS builds), that
 Ubuntu's own base packages, Python (3.11 here, Debian's) and archive layout
-behave like Debian's, or anything about Secure Boot and Canonical's signed
-modules. Only a real Ubuntu tower shows those.
+behave like Debian's, or Secure Boot's real signature check on Canonical's signed
+modules: that the modules are signed, that the firmware's Secure Boot accepts
+them, that the kernel loads them. Only a real Ubuntu tower shows those.
 """
 
 from __future__ import annotations
@@ -48,6 +72,11 @@ OS_RELEASE = {
 #: The packages a server driver metapackage depends on at its exact version, per kernel module flavour.
 DRIVER_PARTS = ("nvidia-kernel-common-{b}-server", "libnvidia-compute-{b}-server", "nvidia-utils-{b}-server")
 DKMS = {"": "nvidia-dkms-{b}-server", "-open": "nvidia-dkms-{b}-server-open"}
+
+#: The Ubuntu kernel each stand-in tower states it runs (``nvidia_driver_observed_kernel``).
+RUNNING_KERNEL = {"ubuntu-22.04": "5.15.0-126-generic", "ubuntu-24.04": "6.8.0-45-generic"}
+#: The kernels the stand-in archive has Canonical's signed modules for, oldest first.
+SIGNED_KERNELS = {"ubuntu-22.04": ("5.15.0-125-generic",), "ubuntu-24.04": ("6.8.0-45-generic",)}
 
 
 def os_release_files(release: str) -> dict[str, str]:
@@ -80,6 +109,39 @@ def _driver_packages(out: Path, branch: int, version: str) -> list[Path]:
     return debs
 
 
+def _kernel_version(release: str) -> str:
+    """The version Ubuntu gives a kernel's packages: 6.8.0-45-generic -> 6.8.0-45.45."""
+    upstream, abi, _ = release.split("-", 2)
+    return f"{upstream}-{abi}.{abi}"
+
+
+def _signed_module_packages(out: Path, branch: int, version: str, kernels: tuple[str, ...]) -> list[Path]:
+    """Canonical's signed precompiled modules of one branch for kernels (newest last), and the no-DKMS userspace."""
+    exact = standin_version(version)
+    upstream = version.split("-")[0]
+    source = f"nvidia-graphics-drivers-{branch}-server"
+    debs = [empty_package(out, f"libnvidia-cfg1-{branch}-server", exact, source=source),
+            empty_package(out, f"nvidia-compute-utils-{branch}-server", exact, source=source)]
+    for suffix in DKMS:
+        debs.append(empty_package(
+            out, f"nvidia-headless-no-dkms-{branch}-server{suffix}", exact, source=source,
+            depends=f"libnvidia-cfg1-{branch}-server (= {exact}), libnvidia-compute-{branch}-server (= {exact})"))
+        prefix = f"linux-modules-nvidia-{branch}-server{suffix}"
+        for release in kernels:
+            kv = _kernel_version(release)
+            objects = f"linux-objects-nvidia-{branch}-server{suffix}-{release}"
+            debs.append(empty_package(out, objects, kv, source="linux-restricted-modules"))
+            debs.append(empty_package(out, f"{prefix}-{release}", kv, source="linux-restricted-modules",
+                                      depends=f"{objects} (= {kv}), linux-signatures-nvidia-{release} (= {kv})"))
+        newest = kernels[-1]
+        debs.append(empty_package(
+            out, f"{prefix}-{newest.split('-', 2)[2]}", _kernel_version(newest), source="linux-restricted-modules",
+            depends=f"{prefix}-{newest} (= {_kernel_version(newest)}), nvidia-kernel-common-{branch}-server (>= {upstream})"))
+    debs += [empty_package(out, f"linux-signatures-nvidia-{release}", _kernel_version(release),
+                           source="linux-restricted-modules") for release in kernels]
+    return debs
+
+
 def _transitional_packages(out: Path, branch: int, replaced_by: int, version: str) -> list[Path]:
     """A retired branch: its metapackages now only pull the branch that replaced it (Ubuntu's shape)."""
     exact = standin_version(version)
@@ -101,6 +163,7 @@ def build_ubuntu_archive(release: str, work: Path) -> SignedRepo:
     for driver in drivers:
         if driver.status == "current":
             debs += _driver_packages(debs_dir, driver.branch, driver.version)
+            debs += _signed_module_packages(debs_dir, driver.branch, driver.version, SIGNED_KERNELS[release])
         elif driver.replaced_by is not None:
             version = driver.version or versions.get(driver.replaced_by, f"{driver.replaced_by}.0-0")
             debs += _transitional_packages(debs_dir, driver.branch, driver.replaced_by, version)
