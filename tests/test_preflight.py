@@ -218,6 +218,22 @@ def test_secure_boot_instructions_name_ubuntus_key(tmp_path: Path) -> None:
     assert "`sudo mokutil --import /var/lib/shim-signed/mok/MOK.der`" in (run.failure or "")
 
 
+def test_secure_boot_on_ubuntus_distro_channel_is_a_note_since_the_driver_takes_signed_modules(tmp_path: Path) -> None:
+    run = run_preflight(tmp_path, preflight_observed_secure_boot="enabled", preflight_observed_os_id="ubuntu-24.04",
+                        preflight_signed_modules=True)
+
+    assert run.rc == 0, run.output
+    assert any(note.startswith("Secure Boot is enabled: on Ubuntu the driver uses Canonical's signed precompiled")
+               for note in run.notes), run.notes
+
+
+def test_secure_boot_on_debian_still_stops_the_run_whatever_the_signed_modules_flag_says(tmp_path: Path) -> None:
+    run = run_preflight(tmp_path, preflight_observed_secure_boot="enabled", preflight_signed_modules=True)
+
+    assert run.rc == 2, run.output
+    assert "Secure Boot is enabled: the NVIDIA kernel modules built by DKMS" in (run.failure or "")
+
+
 def test_secure_boot_goes_on_when_the_team_allows_it(tmp_path: Path) -> None:
     run = run_preflight(tmp_path, preflight_observed_secure_boot="enabled", preflight_allow_secure_boot=True)
 

@@ -273,3 +273,12 @@ def test_the_frameworks_role_installs_the_plans_wheels_from_the_plans_index() ->
     planned = {p["framework"]: (p["packages"], p["index"]) for p in variables["frameworks_pins"]}
     assert chosen == planned
 
+
+
+@pytest.mark.parametrize(("os_release", "channel", "signed"), [
+    ("ubuntu-24.04", "distro", True), ("ubuntu-24.04", "cuda_repo", False), ("debian-13", "distro", False)])
+def test_preflight_leaves_secure_boot_to_the_driver_only_on_ubuntus_own_archive(
+        os_release: str, channel: str, signed: bool) -> None:
+    """Ubuntu's archive has Canonical's signed modules, which nvidia_driver takes or refuses with the fix."""
+    team = parse_team(team_text(os=os_release, driver_channel=channel, gpus=gpus("RTX 4090")), "team.yaml")
+    assert tower_vars(team, team.towers[0])["preflight_signed_modules"] is signed

@@ -135,6 +135,8 @@ def install_vars(team: Team, tower: Tower) -> dict[str, Any]:
         ],
         "preflight_known_gpu_pci_ids": matrix.pci_models(),
         "preflight_driver_plan": f"driver branch {plan.driver_branch} with {plan.kernel_modules} kernel modules",
+        # Ubuntu's archive has Canonical's signed modules; nvidia_driver decides on the tower (compat.kernel_modules).
+        "preflight_signed_modules": plan.channel == "distro" and plan.os.startswith("ubuntu-"),
         "nvidia_driver_channel": plan.channel,
         "nvidia_driver_branch": plan.driver_branch,
         "nvidia_driver_kernel_modules": plan.kernel_modules,
