@@ -164,6 +164,20 @@ def test_secure_boot_on_without_signed_modules_for_the_running_kernel_is_refused
     assert "mokutil --import" in refusal.fix and "disable Secure Boot" in refusal.fix
 
 
+def test_secure_boot_on_with_an_enrolled_mok_goes_on_with_dkms_and_says_why_it_loads() -> None:
+    """The refusal's second fix: DKMS signs its modules with the Machine Owner Key the team enrolled."""
+    plan = choose_ubuntu_modules("580", "open", "7.0.0-31-generic", "enabled", RESOLUTE, mok_enrolled=True)
+    assert isinstance(plan, ModulesPlan) and plan.path == "dkms"
+    assert "enrolled Machine Owner Key" in plan.notes[0]
+    assert "nvidia_driver_mok_enrolled: true" in choose_ubuntu_modules(
+        "580", "open", "7.0.0-31-generic", "enabled", RESOLUTE).fix  # type: ignore[union-attr]
+
+
+def test_an_enrolled_mok_does_not_keep_a_tower_from_canonicals_signed_modules() -> None:
+    plan = choose_ubuntu_modules("580", "open", "7.0.0-30-generic", "enabled", RESOLUTE, mok_enrolled=True)
+    assert isinstance(plan, ModulesPlan) and plan.path == "precompiled"
+
+
 def test_secure_boot_on_with_a_kernel_that_is_not_ubuntus_is_refused_saying_why() -> None:
     refusal = choose_ubuntu_modules("580", "open", "6.18.44-fc-v1098", "enabled", RESOLUTE)
     assert isinstance(refusal, ModulesRefusal)
@@ -233,6 +247,8 @@ def test_the_roles_filters_carry_slurped_bytes_and_the_decision_as_plain_data() 
     assert decided["ok"] is False and decided["message"].startswith("Secure Boot: ")
     decided = filters["nomadrig_ubuntu_modules"]("580", "open", "7.0.0-30-generic", "enabled", sorted(RESOLUTE), [])
     assert decided["ok"] is True and decided["path"] == "precompiled"
+    decided = filters["nomadrig_ubuntu_modules"]("580", "open", "7.0.0-31-generic", "enabled", sorted(RESOLUTE), [], True)
+    assert decided["ok"] is True and decided["path"] == "dkms"
 
 
 def test_the_role_reads_the_same_secure_boot_variable_as_preflight() -> None:

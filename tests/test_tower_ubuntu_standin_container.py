@@ -164,6 +164,15 @@ def test_secure_boot_on_without_signed_modules_for_the_running_kernel_is_refused
     assert installed(jammy, "*nvidia*") == before
 
 
+def test_secure_boot_on_with_the_dkms_key_enrolled_keeps_dkms_and_changes_nothing(tower_pool: TowerPool) -> None:
+    """The refusal's MOK fix: the team says the key DKMS signs with is enrolled (nvidia_driver_mok_enrolled)."""
+    jammy = tower_pool.get("jammy")
+    report = run_with(jammy, nvidia_driver_efi_dir=with_secure_boot(jammy, on=True), nvidia_driver_mok_enrolled=True)
+    assert report.succeeded, report.summary()
+    assert report.changed_tasks == [], report.summary()
+    assert "nvidia-dkms-580-server-open" in installed(jammy, "nvidia-dkms-*")
+
+
 def test_booting_a_kernel_with_signed_modules_switches_from_dkms_in_one_transaction_and_back(
         tower_pool: TowerPool) -> None:
     """The fix of the refusal above: the tower boots the kernel Canonical signed modules for."""

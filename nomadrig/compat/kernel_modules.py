@@ -33,7 +33,8 @@ The rules, in order:
    The flavour metapackage follows the tower's installed kernel metapackage, as ubuntu-drivers does
    (``linux-image-generic-hwe-22.04`` -> ``...-generic-hwe-22.04``), so future kernels get their modules
    and a GA metapackage never drags an HWE tower back to the GA kernel.
-3. Otherwise DKMS, when Secure Boot is off or cannot be read (as before).
+3. Otherwise DKMS, when Secure Boot is off or cannot be read (as before), or when the team enrolled the
+   Machine Owner Key DKMS signs its modules with.
 4. Otherwise (Secure Boot on, no signed modules for this kernel) a refusal that names what to change.
 
 Pure: no I/O, the same answer for the same input, never raises on input of the right types.
@@ -151,11 +152,13 @@ def secure_boot_state(efi_dir_exists: bool, efivar: bytes | None, mokutil: str |
 
 
 def choose_ubuntu_modules(branch: str, flavour: str, kernel_release: str, secure_boot: str,
-                          offered: Iterable[str], installed: Iterable[str] = ()) -> ModulesPlan | ModulesRefusal:
+                          offered: Iterable[str], installed: Iterable[str] = (),
+                          mok_enrolled: bool = False) -> ModulesPlan | ModulesRefusal:
     """The modules for an Ubuntu tower (module docstring: the rules and their sources).
 
     ``offered``: package names the tower's archive has (``apt-cache pkgnames``); ``installed``: the
-    tower's installed package names (for its kernel image metapackages).
+    tower's installed package names (for its kernel image metapackages); ``mok_enrolled``: the team says
+    the key DKMS signs its modules with is enrolled in the firmware, so a DKMS module loads under Secure Boot.
     """
     if not isinstance(branch, str) or not _BRANCH.fullmatch(branch):
         return ModulesRefusal("nvidia_driver_branch", f"{branch!r} is not a driver branch.",
@@ -191,10 +194,12 @@ def choose_ubuntu_modules(branch: str, flavour: str, kernel_release: str, secure
             "linux-<flavour> to keep kernels and modules coming together)."]
         return ModulesPlan("precompiled", (*metas, running, *userspace), dkms_families, tuple(notes))
 
-    if secure_boot != "enabled":
-        notes = [] if secure_boot == "disabled" else [
-            "the Secure Boot state could not be read; if it is on, the DKMS-built module will not load "
-            "(check with `mokutil --sb-state`)."]
+    if secure_boot != "enabled" or mok_enrolled:
+        notes = ([] if secure_boot == "disabled"
+                 else ["Secure Boot is on: the DKMS-built module loads only while it is signed with the enrolled "
+                       "Machine Owner Key (nvidia_driver_mok_enrolled)."] if secure_boot == "enabled"
+                 else ["the Secure Boot state could not be read; if it is on, the DKMS-built module will not load "
+                       "(check with `mokutil --sb-state`)."])
         return ModulesPlan("dkms", (f"nvidia-driver-{branch}-server{suffix}",), lrm_families, tuple(notes))
 
     built_for = sorted(name.removeprefix(prefix + "-") for name in offered_set
@@ -210,9 +215,9 @@ def choose_ubuntu_modules(branch: str, flavour: str, kernel_release: str, secure
     return ModulesRefusal(
         "Secure Boot",
         f"Secure Boot is enabled and {why}; a module DKMS builds on the tower is unsigned and will not load.",
-        f"{boot}; or enroll a Machine Owner Key for DKMS (sudo mokutil --import /var/lib/shim-signed/mok/MOK.der, "
-        "reboot, pick \"Enroll MOK\") and set preflight_allow_secure_boot: true; or disable Secure Boot in the "
-        "firmware setup.")
+        f"{boot}; or enroll the Machine Owner Key DKMS signs with (sudo mokutil --import "
+        "/var/lib/shim-signed/mok/MOK.der, reboot, pick \"Enroll MOK\") and set nvidia_driver_mok_enrolled: true; "
+        "or disable Secure Boot in the firmware setup.")
 
 
 def _flavour_metapackages(prefix: str, kernel: UbuntuKernel | None, offered: set[str],

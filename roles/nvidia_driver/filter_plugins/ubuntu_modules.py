@@ -26,10 +26,10 @@ def nomadrig_secure_boot(efi_dir_exists: Any, efivar_b64: Any = None, mokutil: A
 
 
 def nomadrig_ubuntu_modules(branch: Any, flavour: Any, kernel_release: Any, secure_boot: Any,
-                            offered: Any = (), installed: Any = ()) -> dict[str, object]:
+                            offered: Any = (), installed: Any = (), mok_enrolled: Any = False) -> dict[str, object]:
     """The decision as a dict: ok, path, packages, other_path_prefixes, notes, message (the refusal)."""
     return choose_ubuntu_modules(str(branch), str(flavour), str(kernel_release), str(secure_boot),
-                                 list(offered or ()), list(installed or ())).as_dict()
+                                 list(offered or ()), list(installed or ()), mok_enrolled is True).as_dict()
 
 
 class FilterModule:
