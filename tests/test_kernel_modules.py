@@ -178,6 +178,15 @@ def test_an_enrolled_mok_does_not_keep_a_tower_from_canonicals_signed_modules() 
     assert isinstance(plan, ModulesPlan) and plan.path == "precompiled"
 
 
+def test_the_refusal_names_the_newest_kernels_of_the_same_flavour_with_signed_modules_in_version_order() -> None:
+    offered = {f"linux-modules-nvidia-580-server-open-{release}" for release in (
+        "5.15.0-99-generic", "5.15.0-125-generic", "5.15.0-1051-aws", "5.15.0-100-generic", "5.15.0-98-generic")}
+    refusal = choose_ubuntu_modules("580", "open", "5.15.0-126-generic", "enabled", offered | userspace("580"))
+    assert isinstance(refusal, ModulesRefusal)
+    assert "(5.15.0-99-generic, 5.15.0-100-generic, 5.15.0-125-generic)" in refusal.fix, refusal.fix
+    assert "apt install" not in refusal.fix  # no flavour metapackage offered: nothing to name
+
+
 def test_secure_boot_on_with_a_kernel_that_is_not_ubuntus_is_refused_saying_why() -> None:
     refusal = choose_ubuntu_modules("580", "open", "6.18.44-fc-v1098", "enabled", RESOLUTE)
     assert isinstance(refusal, ModulesRefusal)

@@ -202,15 +202,18 @@ def choose_ubuntu_modules(branch: str, flavour: str, kernel_release: str, secure
                        "(check with `mokutil --sb-state`)."])
         return ModulesPlan("dkms", (f"nvidia-driver-{branch}-server{suffix}",), lrm_families, tuple(notes))
 
-    built_for = sorted(name.removeprefix(prefix + "-") for name in offered_set
-                       if name.startswith(prefix + "-") and parse_ubuntu_kernel(name.removeprefix(prefix + "-")))
+    signed = [k for name in offered_set if name.startswith(prefix + "-")
+              and (k := parse_ubuntu_kernel(name.removeprefix(prefix + "-"))) is not None]
+    same_flavour = [k for k in signed if kernel is not None and k.flavour == kernel.flavour]
+    built_for = [k.release for k in sorted(same_flavour or signed, key=_kernel_order)]
+    meta = f"{prefix}-{kernel.flavour}" if kernel is not None else ""
     if kernel is None:
         why = (f"the running kernel {kernel_release} is not one of Ubuntu's (<version>-<abi>-<flavour>), and Canonical "
                "signs NVIDIA modules only for its own kernels")
     else:
         why = f"the archive has no {running} (Canonical's signed modules for the running kernel)"
-    boot = (f"boot a kernel the archive has signed modules for ({', '.join(built_for[-3:])}; "
-            f"apt install {prefix}-{kernel.flavour if kernel else 'generic'} pulls the newest) and run again"
+    pulls = f"; apt install {meta} pulls the newest" if meta in offered_set else ""
+    boot = (f"boot a kernel the archive has signed modules for ({', '.join(built_for[-3:])}{pulls}) and run again"
             if built_for else "boot an Ubuntu kernel whose signed modules the archive has, and run again")
     return ModulesRefusal(
         "Secure Boot",
@@ -218,6 +221,11 @@ def choose_ubuntu_modules(branch: str, flavour: str, kernel_release: str, secure
         f"{boot}; or enroll the Machine Owner Key DKMS signs with (sudo mokutil --import "
         "/var/lib/shim-signed/mok/MOK.der, reboot, pick \"Enroll MOK\") and set nvidia_driver_mok_enrolled: true; "
         "or disable Secure Boot in the firmware setup.")
+
+
+def _kernel_order(kernel: UbuntuKernel) -> tuple[tuple[int, ...], int, str]:
+    """Oldest first: 5.15.0-99 before 5.15.0-125 (as numbers, not as text)."""
+    return tuple(int(part) for part in kernel.upstream.split(".")), int(kernel.abi), kernel.flavour
 
 
 def _flavour_metapackages(prefix: str, kernel: UbuntuKernel | None, offered: set[str],
