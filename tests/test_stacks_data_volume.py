@@ -40,10 +40,15 @@ def team() -> Team:
     return load_team(EXAMPLE)
 
 
-def run_program(program: Callable[[], None]) -> tuple[PlanMocks, dict[str, Any]]:
-    """Run a stack program under the mocks; the resources it declared and the values it exported."""
-    mocks = PlanMocks(MockScope())
-    pulumi.runtime.set_mocks(mocks, project="nomadrig", stack="test", monitor=RecordingMonitor(mocks))
+def run_program(program: Callable[[], None], mocks: PlanMocks | None = None,
+                monitor: RecordingMonitor | None = None) -> tuple[PlanMocks, dict[str, Any]]:
+    """Run a stack program under the mocks; the resources it declared and the values it exported.
+
+    `mocks` and `monitor`: the ones to record with (a fresh `PlanMocks` and its `RecordingMonitor` if not given).
+    """
+    mocks = mocks or PlanMocks(MockScope())
+    pulumi.runtime.set_mocks(mocks, project="nomadrig", stack="test", preview=False,
+                             monitor=monitor or RecordingMonitor(mocks))
     exported: dict[str, Any] = {}
 
     @pulumi.runtime.test
