@@ -28,8 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pulumi
-from nomadrig.stacks.program import box_program, team_program
-from nomadrig.stacks.tower import tower_program
+from nomadrig.stacks.program import box_program, team_program, tower_program
 
 from nomadrig.names import network_stack_name
 from nomadrig.spec import box_spec, tower_spec

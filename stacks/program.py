@@ -1,7 +1,7 @@
 """The Pulumi programs nomadrig runs: what the engine, the offline plan and `pulumi up` all call.
 
-API (stable; `nomadrig/engine/operations.py` depends on it)
--------------------------------------------------
+API (stable; the engine's `StackPrograms` in `nomadrig/engine/stacks.py` depends on it)
+------------------------------------------------------------------------------------
 
 Stacks
     ``team_networks(team) -> list[tuple[cloud, region]]``
@@ -37,11 +37,21 @@ Programs (inline programs for ``auto.create_or_select_stack(program=...)``)
           - ``Mapping[str, Any]``: the team stack's outputs as plain values
             (e.g. ``{k: v.value for k, v in stack.outputs().items()}`` from the Automation API);
           - an ``AwsNetworkRef`` / ``GcpNetworkRef`` (values or Outputs).
+    ``tower_program(team, spec, *, ssh_key_file=None, overrides=None, strict_host_keys=True)``
+        Registers the ``nomadrig:tower:Tower`` component and exports
+        ``tower_public_key``, ``changed_tasks``, ``run_dir``, ``team``, ``tower``, ``address``.
 
-Neither program reads Pulumi config: every input comes from the validated
-``Team`` / ``BoxSpec``. Each program makes its own explicit provider for the
-region (and GCP project), so the engine need not set ``aws:region`` /
-``gcp:project`` config; credentials come from the environment as usual.
+Each component takes its ``Args`` (`stacks.args` makes them from the team and
+the spec), never the `Team` or the `BoxSpec` itself.
+
+No program reads Pulumi config: every input comes from the validated ``Team``
+/ ``BoxSpec`` / ``TowerSpec`` through the args. Each box and network component
+makes its own explicit provider for its region (and GCP project), so nothing
+in these stacks uses the config the engine sets on them (``aws:region``, or
+``gcp:project`` and ``gcp:region``: `nomadrig.engine.stacks.cloud_config`);
+that config is for the default provider, which only the engine's purge stack
+uses. Credentials come from the environment as usual. Only ``stacks/__main__.py``
+(a stack run by hand) reads config: the ``nomadrig:*`` keys that name the inputs.
 """
 
 from __future__ import annotations
@@ -49,12 +59,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from nomadrig.stacks import args
+
 if TYPE_CHECKING:
     import pulumi
     from nomadrig.stacks.aws.network import AwsNetworkRef
     from nomadrig.stacks.gcp.network import GcpNetworkRef
 
-    from nomadrig.spec import BoxSpec
+    from nomadrig.spec import BoxSpec, TowerSpec
     from nomadrig.team.model import Team
     from nomadrig.volumes import DataSource
 
@@ -83,20 +95,15 @@ def is_primary_region(team: Team, cloud: str, region: str) -> bool:
 
 def deploy_team_network(team: Team, cloud: str, region: str, opts: pulumi.ResourceOptions | None = None) -> Any:
     """Register the team network component (no exports); the plan calls this directly."""
+    primary = is_primary_region(team, cloud, region)
     if cloud == "aws":
         from nomadrig.stacks.aws.network import TeamNetwork as AwsTeamNetwork
-        from nomadrig.stacks.aws.network import TeamNetworkSettings as AwsSettings
 
-        return AwsTeamNetwork(f"{team.name}-{region}", AwsSettings.from_team(team, region,
-                                                                              is_primary_region(team, cloud, region)),
-                              opts)
+        return AwsTeamNetwork(f"{team.name}-{region}", args.aws_network_args(team, region, primary), opts)
     if cloud == "gcp":
         from nomadrig.stacks.gcp.network import TeamNetwork as GcpTeamNetwork
-        from nomadrig.stacks.gcp.network import TeamNetworkSettings as GcpSettings
 
-        return GcpTeamNetwork(f"{team.name}-{region}", GcpSettings.from_team(team, region,
-                                                                              is_primary_region(team, cloud, region)),
-                              opts)
+        return GcpTeamNetwork(f"{team.name}-{region}", args.gcp_network_args(team, region, primary), opts)
     raise ValueError(f"unknown cloud {cloud!r}: use aws or gcp")
 
 
@@ -127,22 +134,16 @@ def deploy_box(team: Team, spec: BoxSpec, network: AwsNetworkRef | GcpNetworkRef
                opts: pulumi.ResourceOptions | None = None, data: DataSource | None = None) -> Any:
     """Register the box component (no exports); the plan calls this directly.
 
-    `data`: where the data volume comes from (`nomadrig.engine.stacks.DataSource`); None is a new one.
+    `data`: where the data volume comes from (`nomadrig.volumes.DataSource`); None is a new one.
     """
     if spec.cloud == "aws":
-        from nomadrig.stacks.aws.box import DLAMI_PARAMETER
         from nomadrig.stacks.aws.box import Box as AwsBox
 
-        parameter = (team.clouds.aws.ami_parameter if team.clouds.aws else "") or DLAMI_PARAMETER
-        return AwsBox(spec.nomad, spec, network, opts, ami_parameter=parameter,  # type: ignore[arg-type]
-                      data=data)
+        return AwsBox(spec.nomad, args.aws_box_args(team, spec, network, data), opts)  # type: ignore[arg-type]
     if spec.cloud == "gcp":
         from nomadrig.stacks.gcp.box import Box as GcpBox
-        from nomadrig.stacks.gcp.box import BoxImage
 
-        image = team.clouds.gcp.image_family if team.clouds.gcp else ""
-        return GcpBox(spec.nomad, spec, network, BoxImage.from_setting(image), opts,  # type: ignore[arg-type]
-                      data=data)
+        return GcpBox(spec.nomad, args.gcp_box_args(team, spec, network, data), opts)  # type: ignore[arg-type]
     raise ValueError(f"unknown cloud {spec.cloud!r}: use aws or gcp")
 
 
@@ -185,6 +186,28 @@ def box_program(team: Team, spec: BoxSpec, network: NetworkSource,
                            ("region", spec.region), ("instance_type", spec.instance_type),
                            ("created", spec.created), ("ttl_hours", spec.ttl_hours), ("spot", spec.spot),
                            ("data_source", data.as_output())):
+            pulumi.export(key, value)
+
+    return program
+
+
+def tower_program(team: Team, spec: TowerSpec, *, ssh_key_file: str | None = None,
+                  overrides: Mapping[str, Any] | None = None, strict_host_keys: bool = True) -> Callable[[], None]:
+    """The inline program of one tower stack: the `Tower` component and what `ls`/`outputs` show of it.
+
+    `ssh_key_file` and `overrides` are what `nomadrig up TOWER --ssh-key KEY -e VAR=VALUE` passed.
+    """
+
+    def program() -> None:
+        import pulumi
+        from nomadrig.stacks.tower import Tower
+
+        tower = Tower(spec.name, args.tower_args(team, spec.name, ssh_key_file=ssh_key_file, overrides=overrides,
+                                                 strict_host_keys=strict_host_keys))
+        pulumi.export("tower_public_key", tower.tower_public_key)
+        pulumi.export("changed_tasks", tower.configuration.changed_tasks)
+        pulumi.export("run_dir", tower.configuration.run_dir)  # where the last run's report.json and logs are
+        for key, value in (("team", spec.team), ("tower", spec.name), ("address", spec.address)):
             pulumi.export(key, value)
 
     return program

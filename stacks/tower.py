@@ -14,16 +14,18 @@ a team owns, not something Pulumi created, so ``delete`` only forgets it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-from nomadrig import paths, towers
+from nomadrig import towers
 from nomadrig.team.model import Team
 
 #: What decides whether a tower needs another run; anything else is bookkeeping.
@@ -62,31 +64,27 @@ def tower_vars_hash(team: Team, tower_name: str, options: Mapping[str, Any]) -> 
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def tower_inputs(
-    team: Team,
-    tower_name: str,
-    *,
-    ssh_key_file: str | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    runs_dir: str | None = None,
-    strict_host_keys: bool = True,
-    project_root: Path = towers.PROJECT_ROOT,
-) -> dict[str, Any]:
-    """The dynamic resource's inputs: plain JSON values, hashes included."""
-    options = {
-        "ssh_key_file": ssh_key_file,
-        "overrides": dict(overrides or {}),
-        "runs_dir": runs_dir or str(paths.runs_dir()),
-        "strict_host_keys": strict_host_keys,
-        "project_root": str(project_root),
-    }
-    return {
-        "tower": tower_name,
-        "team": team.model_dump(mode="json"),
-        **options,
-        "content_hash": roles_content_hash(project_root),
-        "vars_hash": tower_vars_hash(team, tower_name, options),
-    }
+@dataclass(frozen=True)
+class TowerArgs:
+    """What the Tower reads: its configuration's inputs, hashes included (`stacks.args.tower_args` makes them).
+
+    The team travels as its JSON, not as a `Team`: the provider runs the playbook from it in another
+    process, and the whole of it is an input, so a change to the team file is a change Pulumi sees.
+    """
+
+    tower: str
+    team: Mapping[str, Any]  # Team.model_dump(mode="json")
+    ssh_key_file: str | None
+    overrides: Mapping[str, Any]
+    runs_dir: str
+    strict_host_keys: bool
+    project_root: str
+    content_hash: str  # roles_content_hash
+    vars_hash: str  # tower_vars_hash
+
+    def inputs(self) -> dict[str, Any]:
+        """The dynamic resource's inputs: plain JSON values."""
+        return dataclasses.asdict(self)
 
 
 class TowerApplyFailed(Exception):
@@ -147,42 +145,11 @@ class TowerConfiguration(pulumi.dynamic.Resource):
 
 
 class Tower(pulumi.ComponentResource):
-    """One on-prem tower from the team file, configured by the tower playbook."""
+    """One on-prem tower from the team file, configured by the tower playbook; its one child: `configuration`."""
 
-    def __init__(
-        self,
-        name: str,
-        team: Team,
-        tower_name: str,
-        *,
-        ssh_key_file: str | None = None,
-        overrides: Mapping[str, Any] | None = None,
-        strict_host_keys: bool = True,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: TowerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("nomadrig:tower:Tower", name, None, opts)
-        inputs = tower_inputs(team, tower_name, ssh_key_file=ssh_key_file, overrides=overrides,
-                              strict_host_keys=strict_host_keys)
-        self.configuration = TowerConfiguration(f"{name}-configuration", inputs, pulumi.ResourceOptions(parent=self))
+        self.configuration = TowerConfiguration(f"{name}-configuration", args.inputs(),
+                                                pulumi.ResourceOptions(parent=self))
         self.tower_public_key = self.configuration.tower_public_key
-        self.register_outputs({"tower_public_key": self.tower_public_key, "content_hash": inputs["content_hash"]})
-
-
-def tower_program(team: Team, spec: Any, *, ssh_key_file: str | None = None,
-                  overrides: Mapping[str, Any] | None = None, strict_host_keys: bool = True) -> Callable[[], None]:
-    """The inline program of one tower stack: the `Tower` component and what `ls`/`outputs` show of it.
-
-    `spec` is the tower's `nomadrig.spec.TowerSpec`; `ssh_key_file` and
-    `overrides` are what `nomadrig up TOWER --ssh-key KEY -e VAR=VALUE` passed.
-    """
-
-    def program() -> None:
-        tower = Tower(spec.name, team, spec.name, ssh_key_file=ssh_key_file, overrides=overrides,
-                      strict_host_keys=strict_host_keys)
-        pulumi.export("tower_public_key", tower.tower_public_key)
-        pulumi.export("changed_tasks", tower.configuration.changed_tasks)
-        pulumi.export("run_dir", tower.configuration.run_dir)  # where the last run's report.json and logs are
-        for key, value in (("team", spec.team), ("tower", spec.name), ("address", spec.address)):
-            pulumi.export(key, value)
-
-    return program
+        self.register_outputs({"tower_public_key": self.tower_public_key, "content_hash": args.content_hash})

@@ -38,8 +38,8 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 from nomadrig.stacks import mocks as stack_mocks
 from nomadrig.stacks.mocks import MockScope, PlanMocks, RecordingMonitor
-from nomadrig.stacks.program import box_program, team_networks, team_program
-from nomadrig.stacks.tower import roles_content_hash, tower_program
+from nomadrig.stacks.program import box_program, team_networks, team_program, tower_program
+from nomadrig.stacks.tower import roles_content_hash
 from pulumi.runtime import rpc
 
 from nomadrig import paths

@@ -27,7 +27,12 @@ PulumiFn = Callable[[], None]
 
 
 def cloud_config(cloud: str, region: str, project: str = "") -> dict[str, str]:
-    """Provider config set on every stack of a cloud/region (the programs read no other provider config)."""
+    """The default provider's config, set on every stack of a cloud/region; towers' stacks get none.
+
+    Only the purge stack reads it: the volumes it imports go through the default provider. The network
+    and box programs read no config at all (each component makes an explicit provider for its region
+    from its args, `stacks.program`); on their stacks it records where the stack's resources live.
+    """
     if cloud == "aws":
         return {"aws:region": region}
     if cloud == "gcp":
@@ -86,7 +91,7 @@ class StackPrograms:
 
     def tower(self, team: Team, spec: TowerSpec, run: TowerRun | None = None) -> PulumiFn:
         """A tower stack's program: the `Tower` component, reached as `run` says."""
-        from nomadrig.stacks.tower import tower_program
+        from nomadrig.stacks.program import tower_program
 
         run = run or TowerRun()
         return tower_program(team, spec, ssh_key_file=run.ssh_key_file, overrides=run.overrides,

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 from nomadrig.stacks.aws.network import AwsNetworkRef
+from nomadrig.stacks.box_args import CommonBoxArgs
 
-from nomadrig.spec import BoxSpec
-from nomadrig.userdata import gzip_user_data, render_user_data
-from nomadrig.volumes import DataSource
+from nomadrig.userdata import gzip_user_data
 
 # Deep Learning Base OSS NVIDIA Driver GPU AMI (Ubuntu 22.04): drivers preinstalled, so the box boots ready.
 DLAMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
@@ -87,54 +88,53 @@ def role_policy(bucket_arn: str, kms_key_arn: str, prefix: str, region: str) -> 
     })
 
 
+@dataclass(frozen=True)
+class BoxArgs(CommonBoxArgs):
+    """What an AWS box reads, and nothing else; `stacks.args.aws_box_args` makes it from the nomad's spec."""
+
+    spot_max_price: float | None  # the highest hourly bid, when spot
+    tags: Mapping[str, str]
+    ami_parameter: str  # the SSM parameter that holds the AMI id
+    network: AwsNetworkRef
+
+
 class Box(pulumi.ComponentResource):
-    """GPU instance (IMDSv2, encrypted gp3 root, no inbound path but SSM) + retained encrypted data volume."""
+    """GPU instance (IMDSv2, encrypted gp3 root, no inbound path but SSM) + retained encrypted data volume.
 
-    def __init__(self, name: str, spec: BoxSpec, network: AwsNetworkRef,
-                 opts: pulumi.ResourceOptions | None = None, ami_parameter: str = DLAMI_PARAMETER,
-                 data: DataSource | None = None):
+    Every child is an attribute, the data volume too, whether declared or read (`_data_volume`).
+    """
+
+    def __init__(self, name: str, args: BoxArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nomadrig:aws:Box", name, None, opts)
-        if spec.cloud != "aws":
-            raise ValueError(f"box {spec.nomad}: spec is for {spec.cloud}, not aws")
-        provider = aws.Provider(f"{name}-aws", region=spec.region, opts=pulumi.ResourceOptions(parent=self))
-        child = pulumi.ResourceOptions(parent=self, provider=provider)
-        tags = spec.tags()
+        self.provider = aws.Provider(f"{name}-aws", region=args.region, opts=pulumi.ResourceOptions(parent=self))
+        child = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        tags = dict(args.tags)
 
-        ami = aws.ssm.get_parameter_output(name=ami_parameter, opts=pulumi.InvokeOptions(provider=provider)).value
+        ami = aws.ssm.get_parameter_output(name=args.ami_parameter,
+                                           opts=pulumi.InvokeOptions(provider=self.provider)).value
+        self._identity(name, args, tags, child)
+        self.data_volume = self._data_volume(name, args, tags, child)
 
-        self.role = aws.iam.Role(
-            f"{name}-box", description=f"nomadrig box of {spec.nomad} ({spec.team})", tags=tags, opts=child,
-            assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
-        aws.iam.RolePolicy(f"{name}-session-manager", role=self.role.id, policy=session_manager_policy(), opts=child)
-        aws.iam.RolePolicy(f"{name}-datasets", role=self.role.id, opts=child,
-                           policy=pulumi.Output.all(network.bucket_arn, network.kms_key_arn).apply(
-                               lambda args: role_policy(args[0], args[1], spec.nomad, spec.region)))
-        profile = aws.iam.InstanceProfile(f"{name}-box", role=self.role.name, tags=tags, opts=child)
-
-        self.data_volume = self._data_volume(name, spec, network, tags, child, data)
-
-        user_data = self.data_volume.id.apply(lambda vid: packed_user_data(
-            render_user_data(spec, data_device_path(vid))))
+        user_data = self.data_volume.id.apply(lambda vid: packed_user_data(args.user_data(data_device_path(vid))))
         market = None
-        if spec.spot:
-            max_price = spec.spot_max_price
+        if args.spot:
             market = aws.ec2.InstanceInstanceMarketOptionsArgs(
                 market_type="spot",
                 spot_options=aws.ec2.InstanceInstanceMarketOptionsSpotOptionsArgs(
                     spot_instance_type="persistent", instance_interruption_behavior="stop",
-                    max_price=f"{max_price:.4f}" if max_price is not None else None))
+                    max_price=f"{args.spot_max_price:.4f}" if args.spot_max_price is not None else None))
+        network = args.network
         self.instance = aws.ec2.Instance(
-            f"{name}-box", ami=ami, instance_type=spec.machine_type, subnet_id=network.subnet_id,
-            vpc_security_group_ids=[network.security_group_id], iam_instance_profile=profile.name,
-            associate_public_ip_address=spec.allow_public_ip,
+            f"{name}-box", ami=ami, instance_type=args.machine_type, subnet_id=network.subnet_id,
+            vpc_security_group_ids=[network.security_group_id], iam_instance_profile=self.instance_profile.name,
+            associate_public_ip_address=args.allow_public_ip,
             metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
                 http_tokens="required", http_endpoint="enabled", http_put_response_hop_limit=2),
             root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
-                volume_type="gp3", volume_size=spec.root_disk_gb, encrypted=True, kms_key_id=network.kms_key_arn,
+                volume_type="gp3", volume_size=args.root_disk_gb, encrypted=True, kms_key_id=network.kms_key_arn,
                 delete_on_termination=True, tags=tags),
             instance_initiated_shutdown_behavior="stop", instance_market_options=market,
-            user_data_base64=user_data, tags={**tags, "Name": spec.stack_name}, opts=child)
+            user_data_base64=user_data, tags={**tags, "Name": args.stack_name}, opts=child)
         self.attachment = aws.ec2.VolumeAttachment(
             f"{name}-data", device_name=DATA_DEVICE_NAME, volume_id=self.data_volume.id,
             instance_id=self.instance.id, stop_instance_before_detaching=True, opts=child)
@@ -148,21 +148,35 @@ class Box(pulumi.ComponentResource):
         }
         self.register_outputs(self._outputs)
 
+    def _identity(self, name: str, args: BoxArgs, tags: dict[str, str], opts: pulumi.ResourceOptions) -> None:
+        """The box's own role: Session Manager's channels and its nomad's prefix of the bucket, nothing else."""
+        self.role = aws.iam.Role(
+            f"{name}-box", description=f"nomadrig box of {args.nomad} ({args.team})", tags=tags, opts=opts,
+            assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+        self.session_manager_policy = aws.iam.RolePolicy(f"{name}-session-manager", role=self.role.id,
+                                                         policy=session_manager_policy(), opts=opts)
+        self.datasets_policy = aws.iam.RolePolicy(
+            f"{name}-datasets", role=self.role.id, opts=opts,
+            policy=pulumi.Output.all(args.network.bucket_arn, args.network.kms_key_arn).apply(
+                lambda keys: role_policy(keys[0], keys[1], args.nomad, args.region)))
+        self.instance_profile = aws.iam.InstanceProfile(f"{name}-box", role=self.role.name, tags=tags, opts=opts)
+
     @staticmethod
-    def _data_volume(name: str, spec: BoxSpec, network: AwsNetworkRef, tags: dict[str, str],
-                     opts: pulumi.ResourceOptions, data: DataSource | None) -> aws.ebs.Volume:
+    def _data_volume(name: str, args: BoxArgs, tags: dict[str, str], opts: pulumi.ResourceOptions) -> aws.ebs.Volume:
         """The box's data volume: the one an earlier box kept (read, not owned), else a new one.
 
         A new volume (empty, or from a snapshot) is retained on delete: destroying the box stack leaves
         the data (and the reaper snapshots it first). A kept volume is read by id: Pulumi attaches it
         and, the box stack never having created it, never deletes it.
         """
-        if data is not None and data.kind == data.KEPT:
+        data = args.data
+        if data.kind == data.KEPT:
             return aws.ebs.Volume.get(f"{name}-data", data.ident, opts=opts)
         return aws.ebs.Volume(
-            f"{name}-data", availability_zone=network.availability_zone, size=spec.data_disk_gb, type="gp3",
-            encrypted=True, kms_key_id=network.kms_key_arn, tags={**tags, "Name": f"{spec.stack_name}-data"},
-            snapshot_id=data.ident if data is not None and data.kind == data.SNAPSHOT else None,
+            f"{name}-data", availability_zone=args.network.availability_zone, size=args.data_disk_gb, type="gp3",
+            encrypted=True, kms_key_id=args.network.kms_key_arn, tags={**tags, "Name": f"{args.stack_name}-data"},
+            snapshot_id=data.ident if data.kind == data.SNAPSHOT else None,
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True)))
 
     def outputs(self) -> dict[str, Any]:

@@ -12,15 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
-
-from nomadrig import names
-
-if TYPE_CHECKING:
-    from nomadrig.team.model import Team
 
 VPC_CIDR = "10.42.0.0/16"
 PUBLIC_CIDRS = ("10.42.0.0/20", "10.42.16.0/20")
@@ -29,24 +24,19 @@ BUDGET_ALERT_PERCENTS = (80, 100)
 
 
 @dataclass(frozen=True)
-class TeamNetworkSettings:
-    """Everything the team network needs, resolved from the validated team file."""
+class TeamNetworkArgs:
+    """What the team network reads, and nothing else; `stacks.args.aws_network_args` makes it from the team.
 
-    team: str
+    The component never sees the team file: what it declares follows from these values alone.
+    """
+
+    team: str  # the team's name, in the key's alias, the bucket's prefix and the budget's name
     region: str
-    allow_public_ip: bool
+    tags: Mapping[str, str]
+    allow_public_ip: bool  # public subnets and no NAT gateway
     monthly_budget_usd: float
     alert_emails: tuple[str, ...]
     create_budget: bool  # budgets are account-wide: only the cloud's first team network makes one
-
-    @classmethod
-    def from_team(cls, team: Team, region: str, primary: bool) -> TeamNetworkSettings:
-        return cls(team=team.name, region=region, allow_public_ip=team.policy.allow_public_ip,
-                   monthly_budget_usd=team.budgets.monthly_usd, alert_emails=tuple(team.budgets.alert_emails),
-                   create_budget=primary and bool(team.budgets.alert_emails))
-
-    def tags(self) -> dict[str, str]:
-        return names.team_tags("aws", self.team)
 
 
 @dataclass(frozen=True)
@@ -119,88 +109,47 @@ def key_policy(account_id: str, region: str) -> str:
 
 
 class TeamNetwork(pulumi.ComponentResource):
-    """VPC in two zones, egress-only security group, KMS key, dataset bucket, budget alerts."""
+    """VPC in two zones, egress-only security group, KMS key, dataset bucket, budget alerts.
 
-    def __init__(self, name: str, settings: TeamNetworkSettings, opts: pulumi.ResourceOptions | None = None):
+    Every child is an attribute, so a caller (a test, the plan) reaches any of them without searching
+    the registrations; a child the args leave out (the NAT path where boxes may have public IPs, the
+    budget outside the cloud's first region) is None.
+    """
+
+    def __init__(self, name: str, args: TeamNetworkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nomadrig:aws:TeamNetwork", name, None, opts)
-        self.settings = settings
-        provider = aws.Provider(f"{name}-aws", region=settings.region, opts=pulumi.ResourceOptions(parent=self))
-        child = pulumi.ResourceOptions(parent=self, provider=provider)
-        invoke = pulumi.InvokeOptions(provider=provider)
-        tags = settings.tags()
+        self.provider = aws.Provider(f"{name}-aws", region=args.region, opts=pulumi.ResourceOptions(parent=self))
+        child = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        invoke = pulumi.InvokeOptions(provider=self.provider)
+        tags = dict(args.tags)
 
         # Output-returning look-ups: a synchronous invoke pumps the event loop re-entrantly, which turns
         # quadratic when the plan registers a hundred boxes in one run.
         zone_names = aws.get_availability_zones_output(state="available", opts=invoke).names.apply(
-            lambda names: _two_zones(settings.region, names))
+            lambda names: _two_zones(args.region, names))
         zones = [zone_names.apply(lambda names, i=i: names[i]) for i in range(2)]
         account_id = aws.get_caller_identity_output(opts=invoke).account_id
 
-        vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=VPC_CIDR, enable_dns_hostnames=True, enable_dns_support=True,
-                          tags={**tags, "Name": f"nomadrig-{name}"}, opts=child)
-        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=tags, opts=child)
-        public_rt = aws.ec2.RouteTable(f"{name}-public", vpc_id=vpc.id, tags=tags, opts=child,
-                                       routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0",
-                                                                           gateway_id=igw.id)])
-        public = self._subnets(name, "public", vpc, zones, PUBLIC_CIDRS, public_rt, tags, child)
-        if settings.allow_public_ip:
-            box_subnets, box_rt = public, public_rt
-        else:
-            eip = aws.ec2.Eip(f"{name}-nat", domain="vpc", tags=tags, opts=child)
-            nat = aws.ec2.NatGateway(f"{name}-nat", allocation_id=eip.id, subnet_id=public[0].id, tags=tags,
-                                     opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
-                                         depends_on=[igw])))
-            box_rt = aws.ec2.RouteTable(f"{name}-private", vpc_id=vpc.id, tags=tags, opts=child,
-                                        routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0",
-                                                                            nat_gateway_id=nat.id)])
-            box_subnets = self._subnets(name, "private", vpc, zones, PRIVATE_CIDRS, box_rt, tags, child)
-        # Dataset traffic to S3 bypasses the NAT gateway (which bills per GB); gateway endpoints are free.
-        aws.ec2.VpcEndpoint(f"{name}-s3", vpc_id=vpc.id, service_name=f"com.amazonaws.{settings.region}.s3",
-                            vpc_endpoint_type="Gateway", route_table_ids=[box_rt.id], tags=tags, opts=child)
-
+        self._network(name, args, zones, tags, child)
         self.security_group = aws.ec2.SecurityGroup(
-            f"{name}-boxes", vpc_id=vpc.id, description="nomadrig boxes: no inbound rule, reached through SSM",
+            f"{name}-boxes", vpc_id=self.vpc.id, description="nomadrig boxes: no inbound rule, reached through SSM",
             ingress=[],
             egress=[aws.ec2.SecurityGroupEgressArgs(protocol="-1", from_port=0, to_port=0,
                                                     cidr_blocks=["0.0.0.0/0"], description="updates, SSM, S3")],
             tags=tags, opts=child)
-
-        self.key = aws.kms.Key(f"{name}-key", description=f"nomadrig {settings.team} disks and datasets",
+        self.key = aws.kms.Key(f"{name}-key", description=f"nomadrig {args.team} disks and datasets",
                                enable_key_rotation=True, deletion_window_in_days=30,
-                               policy=account_id.apply(lambda account: key_policy(account, settings.region)),
+                               policy=account_id.apply(lambda account: key_policy(account, args.region)),
                                tags=tags, opts=child)
-        aws.kms.Alias(f"{name}-key", name=f"alias/nomadrig-{settings.team}-{settings.region}",
-                      target_key_id=self.key.key_id, opts=child)
-
-        self.bucket = aws.s3.Bucket(f"{name}-datasets", bucket_prefix=f"nomadrig-{settings.team}-"[:37],
-                                    force_destroy=False, tags=tags, opts=child)
-        aws.s3.BucketPublicAccessBlock(f"{name}-datasets", bucket=self.bucket.id, block_public_acls=True,
-                                       block_public_policy=True, ignore_public_acls=True,
-                                       restrict_public_buckets=True, opts=child)
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-datasets", bucket=self.bucket.id, opts=child,
-            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.
-                BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="aws:kms", kms_master_key_id=self.key.arn),
-                bucket_key_enabled=True)])
-        aws.s3.BucketVersioning(f"{name}-datasets", bucket=self.bucket.id, opts=child,
-                                versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
-                                    status="Enabled"))
-
-        if settings.create_budget:
-            aws.budgets.Budget(
-                f"{name}-budget", name=f"nomadrig-{settings.team}", budget_type="COST", time_unit="MONTHLY",
-                limit_amount=f"{settings.monthly_budget_usd:.2f}", limit_unit="USD", tags=tags, opts=child,
-                notifications=[aws.budgets.BudgetNotificationArgs(
-                    comparison_operator="GREATER_THAN", notification_type="ACTUAL", threshold=pct,
-                    threshold_type="PERCENTAGE", subscriber_email_addresses=list(settings.alert_emails))
-                    for pct in BUDGET_ALERT_PERCENTS])
+        self.key_alias = aws.kms.Alias(f"{name}-key", name=f"alias/nomadrig-{args.team}-{args.region}",
+                                       target_key_id=self.key.key_id, opts=child)
+        self._bucket(name, args, tags, child)
+        self.budget = self._budget(name, args, tags, child) if args.create_budget else None
 
         self._outputs: dict[str, Any] = {
-            "vpc_id": vpc.id,
-            "subnet_ids": [s.id for s in box_subnets],
-            "availability_zones": [s.availability_zone for s in box_subnets],
+            "vpc_id": self.vpc.id,
+            "subnet_ids": [s.id for s in self.box_subnets],
+            "availability_zones": [s.availability_zone for s in self.box_subnets],
             "security_group_id": self.security_group.id,
             "kms_key_arn": self.key.arn,
             "bucket_name": self.bucket.bucket,
@@ -208,20 +157,80 @@ class TeamNetwork(pulumi.ComponentResource):
         }
         self.register_outputs(self._outputs)
 
-    @staticmethod
-    def _subnets(name: str, kind: str, vpc: aws.ec2.Vpc, zones: list[pulumi.Output[str]], cidrs: tuple[str, ...],
+    def _network(self, name: str, args: TeamNetworkArgs, zones: list[pulumi.Output[str]], tags: dict[str, str],
+                 opts: pulumi.ResourceOptions) -> None:
+        """The VPC, its public subnets and the boxes' subnets: the public ones, or private ones behind a NAT."""
+        self.vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=VPC_CIDR, enable_dns_hostnames=True,
+                               enable_dns_support=True, tags={**tags, "Name": f"nomadrig-{name}"}, opts=opts)
+        self.internet_gateway = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=self.vpc.id, tags=tags, opts=opts)
+        self.public_route_table = aws.ec2.RouteTable(
+            f"{name}-public", vpc_id=self.vpc.id, tags=tags, opts=opts,
+            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=self.internet_gateway.id)])
+        self.route_table_associations: list[aws.ec2.RouteTableAssociation] = []
+        self.public_subnets = self._subnets(name, "public", zones, PUBLIC_CIDRS, self.public_route_table, tags,
+                                            opts)
+        self.nat_address: aws.ec2.Eip | None = None
+        self.nat_gateway: aws.ec2.NatGateway | None = None
+        if args.allow_public_ip:
+            self.box_subnets, self.box_route_table = self.public_subnets, self.public_route_table
+        else:
+            self.nat_address = aws.ec2.Eip(f"{name}-nat", domain="vpc", tags=tags, opts=opts)
+            self.nat_gateway = aws.ec2.NatGateway(
+                f"{name}-nat", allocation_id=self.nat_address.id, subnet_id=self.public_subnets[0].id, tags=tags,
+                opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[self.internet_gateway])))
+            self.box_route_table = aws.ec2.RouteTable(
+                f"{name}-private", vpc_id=self.vpc.id, tags=tags, opts=opts,
+                routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=self.nat_gateway.id)])
+            self.box_subnets = self._subnets(name, "private", zones, PRIVATE_CIDRS, self.box_route_table, tags,
+                                             opts)
+        # Dataset traffic to S3 bypasses the NAT gateway (which bills per GB); gateway endpoints are free.
+        self.s3_endpoint = aws.ec2.VpcEndpoint(
+            f"{name}-s3", vpc_id=self.vpc.id, service_name=f"com.amazonaws.{args.region}.s3",
+            vpc_endpoint_type="Gateway", route_table_ids=[self.box_route_table.id], tags=tags, opts=opts)
+
+    def _subnets(self, name: str, kind: str, zones: list[pulumi.Output[str]], cidrs: tuple[str, ...],
                  route_table: aws.ec2.RouteTable, tags: Mapping[str, str],
                  opts: pulumi.ResourceOptions) -> list[aws.ec2.Subnet]:
+        """One subnet per zone, routed through `route_table` (the associations join `route_table_associations`)."""
         subnets = []
         for i, (zone, cidr) in enumerate(zip(zones, cidrs, strict=False)):
             # Never map public IPs on launch: a box that may have one asks for it explicitly.
-            subnet = aws.ec2.Subnet(f"{name}-{kind}-{i}", vpc_id=vpc.id, cidr_block=cidr, availability_zone=zone,
+            subnet = aws.ec2.Subnet(f"{name}-{kind}-{i}", vpc_id=self.vpc.id, cidr_block=cidr, availability_zone=zone,
                                     map_public_ip_on_launch=False, tags={**tags, "Name": f"nomadrig-{name}-{kind}"},
                                     opts=opts)
-            aws.ec2.RouteTableAssociation(f"{name}-{kind}-{i}", subnet_id=subnet.id, route_table_id=route_table.id,
-                                          opts=opts)
+            self.route_table_associations.append(aws.ec2.RouteTableAssociation(
+                f"{name}-{kind}-{i}", subnet_id=subnet.id, route_table_id=route_table.id, opts=opts))
             subnets.append(subnet)
         return subnets
+
+    def _bucket(self, name: str, args: TeamNetworkArgs, tags: dict[str, str], opts: pulumi.ResourceOptions) -> None:
+        """The dataset bucket, with its public access block, encryption and versioning as resources of their own."""
+        self.bucket = aws.s3.Bucket(f"{name}-datasets", bucket_prefix=f"nomadrig-{args.team}-"[:37],
+                                    force_destroy=False, tags=tags, opts=opts)
+        self.bucket_public_access_block = aws.s3.BucketPublicAccessBlock(
+            f"{name}-datasets", bucket=self.bucket.id, block_public_acls=True, block_public_policy=True,
+            ignore_public_acls=True, restrict_public_buckets=True, opts=opts)
+        self.bucket_encryption = aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-datasets", bucket=self.bucket.id, opts=opts,
+            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.
+                BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="aws:kms", kms_master_key_id=self.key.arn),
+                bucket_key_enabled=True)])
+        self.bucket_versioning = aws.s3.BucketVersioning(
+            f"{name}-datasets", bucket=self.bucket.id, opts=opts,
+            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"))
+
+    @staticmethod
+    def _budget(name: str, args: TeamNetworkArgs, tags: dict[str, str],
+                opts: pulumi.ResourceOptions) -> aws.budgets.Budget:
+        return aws.budgets.Budget(
+            f"{name}-budget", name=f"nomadrig-{args.team}", budget_type="COST", time_unit="MONTHLY",
+            limit_amount=f"{args.monthly_budget_usd:.2f}", limit_unit="USD", tags=tags, opts=opts,
+            notifications=[aws.budgets.BudgetNotificationArgs(
+                comparison_operator="GREATER_THAN", notification_type="ACTUAL", threshold=pct,
+                threshold_type="PERCENTAGE", subscriber_email_addresses=list(args.alert_emails))
+                for pct in BUDGET_ALERT_PERCENTS])
 
     def outputs(self) -> dict[str, Any]:
         """The values a box stack reads (keys: stacks.program.AWS_NETWORK_OUTPUTS)."""

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
+from nomadrig.stacks.box_args import CommonBoxArgs
 from nomadrig.stacks.gcp.network import GcpNetworkRef
-
-from nomadrig.spec import BoxSpec
-from nomadrig.userdata import render_user_data
-from nomadrig.volumes import DataSource
 
 # Image families of the Deep Learning VM (project deeplearning-platform-release): CUDA and the NVIDIA
 # driver preinstalled. A family (not a pinned image) keeps a new image from replacing running boxes.
@@ -48,14 +46,14 @@ def data_device_path(device_name: str = DATA_DEVICE_NAME) -> str:
     return f"/dev/disk/by-id/google-{device_name}"
 
 
-def needs_guest_accelerators(spec: BoxSpec) -> bool:
-    return bool(spec.accelerator_type) and not spec.machine_type.startswith(ACCELERATOR_OPTIMISED)
+def needs_guest_accelerators(machine_type: str, accelerator_type: str | None) -> bool:
+    return bool(accelerator_type) and not machine_type.startswith(ACCELERATOR_OPTIMISED)
 
 
-def _first_zone(spec: BoxSpec, names: list[str]) -> str:
+def _first_zone(nomad: str, region: str, names: list[str]) -> str:
     """Zones sort stably (a, b, c): the data disk and every later box of the nomad land in the same one."""
     if not names:
-        raise ValueError(f"box {spec.nomad}: no zone of {spec.region} is up")
+        raise ValueError(f"box {nomad}: no zone of {region} is up")
     return sorted(names)[0]
 
 
@@ -120,27 +118,38 @@ class BoxImage:
                          "projects/<project>/global/images/family/<family>; write one of those")
 
 
+@dataclass(frozen=True)
+class BoxArgs(CommonBoxArgs):
+    """What a GCP box reads, and nothing else; `stacks.args.gcp_box_args` makes it from the nomad's spec."""
+
+    project: str
+    accelerator_type: str | None
+    gpu_count: int
+    labels: Mapping[str, str]
+    image: str  # a `BoxImage`'s path: an image family or a pinned image
+    network: GcpNetworkRef
+
+
 class Box(pulumi.ComponentResource):
-    """Shielded, OS Login, no external IP, TERMINATE on maintenance, spot stops; retained CMEK data disk."""
+    """Shielded, OS Login, no external IP, TERMINATE on maintenance, spot stops; retained CMEK data disk.
 
-    def __init__(self, name: str, spec: BoxSpec, network: GcpNetworkRef, image: BoxImage | None = None,
-                 opts: pulumi.ResourceOptions | None = None, data: DataSource | None = None):
+    Every child is an attribute (the service account and its grants: `_identity`).
+    """
+
+    def __init__(self, name: str, args: BoxArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nomadrig:gcp:Box", name, None, opts)
-        if spec.cloud != "gcp":
-            raise ValueError(f"box {spec.nomad}: spec is for {spec.cloud}, not gcp")
-        if not spec.project:
-            raise ValueError(f"box {spec.nomad}: no GCP project; set clouds.gcp.project in the team file")
-        image = image or BoxImage.default()
-        provider = gcp.Provider(f"{name}-gcp", project=spec.project, region=spec.region,
-                                opts=pulumi.ResourceOptions(parent=self))
-        child = pulumi.ResourceOptions(parent=self, provider=provider)
-        labels = spec.labels()
-        self.service_account = self._identity(name, spec, network, child)
-        zone: pulumi.Input[str] = gcp.compute.get_zones_output(project=spec.project, region=spec.region, status="UP",
-                                            opts=pulumi.InvokeOptions(provider=provider)).names.apply(
-            lambda names: _first_zone(spec, names))
+        self.provider = gcp.Provider(f"{name}-gcp", project=args.project, region=args.region,
+                                     opts=pulumi.ResourceOptions(parent=self))
+        child = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        self._identity(name, args, child)
+        labels = dict(args.labels)
+        network, data = args.network, args.data
+        zone: pulumi.Input[str] = gcp.compute.get_zones_output(
+            project=args.project, region=args.region, status="UP",
+            opts=pulumi.InvokeOptions(provider=self.provider)).names.apply(
+            lambda names: _first_zone(args.nomad, args.region, names))
 
-        if data is not None and data.kind == data.KEPT:
+        if data.kind == data.KEPT:
             # A disk an earlier box kept: read by id (attached, never owned, so never deleted), and the box
             # goes to the disk's zone, which the id names.
             zone = kept_disk_zone(data.ident)
@@ -148,33 +157,33 @@ class Box(pulumi.ComponentResource):
         else:
             # Retained on delete: destroying the box stack leaves the data disk (the reaper snapshots it first).
             self.data_disk = gcp.compute.Disk(
-                f"{name}-data", zone=zone, size=spec.data_disk_gb, type="pd-balanced", labels=labels,
+                f"{name}-data", zone=zone, size=args.data_disk_gb, type="pd-balanced", labels=labels,
                 disk_encryption_key=gcp.compute.DiskDiskEncryptionKeyArgs(kms_key_self_link=network.kms_key_id),
-                snapshot=data.ident if data is not None and data.kind == data.SNAPSHOT else None,
+                snapshot=data.ident if data.kind == data.SNAPSHOT else None,
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(retain_on_delete=True)))
 
         scheduling = gcp.compute.InstanceSchedulingArgs(
-            on_host_maintenance="TERMINATE", automatic_restart=not spec.spot,
-            provisioning_model="SPOT" if spec.spot else "STANDARD", preemptible=spec.spot,
-            instance_termination_action="STOP" if spec.spot else None)
-        accelerators = ([gcp.compute.InstanceGuestAcceleratorArgs(type=spec.accelerator_type, count=spec.gpu_count)]
-                        if needs_guest_accelerators(spec) else None)
+            on_host_maintenance="TERMINATE", automatic_restart=not args.spot,
+            provisioning_model="SPOT" if args.spot else "STANDARD", preemptible=args.spot,
+            instance_termination_action="STOP" if args.spot else None)
+        accelerators = ([gcp.compute.InstanceGuestAcceleratorArgs(type=args.accelerator_type, count=args.gpu_count)]
+                        if needs_guest_accelerators(args.machine_type, args.accelerator_type) else None)
         self.instance = gcp.compute.Instance(
-            f"{name}-box", name=spec.stack_name, machine_type=spec.machine_type, zone=zone,
+            f"{name}-box", name=args.stack_name, machine_type=args.machine_type, zone=zone,
             boot_disk=gcp.compute.InstanceBootDiskArgs(
                 auto_delete=True, kms_key_self_link=network.kms_key_id,
                 initialize_params=gcp.compute.InstanceBootDiskInitializeParamsArgs(
-                    image=image.image, size=spec.root_disk_gb, type="pd-balanced", labels=labels)),
+                    image=args.image, size=args.root_disk_gb, type="pd-balanced", labels=labels)),
             attached_disks=[gcp.compute.InstanceAttachedDiskArgs(
                 source=self.data_disk.self_link, device_name=DATA_DEVICE_NAME, mode="READ_WRITE")],
             network_interfaces=[gcp.compute.InstanceNetworkInterfaceArgs(
                 subnetwork=network.subnetwork_self_link,
                 access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs()]
-                if spec.allow_public_ip else None)],
+                if args.allow_public_ip else None)],
             guest_accelerators=accelerators, scheduling=scheduling,
             shielded_instance_config=gcp.compute.InstanceShieldedInstanceConfigArgs(
                 enable_vtpm=True, enable_integrity_monitoring=True, enable_secure_boot=False),
-            metadata={"enable-oslogin": "TRUE", "user-data": render_user_data(spec, data_device_path())},
+            metadata={"enable-oslogin": "TRUE", "user-data": args.user_data(data_device_path())},
             service_account=gcp.compute.InstanceServiceAccountArgs(email=self.service_account.email,
                                                                    scopes=["cloud-platform"]),
             tags=[network.network_tag], labels=labels, allow_stopping_for_update=True, opts=child)
@@ -182,34 +191,32 @@ class Box(pulumi.ComponentResource):
         self._outputs: dict[str, Any] = {
             "instance_name": self.instance.name,
             "zone": zone,
-            "project": spec.project,
+            "project": args.project,
             "data_disk_name": self.data_disk.name,
             "instance_self_link": self.instance.self_link,
             "service_account_email": self.service_account.email,
         }
         self.register_outputs(self._outputs)
 
-    @staticmethod
-    def _identity(name: str, spec: BoxSpec, network: GcpNetworkRef,
-                  opts: pulumi.ResourceOptions) -> gcp.serviceaccount.Account:
+    def _identity(self, name: str, args: BoxArgs, opts: pulumi.ResourceOptions) -> None:
         """The box's own service account: logs, metrics, and the objects under its nomad's prefix only."""
-        account = gcp.serviceaccount.Account(
-            f"{name}-box", account_id=box_account_id(spec.team, spec.nomad), project=spec.project,
-            display_name=f"nomadrig box of {spec.nomad} ({spec.team})",
-            description=f"Runs {spec.stack_name}: objects under {spec.nomad}/ of the team bucket, logs, metrics",
+        self.service_account = gcp.serviceaccount.Account(
+            f"{name}-box", account_id=box_account_id(args.team, args.nomad), project=args.project,
+            display_name=f"nomadrig box of {args.nomad} ({args.team})",
+            description=f"Runs {args.stack_name}: objects under {args.nomad}/ of the team bucket, logs, metrics",
             opts=opts)
-        member = account.email.apply(lambda email: f"serviceAccount:{email}")
-        for role in BOX_PROJECT_ROLES:
-            gcp.projects.IAMMember(f"{name}-{role.rsplit('.', 1)[-1]}", project=spec.project, role=role,
+        member = self.service_account.email.apply(lambda email: f"serviceAccount:{email}")
+        self.project_members = [
+            gcp.projects.IAMMember(f"{name}-{role.rsplit('.', 1)[-1]}", project=args.project, role=role,
                                    member=member, opts=opts)
-        gcp.storage.BucketIAMMember(
-            f"{name}-own-prefix", bucket=network.bucket_name, role=BOX_BUCKET_ROLE, member=member, opts=opts,
+            for role in BOX_PROJECT_ROLES]
+        self.bucket_member = gcp.storage.BucketIAMMember(
+            f"{name}-own-prefix", bucket=args.network.bucket_name, role=BOX_BUCKET_ROLE, member=member, opts=opts,
             condition=gcp.storage.BucketIAMMemberConditionArgs(
-                title=f"only objects under {spec.nomad}/",
-                description=f"nomadrig: the box of {spec.nomad} reaches its own prefix of the dataset bucket",
-                expression=pulumi.Output.from_input(network.bucket_name).apply(
-                    lambda bucket: own_prefix_condition(bucket, spec.nomad))))
-        return account
+                title=f"only objects under {args.nomad}/",
+                description=f"nomadrig: the box of {args.nomad} reaches its own prefix of the dataset bucket",
+                expression=pulumi.Output.from_input(args.network.bucket_name).apply(
+                    lambda bucket: own_prefix_condition(bucket, args.nomad))))
 
     def outputs(self) -> dict[str, Any]:
         return dict(self._outputs)
