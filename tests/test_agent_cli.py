@@ -83,8 +83,11 @@ class FakeBox:
     def state_dir(self) -> Path:
         return self.root / "var" / "lib" / "nomadrig"
 
-    def run(self, *args: str, python: str = sys.executable) -> subprocess.CompletedProcess:
+    def run(self, *args: str, python: str = sys.executable, path: str | None = None) -> subprocess.CompletedProcess:
+        """The agent's command line over this root; ``path`` goes first on PATH (stand-ins for box tools)."""
         env = dict(os.environ, NOMADRIG_AGENT_ROOT=str(self.root), USER="ada")
+        if path:
+            env["PATH"] = path + os.pathsep + env.get("PATH", "")
         env.pop("NOMADRIG_AGENT_PROC", None)
         return subprocess.run(
             [python, "-m", "nomadrig.agent", *args],

@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 
 from nomadrig.agent import bundle
-from nomadrig.agent.reboot import driver_reason, required_reason, sample_reboot
+from nomadrig.agent.reboot import (
+    driver_reason,
+    installed_kernels,
+    kernel_sort_key,
+    newest_kernel_blocker,
+    required_reason,
+    sample_reboot,
+)
 from tests.test_agent_cli import FakeBox
 
 KERNEL_FLAG = "*** System restart required ***\n"
@@ -65,6 +72,61 @@ def test_the_sample_reads_both_sources_and_asks_modinfo_only_when_a_module_is_lo
     asked.clear()
     assert sample_reboot({}.get, runner) == {"status": "ok", "pending": False, "reasons": []}
     assert asked == []
+
+
+def test_kernels_are_ordered_as_the_boot_loader_orders_them_and_leftover_directories_are_not_kernels(
+    tmp_path: Path,
+) -> None:
+    for release in ("6.1.0-9-amd64", "6.1.0-28-amd64", "6.1.0-10-amd64", "5.10.0-32-amd64"):
+        (tmp_path / release / "kernel").mkdir(parents=True)
+    (tmp_path / "6.1.0-30-amd64" / "updates" / "dkms").mkdir(parents=True)  # a removed kernel's DKMS leftovers
+    (tmp_path / "6.1.0-31-amd64; reboot" / "kernel").mkdir(parents=True)  # not a release: never passed to modinfo
+    assert installed_kernels(str(tmp_path)) == ["5.10.0-32-amd64", "6.1.0-9-amd64", "6.1.0-10-amd64", "6.1.0-28-amd64"]
+    assert installed_kernels(str(tmp_path / "missing")) == []
+    assert sorted(["6.8.0-100-generic", "6.8.0-49-generic"], key=kernel_sort_key)[-1] == "6.8.0-100-generic"
+
+
+@pytest.mark.parametrize(
+    ("running", "kernels", "with_module", "blocked"),
+    [
+        # Ubuntu: unattended-upgrades installed 6.8.0-50 but held back its signed-module package.
+        ("6.8.0-49-generic", ["6.8.0-49-generic", "6.8.0-50-generic"], {"6.8.0-49-generic"}, "6.8.0-50-generic"),
+        # Debian: DKMS built the module for the new kernel: the reboot is safe.
+        ("6.1.0-27-amd64", ["6.1.0-27-amd64", "6.1.0-28-amd64"], {"6.1.0-27-amd64", "6.1.0-28-amd64"}, None),
+        # The newest kernel already runs: rebooting comes back to it.
+        ("6.1.0-28-amd64", ["6.1.0-27-amd64", "6.1.0-28-amd64"], {"6.1.0-28-amd64"}, None),
+        # Nothing known: no block (and no invented reason).
+        ("", ["6.1.0-28-amd64"], set(), None),
+        ("6.1.0-28-amd64", [], set(), None),
+    ],
+)
+def test_a_reboot_into_a_newest_kernel_without_an_nvidia_module_is_blocked_with_the_fix(
+    running: str, kernels: list[str], with_module: set[str], blocked: str | None
+) -> None:
+    reason = newest_kernel_blocker(running, kernels, lambda k: "535.309.01" if k in with_module else None)
+    if blocked is None:
+        assert reason is None
+    else:
+        assert reason is not None and f"the newest installed kernel, {blocked}, has no NVIDIA module" in reason
+        assert "nomadrig tower apply" in reason
+
+
+def test_the_sample_asks_modinfo_about_the_newest_kernel_only_when_a_reboot_is_pending() -> None:
+    files = {"/run/reboot-required": KERNEL_FLAG, "/sys/module/nvidia/version": "535.309.01\n",
+             "/proc/sys/kernel/osrelease": "6.8.0-49-generic\n"}
+    asked: list[list[str]] = []
+
+    def runner(argv: list[str]) -> tuple[int, str, str]:
+        asked.append(argv)
+        return (1, "", "modinfo: ERROR: Module nvidia not found.") if "-k" in argv else (0, "535.309.01\n", "")
+
+    part = sample_reboot(files.get, runner, lambda: ["6.8.0-49-generic", "6.8.0-50-generic"])
+    assert part["pending"] and "6.8.0-50-generic, has no NVIDIA module" in part["blocked"]
+    assert ["modinfo", "-k", "6.8.0-50-generic", "-F", "version", "nvidia"] in asked
+    asked.clear()
+    quiet = {k: v for k, v in files.items() if k != "/run/reboot-required"}
+    assert "blocked" not in sample_reboot(quiet.get, runner, lambda: ["6.8.0-49-generic", "6.8.0-50-generic"])
+    assert asked == [["modinfo", "-F", "version", "nvidia"]]
 
 
 # --- the tick, as the timer runs it ---------------------------------------------------------
@@ -171,3 +233,36 @@ def test_a_box_that_stops_when_idle_neither_ships_nor_samples_the_reboot_reader(
     box = FakeBox(tmp_path / "box", mode="shutdown", idle_minutes=30, grace_minutes=5)
     done = box.run("sample")
     assert done.returncode == 0 and "reboot" not in json.loads(done.stdout)
+
+
+def test_an_idle_tower_is_not_rebooted_into_a_kernel_without_an_nvidia_module(tower: Tower) -> None:
+    """The real tick over a tower whose newest kernel's module package was held back (Ubuntu's shape)."""
+    tower.pend("linux-image-6.8.0-50-generic\n")
+    (tower.root / "proc" / "sys" / "kernel" / "osrelease").write_text("6.8.0-49-generic\n")
+    (tower.root / "sys" / "module" / "nvidia").mkdir(parents=True)
+    (tower.root / "sys" / "module" / "nvidia" / "version").write_text("535.309.01\n")
+    for release in ("6.8.0-49-generic", "6.8.0-50-generic"):
+        (tower.root / "lib" / "modules" / release / "kernel").mkdir(parents=True)
+    tower.script(tower.root / "stand-ins" / "modinfo",
+                 'case "$2" in 6.8.0-50-generic) echo "modinfo: ERROR: Module nvidia not found." >&2; exit 1 ;; esac\n'
+                 "echo 535.309.01")
+    tower.seed_quiet_history(40)
+    assert tower.run("tick", path=str(tower.root / "stand-ins")).returncode == 0
+    assert tower.stored_samples()[-1]["action"] == "report"
+    assert any("6.8.0-50-generic, has no NVIDIA module" in line for line in tower.status()["reasons"])
+    assert not tower.reboot_log.exists() and not tower.wall_log.exists()
+    # Once the module is there (the next apply installed it), the same tower reboots after its warning.
+    tower.script(tower.root / "stand-ins" / "modinfo", "echo 535.309.01")
+    tower.seed_quiet_history(37, action_at={31: "warn"})
+    assert tower.run("tick", path=str(tower.root / "stand-ins")).returncode == 0
+    assert tower.reboot_log.read_text() == "reboot\n"
+
+
+def test_activity_during_a_reboot_warning_cancels_a_reboot_and_says_so(tower: Tower) -> None:
+    tower.pend()
+    tower.seed_quiet_history(33, action_at={31: "warn", 32: "warn"})
+    tower.gpu_csv.write_text(json.loads((Path(__file__).parent / "fixtures" / "agent" /
+                                         "h100_matmul_recording.json").read_text())["busy"]["gpu_csv"])
+    assert tower.run("tick").returncode == 0
+    assert "nomadrig: idle reboot cancelled, activity seen (gpu" in tower.wall_log.read_text()
+    assert not tower.reboot_log.exists()

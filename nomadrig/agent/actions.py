@@ -48,7 +48,9 @@ def perform(decision: Decision, config: AgentConfig) -> list[str]:
     done = []
     if decision.cancelled_warning:
         active = [name for name, s in decision.signals.items() if s["state"] == "active"]
-        message = "nomadrig: idle shutdown cancelled, activity seen ({}).".format(", ".join(active) or "see status")
+        # A machine in report mode warns only before a reboot for a pending update (towers); others shut down.
+        cancelled = "reboot" if config.mode == "report" else "shutdown"
+        message = f"nomadrig: idle {cancelled} cancelled, activity seen ({', '.join(active) or 'see status'})."
         if run_logged(config.wall_command + [message]):
             done.append("wall-cancel")
     if (

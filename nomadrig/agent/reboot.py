@@ -13,6 +13,13 @@ Two sources, both written by root only:
   Read from the module, not from a library path, so Debian's DKMS module,
   Ubuntu's and NVIDIA's packages are read the same way.
 
+What would make the reboot harmful blocks it: a newest installed kernel (the
+one the boot loader takes) without an NVIDIA module, while the running one
+has a module loaded. DKMS may have failed to build it, or, on Ubuntu,
+unattended-upgrades installed a kernel while holding back its signed-module
+package (it needs a newer driver than the pin allows). Rebooting would bring
+the tower up without its GPUs; the verify role reports the same state.
+
 The reasons are kept stable from sample to sample (no times in them): they
 are compared with those of the agent's last reboot, never to reboot twice for
 the same thing. Only machines in report mode (towers) run this module; a box
@@ -43,6 +50,11 @@ DRIVER_VERSION_RE = re.compile(r"\d{3}\.\d{1,3}(?:\.\d{1,3})?")
 MAX_NAMED_PACKAGES = 5
 #: In the state directory: when the agent last rebooted the machine, and for what.
 REBOOT_FILE = "reboot.json"
+#: Where kernels keep their modules; an installed kernel's release has a ``kernel`` directory there
+#: (a removed kernel can leave a directory holding only DKMS's leftovers).
+MODULES_DIR = "/lib/modules"
+#: A kernel release as the kernel packages of Debian and Ubuntu name it: 6.1.0-28-amd64, 6.8.0-49-generic.
+KERNEL_RELEASE_RE = re.compile(r"[0-9][0-9A-Za-z.+_~-]{0,63}")
 
 log = logging.getLogger("nomadrig-agent")
 
@@ -73,18 +85,69 @@ def required_reason(flag: str | None, packages: str | None) -> str | None:
     return f"an update asks for a reboot (/run/reboot-required: {shown})"
 
 
-def sample_reboot(read: Callable[[str], str | None], runner: Runner) -> dict[str, Any]:
-    """The sample's ``reboot`` part: ``pending`` and the reasons, from box paths read through ``read``."""
+def kernel_sort_key(release: str) -> tuple[tuple[int, int | str], ...]:
+    """Order kernel releases as the boot loader's version sort does: digit runs as numbers.
+
+    6.1.0-28-amd64 sorts after 6.1.0-9-amd64, which a plain string sort gets wrong.
+    """
+    return tuple((0, int(run)) if run.isdigit() else (1, run) for run in re.findall(r"\d+|\D+", release))
+
+
+def installed_kernels(modules_dir: str) -> list[str]:
+    """The releases of the installed kernels under ``modules_dir``, oldest first."""
+    try:
+        names = os.listdir(modules_dir)
+    except OSError:
+        return []
+    return sorted((name for name in names
+                   if KERNEL_RELEASE_RE.fullmatch(name) and os.path.isdir(os.path.join(modules_dir, name, "kernel"))),
+                  key=kernel_sort_key)
+
+
+def newest_kernel_blocker(
+    running: str | None, kernels: list[str], module_version: Callable[[str], str | None]
+) -> str | None:
+    """Why rebooting would lose the GPUs, or None: the newest kernel has no NVIDIA module.
+
+    Only called while a module is loaded (the GPUs work now). ``module_version(release)``
+    is modinfo's answer for that kernel, None where it finds no module.
+    """
+    running = (running or "").strip()
+    if not kernels or not running:
+        return None
+    newest = kernels[-1]
+    if newest == running or module_version(newest) is not None:
+        return None
+    return (f"the newest installed kernel, {newest}, has no NVIDIA module, and the next boot takes it: "
+            f"rebooting would bring the machine up without its GPUs, so the agent does not reboot. "
+            f"Fix: nomadrig tower apply (it installs or builds the module for that kernel), "
+            f"or remove that kernel if it is not wanted")
+
+
+def sample_reboot(
+    read: Callable[[str], str | None], runner: Runner, kernels: Callable[[], list[str]] = lambda: []
+) -> dict[str, Any]:
+    """The sample's ``reboot`` part: ``pending``, the reasons and what blocks the reboot.
+
+    Box paths are read through ``read``; ``kernels`` lists the installed kernel releases, oldest first.
+    """
     loaded = read("/sys/module/nvidia/version")
-    on_disk = None
-    if loaded is not None:
-        code, out, _ = runner(["modinfo", "-F", "version", "nvidia"])
-        on_disk = out if code == 0 else None
+
+    def module_version(*kernel: str) -> str | None:
+        code, out, _ = runner(["modinfo", *(["-k", kernel[0]] if kernel else []), "-F", "version", "nvidia"])
+        return out if code == 0 and out.strip() else None
+
+    on_disk = module_version() if loaded is not None else None
     reasons = [reason for reason in (
         required_reason(read("/run/reboot-required"), read("/run/reboot-required.pkgs")),
         driver_reason(loaded, on_disk),
     ) if reason]
-    return {"status": "ok", "pending": bool(reasons), "reasons": reasons}
+    part: dict[str, Any] = {"status": "ok", "pending": bool(reasons), "reasons": reasons}
+    if reasons and loaded is not None:
+        blocker = newest_kernel_blocker(read("/proc/sys/kernel/osrelease"), kernels(), module_version)
+        if blocker:
+            part["blocked"] = blocker
+    return part
 
 
 def last_reboot(state_dir: str, pending: bool, forget: bool) -> dict[str, Any] | None:
@@ -125,6 +188,8 @@ def reboot_wanted(
         return [], ""
     if not config.reboot_when_pending:
         return [], pending + " (reboot_when_pending is off: reboot it yourself)"
+    if isinstance(part.get("blocked"), str):
+        return [], f"{pending}; but {printable(part['blocked'])}"
     if isinstance(last, dict) and last.get("reasons") == reasons:
         when = last.get("t")
         at = format_time(when) if isinstance(when, (int, float)) and math.isfinite(when) else "an earlier run"

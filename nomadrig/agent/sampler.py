@@ -91,9 +91,10 @@ def take_sample(
     if config.mode == "report":
         # Not a sign of activity: what reboot_when_pending acts on once the machine is idle. Imported here:
         # the module is not shipped to cloud boxes, which stop when idle (a stopped box reboots anyway).
-        from .reboot import sample_reboot
+        from .reboot import MODULES_DIR, installed_kernels, sample_reboot
 
-        sources["reboot"] = lambda: sample_reboot(lambda path: read_text(paths.under_root(path)), runner)
+        sources["reboot"] = lambda: sample_reboot(lambda path: read_text(paths.under_root(path)), runner,
+                                                  lambda: installed_kernels(paths.under_root(MODULES_DIR)))
     for name, observe in sources.items():
         sample[name] = guarded(name, observe)
     sample["took_s"] = round(clock.boot() - started_boot, 3)
