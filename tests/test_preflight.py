@@ -211,6 +211,23 @@ def test_secure_boot_stops_the_run_with_mok_enrolment_instructions(tmp_path: Pat
     )
 
 
+@pytest.mark.parametrize(("data_byte", "expected"), [(1, "enabled"), (0, "disabled")])
+def test_preflight_judges_the_secure_boot_state_tower_facts_reads_from_the_uefi_variable(
+    tmp_path: Path, data_byte: int, expected: str
+) -> None:
+    """The seam: tower_facts parses a SecureBoot variable in efivarfs's layout, preflight acts on it."""
+    efivars = tmp_path / "efi" / "efivars"
+    efivars.mkdir(parents=True)
+    # efivarfs: 4 bytes of attributes (NV|BS|RT = 6, little-endian), then the variable's one data byte.
+    (efivars / "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c").write_bytes(bytes([6, 0, 0, 0, data_byte]))
+    run = run_preflight(tmp_path, preflight_observed_secure_boot=None, tower_facts_efi_dir=str(tmp_path / "efi"))
+    assert run.observed["secure_boot"] == expected, run.output
+    if expected == "enabled":
+        assert run.rc == 2 and run.failure is not None and "Secure Boot is enabled" in run.failure, run.output
+    else:
+        assert run.rc == 0, run.output
+
+
 def test_secure_boot_instructions_name_ubuntus_key(tmp_path: Path) -> None:
     run = run_preflight(tmp_path, preflight_observed_secure_boot="enabled", preflight_observed_os_id="ubuntu-24.04")
 

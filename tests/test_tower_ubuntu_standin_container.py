@@ -26,7 +26,7 @@ from tests.harness.tower_pool import TowerPool
 from tests.harness.towers import UBUNTU_STANDIN_TOWERS, ConvergedTower
 from tests.harness.ubuntu_standin import RUNNING_KERNEL, SIGNED_KERNELS, STANDIN_TAG
 
-#: Where a test writes its stand-in UEFI firmware directory inside the container (nvidia_driver_efi_dir).
+#: Where a test writes its stand-in UEFI firmware directory inside the container (tower_facts_efi_dir).
 EFI_DIR = "/var/lib/nomadrig-test-efi"
 SECURE_BOOT_VARIABLE = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 
@@ -141,7 +141,7 @@ def test_a_transitional_branch_is_refused_with_the_fix_and_nothing_is_installed(
 def test_with_secure_boot_on_the_signed_modules_stay_and_a_run_changes_nothing(tower_pool: TowerPool) -> None:
     noble = tower_pool.get("noble")
     assert takes_signed_modules(noble)
-    report = run_with(noble, nvidia_driver_efi_dir=with_secure_boot(noble, on=True))
+    report = run_with(noble, tower_facts_efi_dir=with_secure_boot(noble, on=True))
     assert report.succeeded, report.summary()
     assert report.changed_tasks == [], report.summary()
     assert f"linux-modules-nvidia-580-server-open-{RUNNING_KERNEL['ubuntu-24.04']}" in installed(noble, "linux-modules-*")
@@ -152,7 +152,7 @@ def test_secure_boot_on_without_signed_modules_for_the_running_kernel_is_refused
     jammy = tower_pool.get("jammy")
     assert not takes_signed_modules(jammy)
     before = installed(jammy, "*nvidia*")
-    report = run_with(jammy, nvidia_driver_efi_dir=with_secure_boot(jammy, on=True))
+    report = run_with(jammy, tower_facts_efi_dir=with_secure_boot(jammy, on=True))
     assert not report.succeeded
     [failure] = report.failed_tasks
     assert failure["task"] == "nvidia_driver : Refuse kernel modules that cannot load", report.summary()
@@ -167,7 +167,7 @@ def test_secure_boot_on_without_signed_modules_for_the_running_kernel_is_refused
 def test_secure_boot_on_with_the_dkms_key_enrolled_keeps_dkms_and_changes_nothing(tower_pool: TowerPool) -> None:
     """The refusal's MOK fix: the team says the key DKMS signs with is enrolled (nvidia_driver_mok_enrolled)."""
     jammy = tower_pool.get("jammy")
-    report = run_with(jammy, nvidia_driver_efi_dir=with_secure_boot(jammy, on=True), nvidia_driver_mok_enrolled=True)
+    report = run_with(jammy, tower_facts_efi_dir=with_secure_boot(jammy, on=True), nvidia_driver_mok_enrolled=True)
     assert report.succeeded, report.summary()
     assert report.changed_tasks == [], report.summary()
     assert "nvidia-dkms-580-server-open" in installed(jammy, "nvidia-dkms-*")
@@ -180,7 +180,7 @@ def test_booting_a_kernel_with_signed_modules_switches_from_dkms_in_one_transact
     signed_kernel = SIGNED_KERNELS["ubuntu-22.04"][-1]
     efi = with_secure_boot(jammy, on=True)
     try:
-        switched = run_with(jammy, nvidia_driver_efi_dir=efi, nvidia_driver_observed_kernel=signed_kernel)
+        switched = run_with(jammy, tower_facts_efi_dir=efi, nvidia_driver_observed_kernel=signed_kernel)
         assert switched.succeeded, switched.summary()
         assert "nvidia_driver : Switch between Canonical's signed modules and DKMS in one apt transaction" \
             in switched.changed_tasks, switched.summary()
@@ -190,7 +190,7 @@ def test_booting_a_kernel_with_signed_modules_switches_from_dkms_in_one_transact
         packages = {**installed(jammy, "nvidia-*"), **installed(jammy, "linux-modules-nvidia-*")}
         assert f"linux-modules-nvidia-580-server-open-{signed_kernel}" in packages, packages
         assert [n for n in packages if n.startswith(("nvidia-dkms-", "nvidia-driver-"))] == [], packages
-        again = run_with(jammy, nvidia_driver_efi_dir=efi, nvidia_driver_observed_kernel=signed_kernel)
+        again = run_with(jammy, tower_facts_efi_dir=efi, nvidia_driver_observed_kernel=signed_kernel)
         assert again.succeeded and again.changed_tasks == [], again.summary()
     finally:
         back = jammy.reapply()  # Secure Boot off (the container's firmware is not read), the running kernel again
