@@ -170,11 +170,21 @@ def test_an_override_that_names_no_role_is_refused(team: Team) -> None:
     assert "nvidia_driver" in error.value.render()  # the fix lists the role prefixes
 
 
-def test_an_override_of_whether_the_tower_is_a_container_is_refused(team: Team) -> None:
-    # tower_facts takes no variables: what it decides comes from the machine, not from the team.
+@pytest.mark.parametrize("fact", ["tower_facts_in_container", "tower_facts_secure_boot", "tower_facts_packages"])
+def test_an_override_of_what_tower_facts_reads_from_the_machine_is_refused(team: Team, fact: str) -> None:
+    # What tower_facts decides comes from the machine, not from the team; only its declared input passes.
     with pytest.raises(BadInputError) as error:
-        tower_vars(team, team.towers[0], overrides={"tower_facts_in_container": False})
-    assert "tower_facts_in_container" in error.value.render()
+        tower_vars(team, team.towers[0], overrides={fact: False})
+    assert fact in error.value.render()
+    assert tower_vars(team, team.towers[0], overrides={"tower_facts_efi_dir": "/srv/efi"})["tower_facts_efi_dir"] == (
+        "/srv/efi")
+
+
+def test_the_tower_facts_inputs_that_pass_are_the_ones_its_argument_specs_declare() -> None:
+    from nomadrig.towers.variables import TOWER_FACTS_INPUTS
+
+    specs = yaml.safe_load((EXAMPLE.parents[1] / "roles" / "tower_facts" / "meta" / "argument_specs.yml").read_text())
+    assert set(TOWER_FACTS_INPUTS) == set(specs["argument_specs"]["main"]["options"])
 
 
 def test_inventory_puts_the_tower_in_group_towers(team: Team, tmp_path: Path) -> None:

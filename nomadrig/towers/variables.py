@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 
 
 #: Roles in playbooks/tower.yml order; every variable is prefixed with one. Not tower_facts, their shared
-#: dependency: it takes no variables, and what it sets (tower_facts_in_container) is no team's to override.
-#: Nor cuda_repo, which nvidia_driver and cuda include: its variables (cuda_repo_base, ...) pass as cuda_ ones.
+#: dependency: what it sets (tower_facts_in_container, tower_facts_secure_boot) is no team's to override, so
+#: only its one input passes (TOWER_FACTS_INPUTS). Nor cuda_repo, which nvidia_driver and cuda include: its
+#: variables (cuda_repo_base, ...) pass as cuda_ ones.
 ROLES = (
     "preflight",
     "base",
@@ -35,6 +36,8 @@ ROLES = (
     "agent",
     "verify",
 )
+#: tower_facts' declared inputs (its meta/argument_specs.yml): only tests point them elsewhere.
+TOWER_FACTS_INPUTS = ("tower_facts_efi_dir",)
 
 #: The tower's WireGuard address space; the tower is .1, nomads follow in team-file order.
 WIREGUARD_NETWORK = IPv4Network("10.77.0.0/24")
@@ -221,7 +224,8 @@ def tower_vars(
         "gpu_containers_upgrade": upgrade,
     }
     if overrides:
-        unknown = [key for key in overrides if not key.startswith(tuple(f"{role}_" for role in ROLES))]
+        unknown = [key for key in overrides
+                   if not key.startswith(tuple(f"{role}_" for role in ROLES)) and key not in TOWER_FACTS_INPUTS]
         if unknown:
             raise BadInputError(
                 "overrides",
