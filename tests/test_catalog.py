@@ -371,6 +371,9 @@ def test_a_corrupted_shipped_file_is_reported_with_its_line(tmp_path):
 # CYC = Cyclenerd/google-cloud-pricing-cost-calculator pricing.yml at commit 0166a59e (generated 2025-03-06 from the
 # Cloud Billing Catalog API); ANN = cloud.google.com/compute/pricing-announce (US multi-region snapshots, 2023-04-01);
 # BILL = an AWS bill for May 2025 transcribed in rahmat-ullah/DocParser backend/sample_full_document.md at d890afd0.
+# Added 2026-12-03: CX = cortexlabs/cortex pkg/lib/aws/resource_metadata.go at commit 09582a10 (generated from the
+# AWS Price List AmazonEC2 offer files, undated); AWSI = awsi.click/en/articles/nat-gateway-cost-structure-avoidance/;
+# ABICKY = abicky.net/2022/02/13/184039 (S3 Standard, Tokyo).
 REGIONAL_RATES = [
     ("gcp", "pd-balanced", "asia-northeast1", 0.13, "CYC compute.storage.balanced"),
     ("gcp", "gcs-standard", "southamerica-east1", 0.035, "CYC storage.bucket.standard"),
@@ -380,6 +383,12 @@ REGIONAL_RATES = [
     ("aws", "ebs-gp3", "ap-southeast-1", 0.096, "BILL, gp3 Asia Pacific (Singapore)"),
     ("aws", "nat-gateway", "ap-southeast-1", 0.059, "BILL, per NAT Gateway Hour"),
     ("aws", "s3-standard", "eu-central-1", 0.0245, "BILL, EUC1 first 50 TB"),
+    ("aws", "ebs-gp3", "eu-north-1", 0.0836, "CX EBSMetadatas[eu-north-1][gp3] PriceGB"),
+    ("aws", "ebs-gp3", "ap-south-1", 0.0912, "CX EBSMetadatas[ap-south-1][gp3] PriceGB"),
+    ("aws", "nat-gateway", "ap-northeast-1", 0.062, "CX NATMetadatas[ap-northeast-1]; AWSI the same per hour"),
+    ("aws", "nat-gateway", "me-south-1", 0.0528, "CX NATMetadatas[me-south-1]"),
+    ("aws", "nat-data", "ap-northeast-1", 0.062, "AWSI, data processing per GB"),
+    ("aws", "s3-standard", "ap-northeast-1", 0.025, "ABICKY, first 50 TB / month"),
 ]
 
 
