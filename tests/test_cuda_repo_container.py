@@ -201,7 +201,7 @@ def test_a_dry_run_on_the_bare_tower_says_what_it_would_disable_and_writes_nothi
     [
         # NVIDIA's list without debian12 and a base without it: Debian 12 as a release NVIDIA does not publish.
         ("unpublished",
-         {"cuda_repo_base": f"{BASE}/elsewhere", "cuda_repo_release_keys": {"ubuntu2404": "3bf863cc.pub"}},
+         {"cuda_repo_base": f"{BASE}/elsewhere", "__cuda_repo_release_keys": {"ubuntu2404": "3bf863cc.pub"}},
          [f"{BASE}/elsewhere/debian12/x86_64/ has no InRelease or Release file (HTTP 404)",
           "NVIDIA publishes no CUDA repository for Debian 12 on x86_64, debian12", "it publishes ubuntu2404",
           "Fix: set the tower's driver_channel: distro"]),

@@ -46,8 +46,8 @@ def reboot_message(tmp_path: Path, agent_status: dict[str, Any] | None, **extra:
     playbook = tmp_path / "reboot.yml"
     playbook.write_text(PLAYBOOK)
     variables = {
-        "nvidia_driver_nouveau_blacklist": {"changed": True},  # a change that needs the reboot
-        "nvidia_driver_loaded_branch": "",
+        "__nvidia_driver_nouveau_blacklist": {"changed": True},  # a change that needs the reboot
+        "__nvidia_driver_loaded_branch": "",
         "nvidia_driver_branch": "580",
         "tower_facts_in_container": False,
         "nvidia_driver_allow_reboot": True,

@@ -212,7 +212,7 @@ def test_the_options_file_is_written_from_the_template_and_its_change_notifies_a
 def test_the_persistence_daemon_is_started_only_where_the_wanted_module_is_loaded() -> None:
     tasks = role_tasks("nvidia_driver", "persistence.yml")
     [start] = [t for t in tasks if t.get("ansible.builtin.systemd_service", {}).get("state") == "started"]
-    assert "nvidia_driver_loaded_branch == nvidia_driver_branch | string" in start["when"]
+    assert "__nvidia_driver_loaded_branch == nvidia_driver_branch | string" in start["when"]
     assert start.get("ignore_errors") is True and start.get("register"), "a failed start must not stop the play"
     [enable] = [t for t in tasks if t.get("ansible.builtin.systemd_service", {}).get("enabled")]
     assert "state" not in enable["ansible.builtin.systemd_service"]
@@ -233,9 +233,9 @@ def _ansible_eval(task: dict[str, Any], dpkg_lines: list[str]) -> str:
     """The installed branch the detect task works out from the packages tower_facts reads from these lines."""
     [read] = [t for t in role_tasks("tower_facts", "packages.yml") if "ansible.builtin.set_fact" in t]
     return _ansible_run([read, task], {"__tower_facts_dpkg": {"stdout_lines": dpkg_lines},
-                                       "nvidia_driver_proc_version": {"content": ""},
-                                       "nvidia_driver_smi": {"stdout_lines": []}},
-                        "{{ nvidia_driver_installed_branch }}")
+                                       "__nvidia_driver_proc_version": {"content": ""},
+                                       "__nvidia_driver_smi": {"stdout_lines": []}},
+                        "{{ __nvidia_driver_installed_branch }}")
 
 
 def _ansible_run(tasks: list[dict[str, Any]], variables: dict[str, Any], expression: str) -> str:
@@ -268,7 +268,7 @@ def test_the_frameworks_role_installs_the_plans_wheels_from_the_plans_index() ->
     play_vars = {**yaml.safe_load((role / "defaults" / "main.yml").read_text()),
                  **yaml.safe_load((role / "vars" / "main.yml").read_text()), **variables}
     [choose] = [t for t in role_tasks("frameworks", "main.yml") if t["name"] == "Choose what to install and from where"]
-    sets = _ansible_run([choose], play_vars, "{{ frameworks_install_sets | to_json }}")
+    sets = _ansible_run([choose], play_vars, "{{ __frameworks_install_sets | to_json }}")
     chosen = {s["framework"]: (s["packages"], s["index"]) for s in yaml.safe_load(sets)}
     planned = {p["framework"]: (p["packages"], p["index"]) for p in variables["frameworks_pins"]}
     assert chosen == planned

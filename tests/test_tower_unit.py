@@ -160,7 +160,7 @@ def test_the_releases_with_a_cuda_repository_are_the_compatibility_matrixs() -> 
 
     role_vars = yaml.safe_load((EXAMPLE.parents[1] / "roles" / "cuda_repo" / "vars" / "main.yml").read_text())
     matrix = {r.cuda_repo for r in load_matrix().releases.values() if r.cuda_repo}
-    assert set(role_vars["cuda_repo_release_keys"]) == matrix
+    assert set(role_vars["__cuda_repo_release_keys"]) == matrix
 
 
 def test_an_override_that_names_no_role_is_refused(team: Team) -> None:
@@ -571,10 +571,10 @@ def test_gpu_stack_updates_decide_the_unattended_blacklist_and_the_drivers_pin(t
                 **variables}
     blacklist = _render_role_template("base", "52nomadrig-unattended-upgrades.j2", defaults)
     pin = _render_role_template("nvidia_driver", "nomadrig-nvidia-driver.pref.j2", {
-        **variables, "nvidia_driver_debian_source_packages": ["nvidia-graphics-drivers"],
-        "nvidia_driver_debian_upstream_version": "535.261.03",
-        "nvidia_driver_debian_kernel_package": {"proprietary": "nvidia-kernel-dkms", "open": "x"},
-        "nvidia_driver_kernel_modules": "proprietary", "nvidia_driver_debian_module_candidate": "535.261.03-1",
+        **variables, "__nvidia_driver_debian_source_packages": ["nvidia-graphics-drivers"],
+        "__nvidia_driver_debian_upstream_version": "535.261.03",
+        "__nvidia_driver_debian_kernel_package": {"proprietary": "nvidia-kernel-dkms", "open": "x"},
+        "nvidia_driver_kernel_modules": "proprietary", "__nvidia_driver_debian_module_candidate": "535.261.03-1",
         "nvidia_driver_branch": "535"})
     records = [block.splitlines()[-2:] for block in pin.split("\n\n")]
     if setting == "manual":

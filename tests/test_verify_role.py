@@ -281,7 +281,7 @@ def test_the_nvidia_driver_roles_pending_reboot_reaches_verify(tmp_path: Path) -
     fake_nvidia_smi(tmp_path / "bin", fails=NO_DRIVER, rc=9)
     report = run_role(tmp_path, DRIVER_THEN_VERIFY, verify_require_gpu=True,
                       # what test_nvidia_driver_reboot.py gives the driver role: a change that needs the reboot
-                      nvidia_driver_nouveau_blacklist={"changed": True}, nvidia_driver_loaded_branch="",
+                      __nvidia_driver_nouveau_blacklist={"changed": True}, __nvidia_driver_loaded_branch="",
                       nvidia_driver_branch="580", tower_facts_in_container=False, nvidia_driver_allow_reboot=False)
     message = failure(report)
     assert message.startswith("reboot pending on localhost"), message
