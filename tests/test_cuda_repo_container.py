@@ -74,6 +74,10 @@ PLAY_HEAD = """- name: {name}
 PLAYBOOKS = {
     "cuda_repo.yml": PLAY_HEAD.format(name="Add NVIDIA's CUDA repository") + "  roles:\n    - role: cuda_repo\n",
     "gpu_roles.yml": PLAY_HEAD.format(name="Take the driver and the toolkit from NVIDIA's repository") + """  tasks:
+    - name: Load the driver role's values for this distribution, as its main entry does first
+      ansible.builtin.include_role:
+        name: nvidia_driver
+        tasks_from: os_vars
     - name: Prepare the driver packages from NVIDIA's CUDA repository
       ansible.builtin.include_role:
         name: nvidia_driver
@@ -201,7 +205,7 @@ def test_a_dry_run_on_the_bare_tower_says_what_it_would_disable_and_writes_nothi
     [
         # NVIDIA's list without debian12 and a base without it: Debian 12 as a release NVIDIA does not publish.
         ("unpublished",
-         {"cuda_repo_base": f"{BASE}/elsewhere", "__cuda_repo_release_keys": {"ubuntu2404": "3bf863cc.pub"}},
+         {"cuda_repo_base": f"{BASE}/elsewhere", "cuda_repo_release_keys": {"ubuntu2404": "3bf863cc.pub"}},
          [f"{BASE}/elsewhere/debian12/x86_64/ has no InRelease or Release file (HTTP 404)",
           "NVIDIA publishes no CUDA repository for Debian 12 on x86_64, debian12", "it publishes ubuntu2404",
           "Fix: set the tower's driver_channel: distro"]),

@@ -29,6 +29,7 @@ PUBLISHED: dict[str, str] = {
     "tower_facts_container_types": "preflight decides an observed virtualization type by the same list",
     "cuda_repo_added": "cuda and nvidia_driver both include cuda_repo; the second include skips the work",
     "cuda_repo_pending": "cuda and nvidia_driver skip their package lookups where a dry run could not add the source",
+    "cuda_repo_release_keys": "tests hold it against the GPU matrix and replace it to model an unpublished release",
     "nvidia_driver_reboot_needed": "verify tells a driver that waits for a reboot from a missing GPU",
     "nvidia_driver_reboot_blocker": "verify says why the driver role did not reboot",
     "remote_access_tower_public_key": "nomadrig/towers/runner.py takes the tower's key from the run's events",

@@ -160,7 +160,7 @@ def test_the_releases_with_a_cuda_repository_are_the_compatibility_matrixs() -> 
 
     role_vars = yaml.safe_load((EXAMPLE.parents[1] / "roles" / "cuda_repo" / "vars" / "main.yml").read_text())
     matrix = {r.cuda_repo for r in load_matrix().releases.values() if r.cuda_repo}
-    assert set(role_vars["__cuda_repo_release_keys"]) == matrix
+    assert set(role_vars["cuda_repo_release_keys"]) == matrix
 
 
 def test_an_override_that_names_no_role_is_refused(team: Team) -> None:
