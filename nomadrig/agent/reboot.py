@@ -133,8 +133,9 @@ def sample_reboot(
     """
     loaded = read("/sys/module/nvidia/version")
 
-    def module_version(*kernel: str) -> str | None:
-        code, out, _ = runner(["modinfo", *(["-k", kernel[0]] if kernel else []), "-F", "version", "nvidia"])
+    def module_version(kernel: str | None = None) -> str | None:
+        """modinfo's version of the NVIDIA module for ``kernel`` (the running one by default), or None."""
+        code, out, _ = runner(["modinfo", *(["-k", kernel] if kernel else []), "-F", "version", "nvidia"])
         return out if code == 0 and out.strip() else None
 
     on_disk = module_version() if loaded is not None else None
