@@ -1,16 +1,18 @@
-"""What one box or tower should be, resolved from the team file and the catalog.
+"""What one box, team network or tower should be, resolved from the team file and the catalog.
 
 The stacks, the policy, the cost model and the reaper all need the same facts
 about a box (its type, GPUs, prices, tags). Resolving them once, as a frozen
 value, keeps every path agreeing and lets the policy run before any resource
-exists.
+exists. The Pulumi programs (`nomadrig.stacks`) take these specs and nothing
+else: no program sees the `Team`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nomadrig import names
 from nomadrig.catalog import Catalog, load_catalog
@@ -49,6 +51,9 @@ class BoxSpec:
     spot_usd_hr: float | None
     account_id: str = ""
     project: str = ""
+    #: The team file's image for the box's cloud: ``clouds.aws.ami_parameter`` (an SSM parameter) or
+    #: ``clouds.gcp.image_family``; empty: the stacks' default image.
+    image: str = ""
     # When the box was first created (`names.format_created`): the TTL counts from here. A box stack that
     # exists already passes its own `created` output back in (`box_spec(created=...)`), so `up` never
     # restarts the TTL nor shows a diff for it.
@@ -82,6 +87,35 @@ class BoxSpec:
     def _tags(self, cloud: str) -> dict[str, str]:
         return names.box_tags(cloud, team=self.team, owner=self.nomad, ttl_hours=self.ttl_hours,
                               idle_minutes=self.idle_minutes, created=self.created)
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A team network stack: one per cloud and region some nomad uses (`network_specs`)."""
+
+    team: str
+    cloud: str
+    region: str
+    #: The cloud's first region a nomad uses: account-wide things (the budget) live in this network only.
+    primary: bool
+    allow_public_ip: bool
+    monthly_budget_usd: float
+    alert_emails: tuple[str, ...]
+    project: str = ""  # GCP: clouds.gcp.project; empty where the team file configures no GCP
+    billing_account: str = ""  # GCP: clouds.gcp.billing_account, as the team file writes it (maybe empty)
+
+    @property
+    def stack_name(self) -> str:
+        """``<team>--net--<cloud>--<region>``."""
+        return names.network_stack_name(self.team, self.cloud, self.region)
+
+    def tags(self) -> dict[str, str]:
+        """The team's `nomadrig:*` tags (AWS keys) every resource of the network carries."""
+        return names.team_tags("aws", self.team)
+
+    def labels(self) -> dict[str, str]:
+        """The same as GCP labels."""
+        return names.team_tags("gcp", self.team)
 
 
 @dataclass(frozen=True)
@@ -119,6 +153,10 @@ class TowerSpec:
     #: The whole resolved install plan (branch, flavour, module options, toolkit, wheels, Python); None for a
     #: spec built without a team file (a catalog build judged by the tower rules).
     install: InstallPlan | None = None
+    #: The whole team file as JSON (`Team.model_dump(mode="json")`): the `Tower` resource runs the playbook
+    #: from it in another process, and a change to it is a change Pulumi sees. Empty for a spec built without
+    #: a team file.
+    team_json: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)
 
     @property
     def stack_name(self) -> str:
@@ -181,8 +219,16 @@ def box_spec(team: Team, nomad: Nomad | str, catalog: Catalog | None = None,
         spot_usd_hr=price.spot_usd_hr if price else None,
         account_id=team.clouds.aws.account_id if cloud == "aws" and team.clouds.aws else "",
         project=team.clouds.gcp.project if cloud == "gcp" and team.clouds.gcp else "",
+        image=_image_setting(team, cloud),
         **({"created": _created(created)} if created is not None else {}),
     )
+
+
+def _image_setting(team: Team, cloud: str) -> str:
+    """The image the team file sets for `cloud`'s boxes; empty: the stacks' default."""
+    if cloud == "aws":
+        return team.clouds.aws.ami_parameter if team.clouds.aws else ""
+    return team.clouds.gcp.image_family if cloud == "gcp" and team.clouds.gcp else ""
 
 
 def _created(value: str | datetime) -> str:
@@ -196,6 +242,39 @@ def _created(value: str | datetime) -> str:
 def box_specs(team: Team, catalog: Catalog | None = None) -> list[BoxSpec]:
     catalog = catalog or load_catalog()
     return [box_spec(team, nomad, catalog) for nomad in team.nomads]
+
+
+def network_spec(team: Team, cloud: str, region: str) -> NetworkSpec:
+    """The team network of `cloud`/`region`: primary when it is the first of the cloud's regions a nomad uses."""
+    gcp = team.clouds.gcp
+    used = [r for c, r in _used_networks(team) if c == cloud]
+    return NetworkSpec(
+        team=team.name,
+        cloud=cloud,
+        region=region,
+        primary=bool(used) and used[0] == region,
+        allow_public_ip=team.policy.allow_public_ip,
+        monthly_budget_usd=team.budgets.monthly_usd,
+        alert_emails=tuple(team.budgets.alert_emails),
+        project=gcp.project if cloud == "gcp" and gcp else "",
+        billing_account=gcp.billing_account if cloud == "gcp" and gcp else "",
+    )
+
+
+def network_specs(team: Team) -> list[NetworkSpec]:
+    """One team network per (cloud, region) some nomad uses, in team-file order.
+
+    None for a region nobody uses: its NAT would cost money for nothing.
+    """
+    return [network_spec(team, cloud, region) for cloud, region in _used_networks(team)]
+
+
+def _used_networks(team: Team) -> list[tuple[str, str]]:
+    """Each (cloud, region) the nomads use, once, in the order they first appear."""
+    seen: dict[tuple[str, str], None] = {}
+    for nomad in team.nomads:
+        seen.setdefault((team.nomad_cloud(nomad), team.nomad_region(nomad)), None)
+    return list(seen)
 
 
 def tower_spec(team: Team, tower: Tower | str, catalog: Catalog | None = None) -> TowerSpec:
@@ -231,6 +310,7 @@ def tower_spec(team: Team, tower: Tower | str, catalog: Catalog | None = None) -
         wireguard_port=tower.wireguard_port,
         gpu_power_limit_w=tower.gpu_power_limit_watts,
         install=install,
+        team_json=team.model_dump(mode="json"),
     )
 
 
