@@ -88,7 +88,7 @@ def tower_args(team: Team, tower_name: str, *, ssh_key_file: str | None = None,
 
     `project_root`: where roles/ and playbooks/ are (None: this installation's).
     """
-    from nomadrig.stacks.tower import TowerArgs, roles_content_hash, tower_vars_hash
+    from nomadrig.stacks.tower import TowerArgs, roles_content_hash
 
     from nomadrig import paths, towers
 
@@ -101,7 +101,7 @@ def tower_args(team: Team, tower_name: str, *, ssh_key_file: str | None = None,
         "project_root": str(root),
     }
     return TowerArgs(tower=tower_name, team=team.model_dump(mode="json"), **options,
-                     content_hash=roles_content_hash(root), vars_hash=tower_vars_hash(team, tower_name, options))
+                     content_hash=roles_content_hash(root), vars_hash=towers.tower_vars_hash(team, tower_name, options))
 
 
 def _common_box_args(spec: BoxSpec, cloud: str, data: DataSource | None) -> dict[str, Any]:

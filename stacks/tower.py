@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
 from nomadrig import towers
-from nomadrig.team.model import Team
 
 #: What decides whether a tower needs another run; anything else is bookkeeping.
 TRIGGERS = ("content_hash", "vars_hash")
@@ -50,26 +48,13 @@ def roles_content_hash(project_root: Path = towers.PROJECT_ROOT) -> str:
     return digest.hexdigest()
 
 
-def tower_vars_hash(team: Team, tower_name: str, options: Mapping[str, Any]) -> str:
-    """SHA-256 of the variables and inventory a run would use for the tower."""
-    tower = towers.find_tower(team, tower_name)
-    material = {
-        "vars": towers.tower_vars(team, tower, overrides=options.get("overrides") or {}),
-        "inventory": towers.inventory(
-            tower,
-            ssh_key_file=Path(options["ssh_key_file"]) if options.get("ssh_key_file") else None,
-            strict_host_keys=bool(options.get("strict_host_keys", True)),
-        ),
-    }
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class TowerArgs:
     """What the Tower reads: its configuration's inputs, hashes included (`stacks.args.tower_args` makes them).
 
-    The team travels as its JSON, not as a `Team`: the provider runs the playbook from it in another
-    process, and the whole of it is an input, so a change to the team file is a change Pulumi sees.
+    The team travels as its JSON (`TowerSpec.team_json`), not as a `Team`: the provider runs the playbook
+    from it in another process, and the whole of it is an input, so a change to the team file is a change
+    Pulumi sees.
     """
 
     tower: str
@@ -80,7 +65,7 @@ class TowerArgs:
     strict_host_keys: bool
     project_root: str
     content_hash: str  # roles_content_hash
-    vars_hash: str  # tower_vars_hash
+    vars_hash: str  # nomadrig.towers.tower_vars_hash
 
     def inputs(self) -> dict[str, Any]:
         """The dynamic resource's inputs: plain JSON values."""
@@ -95,7 +80,6 @@ class TowerProvider(ResourceProvider):
     """Runs `nomadrig tower apply` for create and update; diff decides whether to."""
 
     def _apply(self, props: dict[str, Any]) -> dict[str, Any]:
-        team = Team.model_validate(props["team"])
         options = towers.RunOptions(
             ssh_key_file=Path(props["ssh_key_file"]) if props.get("ssh_key_file") else None,
             overrides=props.get("overrides") or {},
@@ -103,7 +87,8 @@ class TowerProvider(ResourceProvider):
             project_root=Path(props["project_root"]),
             strict_host_keys=bool(props.get("strict_host_keys", True)),
         )
-        report = towers.run_in_child(team, props["tower"], "apply", options)  # not forked from this gRPC process
+        # Not forked from this gRPC process; run_in_child validates the team's JSON before it starts the run.
+        report = towers.run_in_child(props["team"], props["tower"], "apply", options)
         if not report.succeeded:
             raise TowerApplyFailed(report.summary())
         return {

@@ -1,7 +1,8 @@
 """Towers: the only code that talks to ansible-runner.
 
 - `variables`: what one tower should be, as the roles' variables (`tower_vars`), how
-  Ansible reaches it (`inventory`) and the nomads' WireGuard configs (`peer_configs`).
+  Ansible reaches it (`inventory`), a digest of both (`tower_vars_hash`) and the nomads'
+  WireGuard configs (`peer_configs`).
 - `ansible_inputs`: every string handed to Ansible marked ``!unsafe``, the child's environment scrubbed.
 - `runner`: a run (`run`, `run_in_child`), its report (`RunReport`, `latest_report`), the tower's key.
 - `child`: ``python -m nomadrig.towers.child``, a run in a fresh process for the `Tower` provider.
@@ -32,6 +33,7 @@ from nomadrig.towers.variables import (
     peer_configs,
     tower_nomads,
     tower_vars,
+    tower_vars_hash,
     wireguard_address,
 )
 
@@ -39,5 +41,5 @@ __all__ = [
     "MODES", "OPEN_UNSUPPORTED_GPUS_OPTION", "PROJECT_ROOT", "ROLES", "TOWER_PUBLIC_KEY_FILE", "WIREGUARD_INTERFACE",
     "WIREGUARD_NETWORK", "Mode", "RunOptions", "RunReport", "check_tower_policy", "find_tower", "install_vars",
     "inventory", "latest_report", "peer_configs", "read_tower_public_key", "run", "run_in_child", "scrubbed_env",
-    "tower_nomads", "tower_vars", "unsafe_yaml", "wireguard_address", "write_ansible_inputs",
+    "tower_nomads", "tower_vars", "tower_vars_hash", "unsafe_yaml", "wireguard_address", "write_ansible_inputs",
 ]

@@ -345,14 +345,16 @@ def run(team: Team, tower_name: str, mode: Mode = "apply", options: RunOptions |
     return report
 
 
-def run_in_child(team: Team, tower_name: str, mode: Mode, options: RunOptions) -> RunReport:
+def run_in_child(team: Team | Mapping[str, Any], tower_name: str, mode: Mode, options: RunOptions) -> RunReport:
     """`run` in a fresh Python process (nomadrig.towers.child says why); its errors come back as CloudError.
 
-    For callers inside a gRPC server (the `Tower` dynamic provider). `progress` and `cancel` stay behind.
+    For callers inside a gRPC server (the `Tower` dynamic provider, which passes the team as its JSON,
+    validated here first). `progress` and `cancel` stay behind.
     """
     import subprocess
     import tempfile
 
+    team = team if isinstance(team, Team) else Team.model_validate(team)
     request = {
         "team": team.model_dump(mode="json"), "tower": tower_name, "mode": mode,
         "ssh_key_file": str(options.ssh_key_file) if options.ssh_key_file else None,

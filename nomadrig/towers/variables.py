@@ -2,11 +2,14 @@
 
 Pure functions of the team file (and the shipped GPU catalog): `tower_vars`
 is what every run hands the roles, `inventory` how Ansible reaches the
-machine, `peer_configs` the nomads' WireGuard client configs.
+machine (`tower_vars_hash` digests the two), `peer_configs` the nomads'
+WireGuard client configs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -257,6 +260,25 @@ def inventory(tower: Tower, *, ssh_key_file: Path | None, strict_host_keys: bool
     if not strict_host_keys:
         host["ansible_ssh_common_args"] = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
     return {"towers": {"hosts": {tower.name: host}}}
+
+
+def tower_vars_hash(team: Team | Mapping[str, Any], tower_name: str, options: Mapping[str, Any]) -> str:
+    """SHA-256 of the variables and inventory a run would use for the tower.
+
+    `team`: the team, or its JSON as the `Tower` resource carries it (`TowerSpec.team_json`); `options`: the
+    run's ``overrides``, ``ssh_key_file`` and ``strict_host_keys``.
+    """
+    team = team if isinstance(team, Team) else Team.model_validate(team)
+    tower = find_tower(team, tower_name)
+    material = {
+        "vars": tower_vars(team, tower, overrides=options.get("overrides") or {}),
+        "inventory": inventory(
+            tower,
+            ssh_key_file=Path(options["ssh_key_file"]) if options.get("ssh_key_file") else None,
+            strict_host_keys=bool(options.get("strict_host_keys", True)),
+        ),
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
 def find_tower(team: Team, name: str) -> Tower:
