@@ -2,7 +2,8 @@
 
 `nomadrig.stacks.program` is the entry point the engine, the offline plan and
 `stacks/__main__.py` share; `aws` and `gcp` hold the components, `tower` the
-tower's; `args` makes each component's Args from the team and its specs.
+tower's; `args` makes each component's Args from the specs `nomadrig.spec`
+resolves from the team file (only `__main__` sees the team file itself).
 Nothing here imports a cloud SDK at package import time, so importing
 the package stays cheap for the CLI.
 """

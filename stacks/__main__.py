@@ -3,9 +3,10 @@
 nomadrig's engine runs these programs inline through the Automation API; this
 entry point is for running one stack by hand with the Pulumi CLI, e.g. with
 `--policy-pack policypack`. It is the only place that reads Pulumi config, and
-it reads just enough to find the validated inputs. Stack names are the
-engine's (`nomadrig.names`), so a stack made by hand is the one `nomadrig`
-manages:
+it reads just enough to find the validated inputs; it is also the only module
+of the stacks that loads the team file, to resolve the one spec its program
+takes (`nomadrig.spec`). Stack names are the engine's (`nomadrig.names`), so a
+stack made by hand is the one `nomadrig` manages:
 
     pulumi stack init vision-lab--ada
     pulumi config set nomadrig:team_file examples/team.yaml
@@ -31,7 +32,7 @@ import pulumi
 from nomadrig.stacks.program import box_program, team_program, tower_program
 
 from nomadrig.names import network_stack_name
-from nomadrig.spec import box_spec, tower_spec
+from nomadrig.spec import box_spec, network_spec, tower_spec
 from nomadrig.team.load import load_team
 from nomadrig.volumes import DataSource
 
@@ -48,9 +49,9 @@ def main() -> None:
     kind, value = next(iter(chosen.items()))
     if kind == "network":
         cloud, _, region = value.partition("/")
-        team_program(team, cloud, region)()
+        team_program(network_spec(team, cloud, region))()
     elif kind == "tower":
-        tower_program(team, tower_spec(team, value))()
+        tower_program(tower_spec(team, value))()
     else:
         spec = box_spec(team, value, created=config.require("created"))
         network = config.get("network_stack") or "/".join((pulumi.get_organization(), pulumi.get_project(),
@@ -59,7 +60,7 @@ def main() -> None:
         if data is None:
             raise ValueError(f"nomadrig:data_source {config.get('data_source')!r}: "
                              "write new, kept:<volume id> or snapshot:<snapshot id>")
-        box_program(team, spec, network, data)()
+        box_program(spec, network, data)()
 
 
 main()

@@ -3,24 +3,30 @@
 API (stable; the engine's `StackPrograms` in `nomadrig/engine/stacks.py` depends on it)
 ------------------------------------------------------------------------------------
 
+Every program takes specs that `nomadrig.spec` resolved from the team file once
+(``NetworkSpec``, ``BoxSpec``, ``TowerSpec``), never the ``Team``.
+
 Stacks
-    ``team_networks(team) -> list[tuple[cloud, region]]``
+    ``nomadrig.spec.network_specs(team) -> list[NetworkSpec]``
         The team network stacks a team needs: one per (cloud, region) that at
-        least one nomad uses, in team-file order.
-    Network stacks are named ``names.network_stack_name`` (``"<team>--net--<cloud>--<region>"``,
+        least one nomad uses, in team-file order; the first of a cloud's is its
+        ``primary`` one (the budget lives there). ``network_spec(team, cloud, region)``
+        resolves one.
+    Network stacks are named ``NetworkSpec.stack_name`` (``"<team>--net--<cloud>--<region>"``,
     e.g. ``vision-lab--net--aws--eu-west-1``), box stacks ``BoxSpec.stack_name`` (``"<team>--<nomad>"``).
     Every stack name comes from `nomadrig.names`, which also parses them back.
     Deploy every team network stack before the box stacks of its region.
 
 Programs (inline programs for ``auto.create_or_select_stack(program=...)``)
-    ``team_program(team, cloud, region) -> Callable[[], None]``
+    ``team_program(spec: NetworkSpec) -> Callable[[], None]``
         Registers the ``nomadrig:<cloud>:TeamNetwork`` component and exports
-        its outputs (keys: ``AWS_NETWORK_OUTPUTS`` / ``GCP_NETWORK_OUTPUTS``).
+        its outputs (keys: ``AWS_NETWORK_OUTPUTS`` / ``GCP_NETWORK_OUTPUTS``),
+        plus ``team``, ``cloud``, ``region``.
         A team network holds no box identity: each box stack makes its own
         (an AWS role, a GCP service account) limited to its nomad's prefix of
         the team bucket, so ``service_account_email`` is a GCP *box* output,
         no longer a team network output.
-    ``box_program(team, spec, network, data=None) -> Callable[[], None]``
+    ``box_program(spec: BoxSpec, network, data=None) -> Callable[[], None]``
         Registers the ``nomadrig:<cloud>:Box`` component for ``spec`` and
         exports ``instance_id`` / ``data_volume_id`` / ``availability_zone`` /
         ``private_ip`` / ``role_name`` (AWS) or ``instance_name`` / ``zone`` /
@@ -37,21 +43,25 @@ Programs (inline programs for ``auto.create_or_select_stack(program=...)``)
           - ``Mapping[str, Any]``: the team stack's outputs as plain values
             (e.g. ``{k: v.value for k, v in stack.outputs().items()}`` from the Automation API);
           - an ``AwsNetworkRef`` / ``GcpNetworkRef`` (values or Outputs).
-    ``tower_program(team, spec, *, ssh_key_file=None, overrides=None, strict_host_keys=True)``
+    ``tower_program(spec: TowerSpec, *, ssh_key_file=None, overrides=None, strict_host_keys=True)``
         Registers the ``nomadrig:tower:Tower`` component and exports
         ``tower_public_key``, ``changed_tasks``, ``run_dir``, ``team``, ``tower``, ``address``.
+    ``deploy_team_network(spec: NetworkSpec)`` / ``deploy_box(spec: BoxSpec, network_ref, data=None)``
+        The components alone, without exports: what the offline plan registers.
 
-Each component takes its ``Args`` (`stacks.args` makes them from the team and
-the spec), never the `Team` or the `BoxSpec` itself.
+Each component takes its ``Args`` (`stacks.args` makes them from the specs),
+never a spec itself.
 
-No program reads Pulumi config: every input comes from the validated ``Team``
-/ ``BoxSpec`` / ``TowerSpec`` through the args. Each box and network component
-makes its own explicit provider for its region (and GCP project), so nothing
-in these stacks uses the config the engine sets on them (``aws:region``, or
-``gcp:project`` and ``gcp:region``: `nomadrig.engine.stacks.cloud_config`);
-that config is for the default provider, which only the engine's purge stack
-uses. Credentials come from the environment as usual. Only ``stacks/__main__.py``
-(a stack run by hand) reads config: the ``nomadrig:*`` keys that name the inputs.
+No program reads Pulumi config: every input comes from its spec through the
+args. Each box and network component makes its own explicit provider for its
+region (and GCP project) from its spec, so nothing in these stacks uses the
+config the engine sets on them (``aws:region``, or ``gcp:project`` and
+``gcp:region``: `nomadrig.engine.stacks.cloud_config`, which the engine makes
+from the same spec's cloud, region and project); that config is for the default
+provider, which only the engine's purge stack uses. Tower stacks get no config.
+Credentials come from the environment as usual. Only ``stacks/__main__.py`` (a
+stack run by hand) reads config: the ``nomadrig:*`` keys that name the inputs;
+it loads the team file and resolves the specs.
 """
 
 from __future__ import annotations
@@ -66,8 +76,7 @@ if TYPE_CHECKING:
     from nomadrig.stacks.aws.network import AwsNetworkRef
     from nomadrig.stacks.gcp.network import GcpNetworkRef
 
-    from nomadrig.spec import BoxSpec, TowerSpec
-    from nomadrig.team.model import Team
+    from nomadrig.spec import BoxSpec, NetworkSpec, TowerSpec
     from nomadrig.volumes import DataSource
 
     NetworkSource = str | Mapping[str, Any] | AwsNetworkRef | GcpNetworkRef
@@ -77,34 +86,17 @@ AWS_NETWORK_OUTPUTS = ("vpc_id", "subnet_ids", "availability_zones", "security_g
 GCP_NETWORK_OUTPUTS = ("network_self_link", "subnetwork_self_link", "kms_key_id", "bucket_name", "network_tag")
 
 
-def team_networks(team: Team) -> list[tuple[str, str]]:
-    """One network stack per (cloud, region) some nomad uses; none for regions nobody uses (NAT costs money)."""
-    seen: list[tuple[str, str]] = []
-    for nomad in team.nomads:
-        key = (team.nomad_cloud(nomad), team.nomad_region(nomad))
-        if key not in seen:
-            seen.append(key)
-    return seen
-
-
-def is_primary_region(team: Team, cloud: str, region: str) -> bool:
-    """Account-wide things (the budget) live in exactly one of a cloud's team stacks: the first one used."""
-    regions = [r for c, r in team_networks(team) if c == cloud]
-    return bool(regions) and regions[0] == region
-
-
-def deploy_team_network(team: Team, cloud: str, region: str, opts: pulumi.ResourceOptions | None = None) -> Any:
+def deploy_team_network(spec: NetworkSpec, opts: pulumi.ResourceOptions | None = None) -> Any:
     """Register the team network component (no exports); the plan calls this directly."""
-    primary = is_primary_region(team, cloud, region)
-    if cloud == "aws":
+    if spec.cloud == "aws":
         from nomadrig.stacks.aws.network import TeamNetwork as AwsTeamNetwork
 
-        return AwsTeamNetwork(f"{team.name}-{region}", args.aws_network_args(team, region, primary), opts)
-    if cloud == "gcp":
+        return AwsTeamNetwork(f"{spec.team}-{spec.region}", args.aws_network_args(spec), opts)
+    if spec.cloud == "gcp":
         from nomadrig.stacks.gcp.network import TeamNetwork as GcpTeamNetwork
 
-        return GcpTeamNetwork(f"{team.name}-{region}", args.gcp_network_args(team, region, primary), opts)
-    raise ValueError(f"unknown cloud {cloud!r}: use aws or gcp")
+        return GcpTeamNetwork(f"{spec.team}-{spec.region}", args.gcp_network_args(spec), opts)
+    raise ValueError(f"unknown cloud {spec.cloud!r}: use aws or gcp")
 
 
 def network_ref(cloud: str, source: NetworkSource) -> AwsNetworkRef | GcpNetworkRef:
@@ -130,7 +122,7 @@ def network_ref(cloud: str, source: NetworkSource) -> AwsNetworkRef | GcpNetwork
     raise TypeError(f"network source must be a stack name, an outputs mapping or a network ref, not {source!r}")
 
 
-def deploy_box(team: Team, spec: BoxSpec, network: AwsNetworkRef | GcpNetworkRef,
+def deploy_box(spec: BoxSpec, network: AwsNetworkRef | GcpNetworkRef,
                opts: pulumi.ResourceOptions | None = None, data: DataSource | None = None) -> Any:
     """Register the box component (no exports); the plan calls this directly.
 
@@ -139,31 +131,31 @@ def deploy_box(team: Team, spec: BoxSpec, network: AwsNetworkRef | GcpNetworkRef
     if spec.cloud == "aws":
         from nomadrig.stacks.aws.box import Box as AwsBox
 
-        return AwsBox(spec.nomad, args.aws_box_args(team, spec, network, data), opts)  # type: ignore[arg-type]
+        return AwsBox(spec.nomad, args.aws_box_args(spec, network, data), opts)  # type: ignore[arg-type]
     if spec.cloud == "gcp":
         from nomadrig.stacks.gcp.box import Box as GcpBox
 
-        return GcpBox(spec.nomad, args.gcp_box_args(team, spec, network, data), opts)  # type: ignore[arg-type]
+        return GcpBox(spec.nomad, args.gcp_box_args(spec, network, data), opts)  # type: ignore[arg-type]
     raise ValueError(f"unknown cloud {spec.cloud!r}: use aws or gcp")
 
 
-def team_program(team: Team, cloud: str, region: str) -> Callable[[], None]:
+def team_program(spec: NetworkSpec) -> Callable[[], None]:
     """The inline program of one team network stack."""
 
     def program() -> None:
         import pulumi
 
-        network = deploy_team_network(team, cloud, region)
+        network = deploy_team_network(spec)
         for key, value in network.outputs().items():
             pulumi.export(key, value)
-        pulumi.export("team", team.name)
-        pulumi.export("cloud", cloud)
-        pulumi.export("region", region)
+        pulumi.export("team", spec.team)
+        pulumi.export("cloud", spec.cloud)
+        pulumi.export("region", spec.region)
 
     return program
 
 
-def box_program(team: Team, spec: BoxSpec, network: NetworkSource,
+def box_program(spec: BoxSpec, network: NetworkSource,
                 data: DataSource | None = None) -> Callable[[], None]:
     """The inline program of one nomad's box stack.
 
@@ -179,7 +171,7 @@ def box_program(team: Team, spec: BoxSpec, network: NetworkSource,
     def program() -> None:
         import pulumi
 
-        box = deploy_box(team, spec, network_ref(spec.cloud, network), data=data)
+        box = deploy_box(spec, network_ref(spec.cloud, network), data=data)
         for key, value in box.outputs().items():
             pulumi.export(key, value)
         for key, value in (("team", spec.team), ("nomad", spec.nomad), ("cloud", spec.cloud),
@@ -191,7 +183,7 @@ def box_program(team: Team, spec: BoxSpec, network: NetworkSource,
     return program
 
 
-def tower_program(team: Team, spec: TowerSpec, *, ssh_key_file: str | None = None,
+def tower_program(spec: TowerSpec, *, ssh_key_file: str | None = None,
                   overrides: Mapping[str, Any] | None = None, strict_host_keys: bool = True) -> Callable[[], None]:
     """The inline program of one tower stack: the `Tower` component and what `ls`/`outputs` show of it.
 
@@ -202,7 +194,7 @@ def tower_program(team: Team, spec: TowerSpec, *, ssh_key_file: str | None = Non
         import pulumi
         from nomadrig.stacks.tower import Tower
 
-        tower = Tower(spec.name, args.tower_args(team, spec.name, ssh_key_file=ssh_key_file, overrides=overrides,
+        tower = Tower(spec.name, args.tower_args(spec, ssh_key_file=ssh_key_file, overrides=overrides,
                                                  strict_host_keys=strict_host_keys))
         pulumi.export("tower_public_key", tower.tower_public_key)
         pulumi.export("changed_tasks", tower.configuration.changed_tasks)

@@ -271,8 +271,8 @@ def test_a_second_up_keeps_the_creation_time_the_stack_recorded(fake, monkeypatc
 
     seen: list[str] = []
     real_box = StackPrograms.box
-    monkeypatch.setattr(StackPrograms, "box", lambda self, team, spec, network, data=None: (
-        seen.append(spec.created), real_box(self, team, spec, network, data))[1])
+    monkeypatch.setattr(StackPrograms, "box", lambda self, spec, network, data=None: (
+        seen.append(spec.created), real_box(self, spec, network, data))[1])
     fake.scenario(outputs={"vision-lab--ada": {"instance_id": "i-0123456789abcdef0", "created": "2026-01-05T09:30Z",
                                                "ttl_hours": 168}})
     assert run("up", "ada", "--yes").exit_code == 0
@@ -291,8 +291,8 @@ def record_data_sources(monkeypatch) -> list:
 
     seen: list = []
     real_box = StackPrograms.box
-    monkeypatch.setattr(StackPrograms, "box", lambda self, team, spec, network, data=None: (
-        seen.append(data), real_box(self, team, spec, network, data))[1])
+    monkeypatch.setattr(StackPrograms, "box", lambda self, spec, network, data=None: (
+        seen.append(data), real_box(self, spec, network, data))[1])
     return seen
 
 
@@ -348,7 +348,7 @@ def test_up_of_a_tower_hands_its_ssh_key_and_variables_to_the_tower_program(fake
     from nomadrig.engine.stacks import StackPrograms, TowerRun
 
     seen: list = []
-    monkeypatch.setattr(StackPrograms, "tower", lambda self, team, spec, run=None: (seen.append(run), lambda: None)[1])
+    monkeypatch.setattr(StackPrograms, "tower", lambda self, spec, run=None: (seen.append(run), lambda: None)[1])
     monkeypatch.delenv("ANSIBLE_HOST_KEY_CHECKING", raising=False)
     result = run("up", "basement", "--yes", "--ssh-key", str(tmp_path / "key"), "-e", "hardening_extra_tcp_ports=[8080]")
     assert result.exit_code == 0, result.output

@@ -42,16 +42,16 @@ class RecordingPrograms:
         self.data: list[DataSource | None] = []
         self.towers: list[TowerRun | None] = []
 
-    def network(self, team, cloud, region):
-        self.networks.append((cloud, region))
+    def network(self, spec):
+        self.networks.append((spec.cloud, spec.region))
         return lambda: None
 
-    def box(self, team, spec, network, data=None):
+    def box(self, spec, network, data=None):
         self.boxes.append((spec.nomad, dict(network)))
         self.data.append(data)
         return lambda: None
 
-    def tower(self, team, spec, run=None):
+    def tower(self, spec, run=None):
         self.towers.append(run)
         return lambda: None
 

@@ -163,10 +163,11 @@ def test_tower_runs_and_their_reports_live_under_the_home(home):
 def test_the_tower_provider_keeps_its_runs_under_the_home(home):
     from nomadrig.stacks.args import tower_args
 
+    from nomadrig.spec import tower_spec
     from nomadrig.team.load import load_team
 
     team = load_team(EXAMPLE)
-    assert tower_args(team, team.towers[0].name).runs_dir == str(home / "runs")
+    assert tower_args(tower_spec(team, team.towers[0])).runs_dir == str(home / "runs")
 
 
 def test_the_refreshed_catalog_lives_under_the_home_unless_nomadrig_catalog_says(home, monkeypatch, tmp_path):

@@ -62,6 +62,17 @@ def test_only_the_first_region_of_each_cloud_is_primary(example: Team) -> None:
     assert not network_spec(team, "aws", "us-west-2").primary, "a region no nomad uses holds no budget"
 
 
+def test_the_budget_lives_in_the_primary_network_of_each_cloud_only(example: Team) -> None:
+    from nomadrig.stacks.args import aws_network_args, gcp_network_args
+
+    team = team_placing(example, ("aws", "eu-west-1"), ("gcp", "us-central1"), ("aws", "us-east-1"),
+                        ("gcp", "europe-west4"))
+    budgets = {(n.cloud, n.region): aws_network_args(n).create_budget if n.cloud == "aws"
+               else gcp_network_args(n).billing_account for n in network_specs(team)}
+    assert budgets == {("aws", "eu-west-1"): True, ("aws", "us-east-1"): False,
+                       ("gcp", "us-central1"): BILLING, ("gcp", "europe-west4"): ""}
+
+
 def test_a_network_spec_carries_the_team_settings_its_stack_declares(example: Team) -> None:
     team = team_placing(example, ("aws", "eu-west-1"), ("gcp", "us-central1"))
     aws, gcp = network_specs(team)

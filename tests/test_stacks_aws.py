@@ -274,7 +274,7 @@ def test_box_program_reads_its_team_network_from_outputs_or_a_stack_reference(te
 
     stack_name = "organization/nomadrig/vision-lab--net--aws--eu-west-1"
     network = TEAM_OUTPUTS if source == "outputs mapping" else stack_name
-    mocks = run_program(box_program(team, box_spec(team, "ada"), network),
+    mocks = run_program(box_program(box_spec(team, "ada"), network),
                         MockScope(stack_outputs={stack_name: TEAM_OUTPUTS}))
     instance = next(r.inputs for r in mocks.resources if r.type == INSTANCE)
     volume = next(r.inputs for r in mocks.resources if r.type == VOLUME)
@@ -289,7 +289,7 @@ def test_box_program_refuses_incomplete_team_outputs(team: Team) -> None:
 
     partial = {k: v for k, v in TEAM_OUTPUTS.items() if k != "kms_key_arn"}
     with pytest.raises(KeyError, match="kms_key_arn"):
-        run_program(box_program(team, box_spec(team, "ada"), partial), MockScope())
+        run_program(box_program(box_spec(team, "ada"), partial), MockScope())
 
 
 @pytest.mark.parametrize("cloud, region", [("aws", "eu-west-1"), ("gcp", "us-central1")])
@@ -298,9 +298,11 @@ def test_team_program_exports_every_output_a_box_reads(team: Team, cloud: str, r
     import pulumi
     from nomadrig.stacks.program import AWS_NETWORK_OUTPUTS, GCP_NETWORK_OUTPUTS, team_program
 
+    from nomadrig.spec import network_spec
+
     exported: dict[str, Any] = {}
     monkeypatch.setattr(pulumi, "export", lambda key, value: exported.setdefault(key, value))
-    run_program(team_program(team, cloud, region), MockScope(project="vision-lab-research"))
+    run_program(team_program(network_spec(team, cloud, region)), MockScope(project="vision-lab-research"))
     expected = AWS_NETWORK_OUTPUTS if cloud == "aws" else GCP_NETWORK_OUTPUTS
     assert set(expected) <= set(exported)
     assert (exported["team"], exported["cloud"], exported["region"]) == ("vision-lab", cloud, region)

@@ -16,10 +16,10 @@ import pulumi
 import pytest
 from nomadrig.stacks.args import tower_args
 from nomadrig.stacks.mocks import MockScope, PlanMocks, RecordingMonitor
-from nomadrig.stacks.program import deploy_box, deploy_team_network, team_networks
+from nomadrig.stacks.program import deploy_box, deploy_team_network
 from nomadrig.stacks.tower import Tower
 
-from nomadrig.spec import box_spec
+from nomadrig.spec import box_spec, network_specs, tower_spec
 from nomadrig.team.load import load_team
 from nomadrig.team.model import Team
 from tests.test_stacks_snapshot import EXAMPLE, other_way_team
@@ -42,10 +42,10 @@ def components_of(team: Team) -> tuple[PlanMocks, dict[str, set[str]]]:
 
     @pulumi.runtime.test
     def program() -> Any:
-        networks = {key: deploy_team_network(team, *key) for key in team_networks(team)}
-        boxes = [deploy_box(team, spec, networks[(spec.cloud, spec.region)].ref())
+        networks = {(net.cloud, net.region): deploy_team_network(net) for net in network_specs(team)}
+        boxes = [deploy_box(spec, networks[(spec.cloud, spec.region)].ref())
                  for spec in (box_spec(team, nomad) for nomad in team.nomads)]
-        towers = [Tower(tower.name, tower_args(team, tower.name)) for tower in team.towers]
+        towers = [Tower(tower.name, tower_args(tower_spec(team, tower))) for tower in team.towers]
         return pulumi.Output.all(*[keep(c) for c in [*networks.values(), *boxes, *towers]])
 
     def keep(component: pulumi.ComponentResource) -> pulumi.Output[None]:

@@ -69,7 +69,7 @@ def run_program(program: Callable[[], None], mocks: PlanMocks | None = None,
 
 
 def first_box(team: Team, cloud: str, data: DataSource | None) -> tuple[PlanMocks, dict[str, Any]]:
-    return run_program(box_program(team, box_spec(team, NOMAD[cloud]), NETWORK[cloud], data))
+    return run_program(box_program(box_spec(team, NOMAD[cloud]), NETWORK[cloud], data))
 
 
 def kept_id(team: Team, cloud: str) -> str:

@@ -38,14 +38,14 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 from nomadrig.stacks import mocks as stack_mocks
 from nomadrig.stacks.mocks import MockScope, PlanMocks, RecordingMonitor
-from nomadrig.stacks.program import box_program, team_networks, team_program, tower_program
+from nomadrig.stacks.program import box_program, team_program, tower_program
 from nomadrig.stacks.tower import roles_content_hash
 from pulumi.runtime import rpc
 
 from nomadrig import paths
 from nomadrig.names import network_stack_name
 from nomadrig.plan.planner import new_mocks, run_programs
-from nomadrig.spec import box_spec, tower_spec
+from nomadrig.spec import box_spec, network_specs, tower_spec
 from nomadrig.team.load import load_team, parse_team
 from nomadrig.team.model import Team
 from nomadrig.volumes import DataSource
@@ -191,25 +191,25 @@ def plan_path(team: Team, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 def programs(team: Team, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every program the engine, `pulumi up` by hand and the plan run for the team, by a stable label."""
     networks: dict[tuple[str, str], dict[str, Any]] = {}
-    for cloud, region in team_networks(team):
-        networks[(cloud, region)] = run(team_program(team, cloud, region))
-        yield f"network {cloud}/{region}", networks[(cloud, region)]
+    for net in network_specs(team):
+        networks[(net.cloud, net.region)] = run(team_program(net))
+        yield f"network {net.cloud}/{net.region}", networks[(net.cloud, net.region)]
     for nomad in team.nomads:
         spec = box_spec(team, nomad, created=CREATED)
         outputs = networks[(spec.cloud, spec.region)]["exports"]
-        yield f"box {nomad.name} (new data volume)", run(box_program(team, spec, outputs))
+        yield f"box {nomad.name} (new data volume)", run(box_program(spec, outputs))
         for data in (DataSource(DataSource.KEPT, KEPT.get(spec.cloud, "")),
                      DataSource(DataSource.SNAPSHOT, SNAPSHOT_ID.get(spec.cloud, ""))):
             if data.ident:
-                yield f"box {nomad.name} ({data.as_output()})", run(box_program(team, spec, outputs, data))
+                yield f"box {nomad.name} ({data.as_output()})", run(box_program(spec, outputs, data))
         reference = f"organization/{PROJECT}/{network_stack_name(team.name, spec.cloud, spec.region)}"
         yield f"box {nomad.name} (network by stack reference)", run(
-            box_program(team, spec, reference),
+            box_program(spec, reference),
             MockScope(project="vision-lab-research", stack_outputs={reference: outputs}))
     # The tower's variables name the agent's source folder, which is where this checkout lies.
     monkeypatch.setattr(paths, "agent_source_dir", lambda: Path("/checkout/nomadrig/agent"))
     for tower in team.towers:
-        yield f"tower {tower.name}", run(tower_program(team, tower_spec(team, tower)))
+        yield f"tower {tower.name}", run(tower_program(tower_spec(team, tower)))
     yield "plan (every box, one run)", plan_path(team, monkeypatch)
 
 
@@ -233,13 +233,13 @@ def other_way_team() -> Team:
 
 def other_way_programs(team: Team) -> Iterator[tuple[str, dict[str, Any]]]:
     """The team networks and new boxes of the turned team: the paths the example team does not take."""
-    for cloud, region in team_networks(team):
-        network = run(team_program(team, cloud, region))
-        yield f"other way: network {cloud}/{region}", network
+    for net in network_specs(team):
+        network = run(team_program(net))
+        yield f"other way: network {net.cloud}/{net.region}", network
         for nomad in team.nomads:
             spec = box_spec(team, nomad, created=CREATED)
-            if (spec.cloud, spec.region) == (cloud, region):
-                yield f"other way: box {nomad.name}", run(box_program(team, spec, network["exports"]))
+            if (spec.cloud, spec.region) == (net.cloud, net.region):
+                yield f"other way: box {nomad.name}", run(box_program(spec, network["exports"]))
 
 
 def test_the_programs_register_what_they_registered_before(monkeypatch: pytest.MonkeyPatch) -> None:

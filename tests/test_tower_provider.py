@@ -13,6 +13,7 @@ from pathlib import Path
 from nomadrig.stacks.args import tower_args
 from nomadrig.stacks.tower import TowerProvider, roles_content_hash
 
+from nomadrig.spec import tower_spec
 from nomadrig.team.load import load_team
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -44,10 +45,10 @@ def test_content_hash_changes_when_a_playbook_changes(tmp_path: Path) -> None:
 
 def test_diff_reports_a_change_only_for_roles_or_variables() -> None:
     team = load_team(EXAMPLE)
-    name = team.towers[0].name
-    olds = tower_args(team, name).inputs()
+    spec = tower_spec(team, team.towers[0])
+    olds = tower_args(spec).inputs()
     provider = TowerProvider()
-    assert not provider.diff("id", olds, tower_args(team, name).inputs()).changes
-    changed_vars = tower_args(team, name, overrides={"hardening_extra_tcp_ports": [8080]}).inputs()
+    assert not provider.diff("id", olds, tower_args(spec).inputs()).changes
+    changed_vars = tower_args(spec, overrides={"hardening_extra_tcp_ports": [8080]}).inputs()
     assert provider.diff("id", olds, changed_vars).changes
     assert provider.diff("id", olds, {**olds, "content_hash": "0" * 64}).changes

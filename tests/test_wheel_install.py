@@ -260,7 +260,7 @@ class LookAlike(pulumi.ComponentResource):
 
 
 class Programs:
-    def network(self, team, cloud, region):
+    def network(self, spec):
         return LookAlike
 
 

@@ -272,10 +272,12 @@ class Engine:
 
     def up_network(self, cloud: str, region: str) -> dict[str, Any]:
         """Deploy (or confirm) the team network of a cloud/region; returns its outputs for the boxes."""
-        name = network_stack_name(self.team.name, cloud, region)
-        project = self.team.clouds.gcp.project if cloud == "gcp" and self.team.clouds.gcp else ""
-        stack = self.open_stack(name, self.programs.network(self.team, cloud, region),
-                                cloud_config(cloud, region, project))
+        from nomadrig.spec import network_spec
+
+        spec = network_spec(self.team, cloud, region)
+        name = spec.stack_name
+        stack = self.open_stack(name, self.programs.network(spec),
+                                cloud_config(spec.cloud, spec.region, spec.project))
         packs = self.policy_packs()
         result, _ = self._run_update(stack, "up", lambda on_event: stack.up(
             **packs, on_event=on_event, color="never", message=f"nomadrig up {name}"))
@@ -289,7 +291,7 @@ class Engine:
         """
         network = self.up_network(spec.cloud, spec.region)
         data = data or self.data_source(spec)
-        stack = self.open_stack(spec.stack_name, self.programs.box(self.team, spec, network, data=data),
+        stack = self.open_stack(spec.stack_name, self.programs.box(spec, network, data=data),
                                 cloud_config(spec.cloud, spec.region, spec.project))
         packs = self.policy_packs()
         result, _ = self._run_update(stack, "up", lambda on_event: stack.up(
@@ -306,12 +308,15 @@ class Engine:
         network = self._network_outputs(spec.cloud, spec.region)
         if network:
             name = spec.stack_name
-            program = self.programs.box(self.team, spec, network, data=data or self.data_source(spec))
+            program = self.programs.box(spec, network, data=data or self.data_source(spec))
         else:
-            name = network_stack_name(self.team.name, spec.cloud, spec.region)
+            from nomadrig.spec import network_spec
+
+            net = network_spec(self.team, spec.cloud, spec.region)
+            name = net.stack_name
             self.say(f"note: the {spec.cloud}/{spec.region} team network is not deployed yet; previewing it "
                      f"(`up` creates it before the box; preview the box once it exists).")
-            program = self.programs.network(self.team, spec.cloud, spec.region)
+            program = self.programs.network(net)
         stack = self.open_stack(name, program, cloud_config(spec.cloud, spec.region, spec.project))
         packs = self.policy_packs()
         result, _ = self._run_update(stack, "preview", lambda on_event: stack.preview(
@@ -328,7 +333,7 @@ class Engine:
 
     def up_tower(self, spec: TowerSpec, run: TowerRun | None = None) -> dict[str, Any]:
         """Configure a tower through its stack: the `Tower` provider runs the playbook only when something changed."""
-        stack = self.open_stack(spec.stack_name, self.programs.tower(self.team, spec, run=run), {})
+        stack = self.open_stack(spec.stack_name, self.programs.tower(spec, run=run), {})
         packs = self.policy_packs()
         result, _ = self._run_update(stack, "up", lambda on_event: stack.up(
             **packs, on_event=on_event, color="never", message=f"nomadrig up tower {spec.name}"))
@@ -336,7 +341,7 @@ class Engine:
 
     def preview_tower(self, spec: TowerSpec, run: TowerRun | None = None) -> tuple[str, dict[str, int]]:
         """What `up` of a tower would change (the provider's diff: roles or variables); runs no playbook."""
-        stack = self.open_stack(spec.stack_name, self.programs.tower(self.team, spec, run=run), {})
+        stack = self.open_stack(spec.stack_name, self.programs.tower(spec, run=run), {})
         packs = self.policy_packs()
         result, _ = self._run_update(stack, "preview", lambda on_event: stack.preview(
             **packs, on_event=on_event, color="never"))

@@ -17,8 +17,7 @@ from nomadrig import names
 from nomadrig.errors import CloudError
 
 if TYPE_CHECKING:
-    from nomadrig.spec import BoxSpec, TowerSpec
-    from nomadrig.team.model import Team
+    from nomadrig.spec import BoxSpec, NetworkSpec, TowerSpec
     from nomadrig.volumes import DataSource
 
 PulumiFn = Callable[[], None]
@@ -29,9 +28,11 @@ PulumiFn = Callable[[], None]
 def cloud_config(cloud: str, region: str, project: str = "") -> dict[str, str]:
     """The default provider's config, set on every stack of a cloud/region; towers' stacks get none.
 
-    Only the purge stack reads it: the volumes it imports go through the default provider. The network
-    and box programs read no config at all (each component makes an explicit provider for its region
-    from its args, `stacks.program`); on their stacks it records where the stack's resources live.
+    The engine makes it from the spec it hands the stack's program (a `NetworkSpec` or a `BoxSpec`:
+    its cloud, region and GCP project), so the config and the program name the same place. Only the
+    purge stack reads it: the volumes it imports go through the default provider. The network and box
+    programs read no config at all (each component makes an explicit provider for its region from its
+    spec, `stacks.program`); on their stacks it records where the stack's resources live.
     """
     if cloud == "aws":
         return {"aws:region": region}
@@ -65,36 +66,38 @@ class TowerRun:
 
 
 class Programs(Protocol):
-    """Where the inline Pulumi programs come from (the `stacks` package; tests pass their own)."""
+    """Where the inline Pulumi programs come from (the `stacks` package; tests pass their own).
 
-    def network(self, team: Team, cloud: str, region: str) -> PulumiFn: ...
+    Each takes the spec `nomadrig.spec` resolved from the team file, never the `Team`: the
+    programs read their spec and no Pulumi config (`cloud_config` says what the engine sets).
+    """
 
-    def box(self, team: Team, spec: BoxSpec, network: Mapping[str, Any], data: DataSource | None = None
-            ) -> PulumiFn: ...
+    def network(self, spec: NetworkSpec) -> PulumiFn: ...
 
-    def tower(self, team: Team, spec: TowerSpec, run: TowerRun | None = None) -> PulumiFn: ...
+    def box(self, spec: BoxSpec, network: Mapping[str, Any], data: DataSource | None = None) -> PulumiFn: ...
+
+    def tower(self, spec: TowerSpec, run: TowerRun | None = None) -> PulumiFn: ...
 
 
 class StackPrograms:
     """The real programs from ``stacks/``; imported on first use (they pull in the cloud SDKs)."""
 
-    def network(self, team: Team, cloud: str, region: str) -> PulumiFn:
+    def network(self, spec: NetworkSpec) -> PulumiFn:
         from nomadrig.stacks.program import team_program
 
-        return team_program(team, cloud, region)
+        return team_program(spec)
 
-    def box(self, team: Team, spec: BoxSpec, network: Mapping[str, Any], data: DataSource | None = None
-            ) -> PulumiFn:
+    def box(self, spec: BoxSpec, network: Mapping[str, Any], data: DataSource | None = None) -> PulumiFn:
         from nomadrig.stacks.program import box_program
 
-        return box_program(team, spec, network=network, data=data)
+        return box_program(spec, network=network, data=data)
 
-    def tower(self, team: Team, spec: TowerSpec, run: TowerRun | None = None) -> PulumiFn:
+    def tower(self, spec: TowerSpec, run: TowerRun | None = None) -> PulumiFn:
         """A tower stack's program: the `Tower` component, reached as `run` says."""
         from nomadrig.stacks.program import tower_program
 
         run = run or TowerRun()
-        return tower_program(team, spec, ssh_key_file=run.ssh_key_file, overrides=run.overrides,
+        return tower_program(spec, ssh_key_file=run.ssh_key_file, overrides=run.overrides,
                              strict_host_keys=run.strict_host_keys)
 
 

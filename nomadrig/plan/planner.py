@@ -178,8 +178,9 @@ def run_programs(team: Team, specs: Sequence[BoxSpec], mocks: PlanMocks | None =
     """Register the team networks the specs need and their boxes, under mocks; return the record."""
     import pulumi
 
+    from nomadrig.spec import network_specs
     from nomadrig.stacks.mocks import RecordingMonitor
-    from nomadrig.stacks.program import deploy_box, deploy_team_network, team_networks
+    from nomadrig.stacks.program import deploy_box, deploy_team_network
 
     mocks = mocks or new_mocks(team)
     pulumi.runtime.set_mocks(mocks, project="nomadrig", stack=f"{team.name}-plan", preview=False,
@@ -188,8 +189,9 @@ def run_programs(team: Team, specs: Sequence[BoxSpec], mocks: PlanMocks | None =
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
-        networks = {key: deploy_team_network(team, *key) for key in team_networks(team) if key in needed}
-        boxes = [deploy_box(team, spec, networks[(spec.cloud, spec.region)].ref()) for spec in specs]
+        networks = {(net.cloud, net.region): deploy_team_network(net) for net in network_specs(team)
+                    if (net.cloud, net.region) in needed}
+        boxes = [deploy_box(spec, networks[(spec.cloud, spec.region)].ref()) for spec in specs]
         return pulumi.Output.all(*[c.urn for c in [*networks.values(), *boxes]])
 
     program()

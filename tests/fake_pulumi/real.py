@@ -202,15 +202,15 @@ class ScriptedPrograms:
         self.box_networks: list[dict[str, Any]] = []
         self.box_data: list[Any] = []
 
-    def tower(self, team: Any, spec: Any, run: Any = None) -> PulumiFn:
+    def tower(self, spec: Any, run: Any = None) -> PulumiFn:
         assert self._tower is not None, "this test declared no tower program"
         return self._tower
 
-    def network(self, team: Any, cloud: str, region: str) -> PulumiFn:
+    def network(self, spec: Any) -> PulumiFn:
         assert self._network is not None, "this test declared no network program"
         return self._network
 
-    def box(self, team: Any, spec: Any, network: Mapping[str, Any], data: Any = None) -> PulumiFn:
+    def box(self, spec: Any, network: Mapping[str, Any], data: Any = None) -> PulumiFn:
         """The test's box program: `data_box` gets the engine's `DataSource` too, `box` only the network."""
         self.box_networks.append(dict(network))
         self.box_data.append(data)
