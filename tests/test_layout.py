@@ -165,3 +165,88 @@ def test_every_package_names_its_public_api_and_why_it_exists():
                       and other.count(".") == name.count(".") + 1}
         missing = sorted(set(names) - defined - submodules)
         assert not missing, f"{path.relative_to(REPO)}: __all__ names what it does not define: {missing}"
+
+
+#: The team file's package. Under stacks/ only ``__main__`` (a stack run by hand) loads a team file: every
+#: program takes the specs `nomadrig.spec` resolved from it once, so no program re-derives them its own way.
+TEAM_PACKAGE = "nomadrig.team"
+SEES_THE_TEAM = {"nomadrig.stacks.__main__"}
+
+
+def _annotations(tree: ast.AST) -> Iterator[ast.expr]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            arguments = node.args
+            for arg in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs,
+                        arguments.vararg, arguments.kwarg):
+                if arg is not None and arg.annotation is not None:
+                    yield arg.annotation
+            if node.returns is not None:
+                yield node.returns
+        elif isinstance(node, ast.AnnAssign):
+            yield node.annotation
+
+
+def _names_team(node: ast.AST) -> bool:
+    """Whether an expression names ``Team``, also inside a string annotation (``"Team | None"``)."""
+    for part in ast.walk(node):
+        if isinstance(part, ast.Name) and part.id == "Team" or isinstance(part, ast.Attribute) and part.attr == "Team":
+            return True
+        if isinstance(part, ast.Constant) and isinstance(part.value, str):
+            try:
+                if _names_team(ast.parse(part.value, mode="eval")):
+                    return True
+            except SyntaxError:
+                continue
+    return False
+
+
+def team_uses(name: str, path: Path, modules: Mapping[str, Path]) -> list[str]:
+    """Where a module imports the team file's package or the name ``Team``, or names it in an annotation or
+    anywhere in its code (a call, an isinstance): ``<file>:<line>: <what>``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    where = f"{path.name}:"
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            loaded = list(_imported_modules(name, path.name == "__init__.py", node, modules))
+            if any(m == TEAM_PACKAGE or m.startswith(TEAM_PACKAGE + ".") for m in loaded) or (
+                    isinstance(node, ast.ImportFrom) and any(a.name == "Team" for a in node.names)):
+                found.append(f"{where}{node.lineno}: imports {', '.join(loaded)}")
+        elif isinstance(node, ast.Name | ast.Attribute) and _names_team(node):
+            found.append(f"{where}{node.lineno}: uses Team")
+    found += [f"{where}{a.lineno}: annotates with Team" for a in _annotations(tree) if _names_team(a)]
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("source", [
+    pytest.param("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from nomadrig.team.model import Team\n",
+                 id="type-checking import"),
+    pytest.param("def f():\n    from nomadrig.team import load\n", id="lazy import of the package"),
+    pytest.param("import nomadrig.team.model as m\n", id="module import"),
+    pytest.param("from nomadrig.spec import Team\n", id="the name from elsewhere"),
+    pytest.param("def f(team: 'Team | None') -> None: ...\n", id="string annotation"),
+    pytest.param("def f(team: m.Team) -> None: ...\n", id="qualified annotation"),
+    pytest.param("x: 'list[Team]' = []\n", id="annotated assignment"),
+    pytest.param("def f() -> list['Team']: ...\n", id="string inside an annotation"),
+])
+def test_the_team_check_finds_the_team_however_it_comes_in(tmp_path, source):
+    modules = _tree(tmp_path, {"__init__.py": "", "mod.py": source})
+    assert team_uses("pkg.mod", modules["pkg.mod"], modules)
+
+
+def test_the_team_check_passes_specs_a_team_name_and_the_word_in_text(tmp_path):
+    source = ("from nomadrig.spec import NetworkSpec\n\ndef f(spec: NetworkSpec, team: str) -> str:\n"
+              '    """Reads no Team."""\n    return spec.team\n')
+    modules = _tree(tmp_path, {"__init__.py": "", "mod.py": source})
+    assert team_uses("pkg.mod", modules["pkg.mod"], modules) == []
+
+
+def test_no_stacks_module_but_main_sees_the_team():
+    modules = modules_of(SOURCE_ROOTS)
+    stacks = {name: path for name, path in modules.items() if name.startswith("nomadrig.stacks")}
+    assert set(stacks) >= SEES_THE_TEAM | {"nomadrig.stacks.program", "nomadrig.stacks.args"}
+    found = {name: uses for name, path in stacks.items() if name not in SEES_THE_TEAM
+             for uses in [team_uses(name, path, modules)] if uses}
+    assert not found, ("the stacks take specs (nomadrig.spec), not the Team; resolve what they need into a "
+                       f"spec instead: {found}")
