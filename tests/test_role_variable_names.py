@@ -27,6 +27,7 @@ PUBLISHED: dict[str, str] = {
     "tower_facts_packages": "every role that installs packages asks apt only for the missing ones",
     "tower_facts_secure_boot": "preflight and nvidia_driver act on one reading of Secure Boot",
     "tower_facts_container_types": "preflight decides an observed virtualization type by the same list",
+    "tower_facts_os_vars_files": "cuda and nvidia_driver load their per-OS vars by the same list of names",
     "cuda_repo_added": "cuda and nvidia_driver both include cuda_repo; the second include skips the work",
     "cuda_repo_pending": "cuda and nvidia_driver skip their package lookups where a dry run could not add the source",
     "cuda_repo_release_keys": "tests hold it against the GPU matrix and replace it to model an unpublished release",
