@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ import pytest
 
 from nomadrig.agent import bundle
 from tests.harness import ContainerSpec, DebianContainer
+from tests.harness.fixtures import WORK_ROOT
 
 pytestmark = pytest.mark.container
 
@@ -76,16 +80,58 @@ def first_run(container: DebianContainer) -> None:
     container.run("systemctl start nomadrig-agent.service", check=True)
 
 
-def test_a_box_with_a_quiet_gpu_warns_then_powers_itself_off(boot_container, debian_release: str):
-    container = boot_container(ContainerSpec(release=debian_release, admin_user=None))
-    install_agent(container, dict(TEST_CONFIG, grace_minutes=1), RECORDING["idle"]["gpu_csv"])
-    first_run(container)
-    started = time.monotonic()
+@dataclass
+class IdleBox:
+    """A box of the timing tests: its container and when its agent's first run was started."""
 
-    container.wait_for_poweroff(timeout=300)
-    took = time.monotonic() - started
+    container: DebianContainer
+    started: float
 
-    samples = stored_actions(container)
+
+#: The timing tests' boxes: (GPU recording, release, grace minutes), keyed by what each test asks for.
+IDLE_BOXES = {
+    "quiet-bookworm": ("idle", "bookworm", 1),
+    "quiet-trixie": ("idle", "trixie", 1),
+    "busy-trixie": ("busy", "trixie", 0),
+}
+
+
+@pytest.fixture(scope="module")
+def idle_boxes(container_prerequisites: None, container_ssh_key: Path,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, IdleBox]]:
+    """The timing tests' boxes, booted and started together.
+
+    Each test waits out a one-minute idle window (and a grace): started one
+    after the other they cost three waits, started together one.
+    """
+    logs = tmp_path_factory.mktemp("idle-boxes")
+    booted: dict[str, IdleBox] = {}
+    try:
+        for key, (recording, release, grace) in IDLE_BOXES.items():
+            container = DebianContainer(ContainerSpec(release=release, admin_user=None),
+                                        WORK_ROOT / f"{os.getpid()}-idle-{key}", container_ssh_key)
+            booted[key] = IdleBox(container, 0.0)
+            container.boot(120)
+            install_agent(container, dict(TEST_CONFIG, grace_minutes=grace), RECORDING[recording]["gpu_csv"])
+        for box in booted.values():
+            first_run(box.container)
+            box.started = time.monotonic()
+        yield booted
+    finally:
+        for key, box in booted.items():
+            box.container.close()
+            if box.container.boot_log.exists():
+                shutil.copy(box.container.boot_log, logs / f"{key}-boot.log")
+            shutil.rmtree(box.container.workdir, ignore_errors=True)
+
+
+def test_a_box_with_a_quiet_gpu_warns_then_powers_itself_off(idle_boxes: dict[str, IdleBox], debian_release: str):
+    box = idle_boxes[f"quiet-{debian_release}"]
+
+    box.container.wait_for_poweroff(timeout=max(1.0, box.started + 300 - time.monotonic()))
+    took = time.monotonic() - box.started
+
+    samples = stored_actions(box.container)
     actions = [s["action"] for s in samples]
     assert actions[-1] == "shutdown", actions
     first_warn = actions.index("warn")
@@ -95,12 +141,12 @@ def test_a_box_with_a_quiet_gpu_warns_then_powers_itself_off(boot_container, deb
     print(f"{debian_release}: powered off {took:.0f} s after the first run, {len(samples)} runs: {actions}")
 
 
-def test_a_box_with_a_busy_gpu_stays_up_past_the_window_and_grace(boot_container):
-    container = boot_container(ContainerSpec(release="trixie", admin_user=None))
-    install_agent(container, dict(TEST_CONFIG, grace_minutes=0), RECORDING["busy"]["gpu_csv"])
-    first_run(container)
+def test_a_box_with_a_busy_gpu_stays_up_past_the_window_and_grace(idle_boxes: dict[str, IdleBox]):
+    box = idle_boxes["busy-trixie"]
+    container = box.container
 
-    time.sleep(60 + 0 + 45)  # the idle window, no grace, and margin for four more runs
+    # The idle window, no grace, and margin for four more runs, counted from the first run.
+    time.sleep(max(0.0, box.started + 60 + 0 + 45 - time.monotonic()))
 
     assert container.running
     samples = stored_actions(container)
