@@ -374,6 +374,9 @@ def test_a_corrupted_shipped_file_is_reported_with_its_line(tmp_path):
 # Added 2026-12-03: CX = cortexlabs/cortex pkg/lib/aws/resource_metadata.go at commit 09582a10 (generated from the
 # AWS Price List AmazonEC2 offer files, undated); AWSI = awsi.click/en/articles/nat-gateway-cost-structure-avoidance/;
 # ABICKY = abicky.net/2022/02/13/184039 (S3 Standard, Tokyo).
+# Also added 2026-12-03: EBSCALC = AWS's EBS calculator data of 2021-05-13 kept in ligoj/plugin-prov-aws
+# src/test/resources/mock-server/aws/ebs-calculator.json at commit 4cd06dde ("Storage Snapshot Amazon S3 GB Mo");
+# SKY = skyplane-project/skyplane skyplane/data/aws_transfer_costs.csv at commit 68b3867e (row <region>,internet).
 REGIONAL_RATES = [
     ("gcp", "pd-balanced", "asia-northeast1", 0.13, "CYC compute.storage.balanced"),
     ("gcp", "gcs-standard", "southamerica-east1", 0.035, "CYC storage.bucket.standard"),
@@ -389,6 +392,12 @@ REGIONAL_RATES = [
     ("aws", "nat-gateway", "me-south-1", 0.0528, "CX NATMetadatas[me-south-1]"),
     ("aws", "nat-data", "ap-northeast-1", 0.062, "AWSI, data processing per GB"),
     ("aws", "s3-standard", "ap-northeast-1", 0.025, "ABICKY, first 50 TB / month"),
+    ("aws", "ebs-snapshot", "eu-central-1", 0.054, "EBSCALC EU (Frankfurt)"),
+    ("aws", "ebs-snapshot", "af-south-1", 0.0595, "EBSCALC Africa (Cape Town)"),
+    ("aws", "ebs-snapshot", "eu-north-1", 0.0475, "EBSCALC EU (Stockholm)"),
+    ("aws", "egress-internet", "ap-south-1", 0.1093, "SKY ap-south-1,internet"),
+    ("aws", "egress-internet", "ap-northeast-2", 0.126, "SKY ap-northeast-2,internet"),
+    ("aws", "egress-internet", "me-central-1", 0.11, "SKY me-central-1,internet"),
 ]
 
 
