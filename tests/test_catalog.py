@@ -377,6 +377,7 @@ def test_a_corrupted_shipped_file_is_reported_with_its_line(tmp_path):
 # Also added 2026-12-03: EBSCALC = AWS's EBS calculator data of 2021-05-13 kept in ligoj/plugin-prov-aws
 # src/test/resources/mock-server/aws/ebs-calculator.json at commit 4cd06dde ("Storage Snapshot Amazon S3 GB Mo");
 # SKY = skyplane-project/skyplane skyplane/data/aws_transfer_costs.csv at commit 68b3867e (row <region>,internet).
+# LIGOJ-S3 = ligoj/plugin-prov-aws src/test/resources/mock-server/aws/pricing-storage-s3.js at commit df87d126.
 REGIONAL_RATES = [
     ("gcp", "pd-balanced", "asia-northeast1", 0.13, "CYC compute.storage.balanced"),
     ("gcp", "gcs-standard", "southamerica-east1", 0.035, "CYC storage.bucket.standard"),
@@ -398,6 +399,8 @@ REGIONAL_RATES = [
     ("aws", "egress-internet", "ap-south-1", 0.1093, "SKY ap-south-1,internet"),
     ("aws", "egress-internet", "ap-northeast-2", 0.126, "SKY ap-northeast-2,internet"),
     ("aws", "egress-internet", "me-central-1", 0.11, "SKY me-central-1,internet"),
+    ("aws", "s3-standard", "eu-west-2", 0.024, "LIGOJ-S3 eu-west-2 first50TBstorage"),
+    ("aws", "ebs-snapshot", "ca-central-1", 0.055, "EBSCALC Canada (Central); aryounce/aws-pricing test the same"),
 ]
 
 
