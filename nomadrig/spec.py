@@ -246,8 +246,12 @@ def box_specs(team: Team, catalog: Catalog | None = None) -> list[BoxSpec]:
 
 def network_spec(team: Team, cloud: str, region: str) -> NetworkSpec:
     """The team network of `cloud`/`region`: primary when it is the first of the cloud's regions a nomad uses."""
+    return _network_spec(team, cloud, region, _used_networks(team))
+
+
+def _network_spec(team: Team, cloud: str, region: str, used_networks: list[tuple[str, str]]) -> NetworkSpec:
     gcp = team.clouds.gcp
-    used = [r for c, r in _used_networks(team) if c == cloud]
+    used = [r for c, r in used_networks if c == cloud]
     return NetworkSpec(
         team=team.name,
         cloud=cloud,
@@ -266,7 +270,8 @@ def network_specs(team: Team) -> list[NetworkSpec]:
 
     None for a region nobody uses: its NAT would cost money for nothing.
     """
-    return [network_spec(team, cloud, region) for cloud, region in _used_networks(team)]
+    used = _used_networks(team)
+    return [_network_spec(team, cloud, region, used) for cloud, region in used]
 
 
 def _used_networks(team: Team) -> list[tuple[str, str]]:
