@@ -15,6 +15,10 @@ of its branch for every package together and never the newer branch
 Debian's next build reaches its security archive (Debian 12's 535.309.01 is
 there) or that it loads (no GPU, and DKMS builds no module for the host's
 kernel here).
+
+Debian's other pending security updates (everything the fresh debootstrap
+lags behind) are held while the module runs: unattended-upgrades would
+otherwise spend minutes installing them, which says nothing about the driver.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from tests.harness.driver_release import (
     PIN_FILE,
     StandinRelease,
     branch_packages,
+    hold_other_upgrades,
     publish_standin_release,
+    release_holds,
     withdraw_standin_release,
 )
 from tests.harness.towers import ConvergedTower
@@ -48,7 +54,9 @@ def security_release(
     release = publish_standin_release(converged_tower.container, converged_tower.release.driver_branch,
                                       tmp_path_factory.mktemp("security"), origin="Debian",
                                       label="Debian-Security", codename=f"{codename}-security")
+    held = hold_other_upgrades(converged_tower.container, release)
     yield release
+    release_holds(converged_tower.container, held)
     withdraw_standin_release(converged_tower, release)
 
 

@@ -61,7 +61,7 @@ def publish_standin_release(container: DebianContainer, branch: str, work: Path,
     before = branch_packages(container, branch)
     assert before, "the converged tower has no driver packages to upgrade"
     download = "/var/tmp/nomadrig-standin-debs"
-    pins = " ".join(shlex.quote(f"{name}={version}") for name, version in sorted(before.items()))
+    pins = shlex.join(f"{name}={version}" for name, version in sorted(before.items()))
     container.run(f"rm -rf {download} && mkdir -p {download} && cd {download} && apt-get download -q {pins}",
                   timeout=600, check=True)
     versions: dict[str, str] = {}
@@ -86,12 +86,35 @@ def publish_standin_release(container: DebianContainer, branch: str, work: Path,
     return StandinRelease(before, after, other, other_packages)
 
 
+def hold_other_upgrades(container: DebianContainer, release: StandinRelease) -> tuple[str, ...]:
+    """Hold every upgradable package the stand-in did not publish; return what was held.
+
+    A tower booted from a fresh debootstrap lags Debian's security archive by
+    every update since the point release; unattended-upgrades would install
+    all of them (minutes, and more every month) before a test could read what
+    it did with the driver. Held packages are left out of its run, the
+    stand-in's are not.
+    """
+    listing = container.run("apt list --upgradable 2>/dev/null", check=True).stdout
+    upgradable = {line.split("/", 1)[0] for line in listing.splitlines() if "/" in line}
+    held = tuple(sorted(upgradable - set(release.after) - set(release.other_branch_packages)))
+    if held:
+        container.run(f"apt-mark hold {shlex.join(held)}", check=True)
+    return held
+
+
+def release_holds(container: DebianContainer, held: tuple[str, ...]) -> None:
+    """Undo ``hold_other_upgrades``: only the holds it placed."""
+    if held:
+        container.run(f"apt-mark unhold {shlex.join(held)}", check=True)
+
+
 def withdraw_standin_release(tower: ConvergedTower, release: StandinRelease) -> None:
     """Remove the stand-in archive and go back to the real archive's build, as the other tests expect."""
     container = tower.container
     container.run(f"rm -rf {SOURCES_FILE} {REPO_IN_CONTAINER} {REPO_IN_CONTAINER}.gpg && apt-get update -q",
                   timeout=600, check=True)
-    pins = " ".join(shlex.quote(f"{name}={version}") for name, version in sorted(release.before.items()))
+    pins = shlex.join(f"{name}={version}" for name, version in sorted(release.before.items()))
     container.run(f"DEBIAN_FRONTEND=noninteractive apt-get install -q -y --allow-downgrades {pins}",
                   timeout=900, check=True)
     tower.reapply()
