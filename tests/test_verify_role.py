@@ -13,6 +13,7 @@ reporting everywhere, its PyTorch and JAX paths where those are installed
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib.util
 import json
 import os
@@ -352,6 +353,79 @@ def test_a_gpu_the_framework_cannot_use_fails_instead_of_passing_on_the_cpu(tmp_
     assert "PyTorch 2.6.0+cpu cannot use the GPU: torch.cuda.is_available() is False" in message, message
 
 
+# -- an apply that changed nothing does not multiply again ----------------------------------------------------
+
+
+def passed_record(venv: Path, **fingerprint_changes: Any) -> dict[str, Any]:
+    """The record the role writes after a passed check on this GPU-less machine, as its copy task shapes it.
+
+    The fingerprint is what framework_check.py prints with the environment's Python, as the role runs it.
+    """
+    done = subprocess.run([str(venv / "bin" / "python"), str(FRAMEWORK_CHECK), "--fingerprint"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    fingerprint = {**json.loads(done.stdout.splitlines()[-1]), **fingerprint_changes}
+    return {"record": {"device": "cpu", "gpus": [], "fingerprint": fingerprint}, "passed_at": "2026-12-03T09:00:00Z"}
+
+
+def ran(report: dict[str, Any], task: str) -> bool:
+    return any(name.endswith(task) and not result.get("skipped") for name, result in task_results(report))
+
+
+def test_an_apply_skips_the_products_that_passed_while_nothing_they_depend_on_changed(tmp_path: Path) -> None:
+    venv = venv_with_cpu_only_torch(tmp_path)  # its products would fail: a skip is the only way to pass
+    record = tmp_path / "state" / "verify-passed.json"
+    record.parent.mkdir()
+    record.write_text(json.dumps(passed_record(venv)))
+    report = run_role(tmp_path, verify_venv=str(venv), verify_reuse_unchanged=True, verify_passed_file=str(record))
+    assert not [result for _, result in task_results(report) if result.get("failed")], json.dumps(report)[-3000:]
+    [note] = said(report, "Say that the numbers passed before and nothing they depend on changed since")
+    assert note.startswith("NOTE: the frameworks' numbers passed on 2026-12-03T09:00:00Z"), note
+    assert "`nomadrig tower verify` checks them now" in note, note
+    assert not ran(report, "List the frameworks the environment can import")
+    assert report["stats"]["localhost"]["changed"] == 0
+
+
+@pytest.mark.parametrize("change", [{"boot_id": "another-boot"}, {"changed": {"/var/lib/dpkg/status": 1}}],
+                         ids=["rebooted", "packages-changed"])
+def test_anything_the_numbers_depend_on_changed_checks_them_again(tmp_path: Path, change: dict[str, Any]) -> None:
+    venv = venv_with_cpu_only_torch(tmp_path)
+    record = tmp_path / "verify-passed.json"
+    record.write_text(json.dumps(passed_record(venv, **change)))
+    report = run_role(tmp_path, verify_venv=str(venv), verify_reuse_unchanged=True, verify_passed_file=str(record))
+    assert ran(report, "List the frameworks the environment can import")
+    assert failure(report).startswith("Verification failed on localhost")  # the stand-in's products ran, and failed
+    assert json.loads(record.read_text()) == passed_record(venv, **change)  # a failed check records nothing
+
+
+def test_another_gpu_list_checks_the_numbers_again(tmp_path: Path) -> None:
+    venv = venv_with_cpu_only_torch(tmp_path)
+    record = tmp_path / "verify-passed.json"
+    before = passed_record(venv)
+    before["record"]["gpus"] = [f"GPU 0: {H100[0]} (UUID: GPU-00000000-0000-0000-0000-000000000000)"]
+    record.write_text(json.dumps(before))
+    report = run_role(tmp_path, verify_venv=str(venv), verify_reuse_unchanged=True, verify_passed_file=str(record))
+    assert ran(report, "List the frameworks the environment can import")
+
+
+def test_verify_alone_always_multiplies(tmp_path: Path) -> None:
+    """`nomadrig tower verify` (playbooks/verify.yml) leaves verify_reuse_unchanged off: a record is not read."""
+    venv = venv_with_cpu_only_torch(tmp_path)
+    record = tmp_path / "verify-passed.json"
+    record.write_text(json.dumps(passed_record(venv)))
+    report = run_role(tmp_path, verify_venv=str(venv), verify_passed_file=str(record))
+    assert ran(report, "List the frameworks the environment can import")
+    assert failure(report).startswith("Verification failed on localhost")
+
+
+def test_the_tower_playbook_reuses_a_passed_check_and_the_verify_playbook_does_not() -> None:
+    import yaml
+
+    tower = yaml.safe_load((REPO / "playbooks" / "tower.yml").read_text())
+    [verify] = [role for play in tower if "roles" in play for role in play["roles"] if role["role"] == "verify"]
+    assert verify["vars"]["verify_reuse_unchanged"] is True
+    assert "verify_reuse_unchanged" not in (REPO / "playbooks" / "verify.yml").read_text()
+
+
 # -- framework_check.py: what it judges and reports --------------------------------------------------------
 
 
@@ -365,6 +439,20 @@ def check(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.setitem(sys.modules, "framework_check", module)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     return module
+
+
+def test_the_fingerprint_is_stable_and_changes_when_dpkg_writes_its_database(
+    check: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status = tmp_path / "status"
+    status.write_text("Package: nvidia-driver\n")
+    monkeypatch.setattr(check, "DPKG_STATUS", str(status))
+    before = check.fingerprint()
+    assert check.fingerprint() == before  # reading it changes nothing it reads
+    assert before["checks"] == hashlib.sha256(FRAMEWORK_CHECK.read_bytes()).hexdigest()
+    os.utime(status, ns=(1, 1))  # dpkg installed, removed or upgraded something
+    after = check.fingerprint()
+    assert after != before and after["changed"][str(status)] == 1
 
 
 def test_framework_check_keeps_to_python_3_10_syntax() -> None:

@@ -25,6 +25,13 @@ order (CUDA_DEVICE_ORDER=PCI_BUS_ID), and seeing fewer GPUs than ``--expect-gpus
 is a failure. A framework that cannot reach the GPU fails: it never falls back to
 the CPU when a GPU was asked for.
 
+``--fingerprint`` prints, as JSON, what a passed check depends on besides the
+GPUs: when dpkg's database and this environment's site-packages last changed,
+the boot, this Python and this script. An apply whose fingerprint equals the
+one recorded after the last passed check (``verify_reuse_unchanged``) does not
+multiply again: nothing was installed, removed or upgraded and the machine did
+not reboot since.
+
 ``--list`` prints the frameworks importable here; otherwise one JSON object is
 printed on the last line of stdout: framework, version, device, devices (one
 entry per device checked), all_reduce, report (one line per device, for people)
@@ -34,6 +41,7 @@ and, when something is wrong, problem. The exit status is 0 only when ok.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import os
@@ -539,6 +547,30 @@ def report_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+#: What changes when a package, the kernel or the driver is installed, removed or upgraded.
+DPKG_STATUS = "/var/lib/dpkg/status"
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+
+
+def fingerprint() -> dict[str, Any]:
+    """What a passed check depends on besides the GPUs (which the role reads with nvidia-smi every run).
+
+    Modification times, not contents: pip and dpkg rewrite these whenever they
+    install, remove or upgrade anything, and reading them costs nothing.
+    """
+    import sysconfig  # only here: the checks themselves do not need it
+
+    paths = {DPKG_STATUS, sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    changed = {path: os.stat(path).st_mtime_ns for path in sorted(paths) if os.path.exists(path)}
+    with open(__file__, "rb") as script:
+        checks = hashlib.sha256(script.read()).hexdigest()
+    boot = ""
+    if os.path.exists(BOOT_ID):
+        with open(BOOT_ID, encoding="utf-8") as handle:
+            boot = handle.read().strip()
+    return {"changed": changed, "boot_id": boot, "python": sys.version, "checks": checks}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--list", action="store_true", help="print the importable frameworks as JSON")
@@ -546,8 +578,12 @@ def main() -> int:
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cpu")
     parser.add_argument("--size", type=int, default=0, help="N of the timed NxN products (default by device)")
     parser.add_argument("--expect-gpus", type=int, default=0, help="GPUs nvidia-smi lists (0: do not compare)")
+    parser.add_argument("--fingerprint", action="store_true", help="print what a passed check depends on, as JSON")
     args = parser.parse_args()
 
+    if args.fingerprint:
+        print(json.dumps(fingerprint(), sort_keys=True))
+        return 0
     if args.list:
         found = [name for name, module in FRAMEWORKS.items() if importlib.util.find_spec(module)]
         print(json.dumps(found))
