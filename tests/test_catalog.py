@@ -378,6 +378,14 @@ def test_a_corrupted_shipped_file_is_reported_with_its_line(tmp_path):
 # src/test/resources/mock-server/aws/ebs-calculator.json at commit 4cd06dde ("Storage Snapshot Amazon S3 GB Mo");
 # SKY = skyplane-project/skyplane skyplane/data/aws_transfer_costs.csv at commit 68b3867e (row <region>,internet).
 # LIGOJ-S3 = ligoj/plugin-prov-aws src/test/resources/mock-server/aws/pricing-storage-s3.js at commit df87d126.
+# Added 2026-12-03 (third pass): S3CALC = AWS's S3 pricing-calculator data of 2025-10-22 kept in lamngockhuong/aws-price
+# lib/data/pricing/s3.json at commit 6e8bf8ce ("Standard Storage First 50 TB per GB Mo" of each region; its other
+# regions were read in a fourth pass the same day). NATCALC = AWS's NAT Gateway calculator data of 2025-10-28 kept in
+# lamngockhuong/aws-price lib/data/pricing/natgateway.json at commit ce57d15e ("Charge for per GB data processed by
+# NatGateways" and "Hourly charge for NAT Gateways" of each region).
+# Added 2026-12-03 (fifth pass): EBSCALC24 = AWS's EBS pricing-calculator data of 2024-07-18 kept in yeo/ec2.shop
+# data/ebs/ebs.json at commit 576c890f ("Storage General Purpose gp3 GB Mo" and "Storage Snapshot Amazon S3 GB Mo" of
+# each region).
 REGIONAL_RATES = [
     ("gcp", "pd-balanced", "asia-northeast1", 0.13, "CYC compute.storage.balanced"),
     ("gcp", "gcs-standard", "southamerica-east1", 0.035, "CYC storage.bucket.standard"),
@@ -401,6 +409,22 @@ REGIONAL_RATES = [
     ("aws", "egress-internet", "me-central-1", 0.11, "SKY me-central-1,internet"),
     ("aws", "s3-standard", "eu-west-2", 0.024, "LIGOJ-S3 eu-west-2 first50TBstorage"),
     ("aws", "ebs-snapshot", "ca-central-1", 0.055, "EBSCALC Canada (Central); aryounce/aws-pricing test the same"),
+    ("aws", "s3-standard", "us-west-1", 0.026, "S3CALC US West (N. California)"),
+    ("aws", "s3-standard", "me-central-1", 0.025, "S3CALC Middle East (UAE)"),
+    ("aws", "s3-standard", "me-south-1", 0.025, "S3CALC Middle East (Bahrain)"),
+    ("aws", "s3-standard", "af-south-1", 0.0274, "S3CALC Africa (Cape Town)"),
+    ("aws", "s3-standard", "eu-west-3", 0.024, "S3CALC EU (Paris)"),
+    ("aws", "s3-standard", "ap-southeast-3", 0.025, "S3CALC Asia Pacific (Jakarta)"),
+    ("aws", "nat-data", "eu-south-2", 0.048, "NATCALC EU (Spain), data processed per GB"),
+    ("aws", "nat-data", "ap-south-1", 0.056, "NATCALC Asia Pacific (Mumbai), data processed per GB"),
+    ("aws", "nat-gateway", "me-central-1", 0.0528, "NATCALC Middle East (UAE), hourly"),
+    ("aws", "nat-gateway", "ap-southeast-3", 0.059, "NATCALC Asia Pacific (Jakarta), hourly"),
+    ("aws", "ebs-gp3", "ap-southeast-3", 0.096, "EBSCALC24 Asia Pacific (Jakarta), gp3"),
+    ("aws", "ebs-gp3", "eu-south-2", 0.088, "EBSCALC24 EU (Spain), gp3"),
+    ("aws", "ebs-gp3", "me-central-1", 0.0968, "EBSCALC24 Middle East (UAE), gp3"),
+    ("aws", "ebs-snapshot", "ap-southeast-3", 0.05, "EBSCALC24 Asia Pacific (Jakarta), snapshot"),
+    ("aws", "ebs-snapshot", "eu-south-2", 0.05, "EBSCALC24 EU (Spain), snapshot"),
+    ("aws", "ebs-snapshot", "me-central-1", 0.055, "EBSCALC24 Middle East (UAE), snapshot"),
 ]
 
 
