@@ -155,6 +155,19 @@ def test_plan_in_worker_processes_records_exactly_what_one_process_records() -> 
     assert {r.type for r in split} >= {"aws:ec2/instance:Instance", "gcp:compute/instance:Instance"}
 
 
+def test_a_plan_after_another_program_in_the_same_process_parents_its_boxes_to_its_own_stack() -> None:
+    """Another program ran first in this process (a test, or an earlier plan): its root stack must not adopt ours."""
+    import pulumi
+
+    team = load_team(EXAMPLE)
+    pulumi.runtime.set_mocks(nomadrig.plan.planner.new_mocks(team), project="nomadrig", stack="another-program")
+    resources = nomadrig.plan.planner.run_programs(team, box_specs(team)).resources
+    stack = f"urn:pulumi:{team.name}-plan::nomadrig::pulumi:pulumi:Stack::nomadrig-{team.name}-plan"
+    top_level = [r for r in resources if r.urn.split("::")[2] == f"pulumi:pulumi:Stack${r.type}"]
+    assert {r.type for r in top_level} >= {"nomadrig:aws:Box", "nomadrig:gcp:Box"}, top_level
+    assert {r.parent for r in top_level} == {stack}
+
+
 def test_a_failure_in_a_plan_worker_reaches_the_caller_as_itself() -> None:
     team = load_team(EXAMPLE)
     good, *_ = box_specs(team)

@@ -182,7 +182,6 @@ def plan_path(team: Team, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return monitors[-1]
 
     monkeypatch.setattr(stack_mocks, "RecordingMonitor", monitor)
-    fresh_root_stack()
     run_programs(team, [box_spec(team, nomad, created=CREATED) for nomad in team.nomads], new_mocks(team))
     [seen] = monitors
     return {"requests": ordered([normalised(r) for r in seen.seen])}

@@ -183,6 +183,9 @@ def run_programs(team: Team, specs: Sequence[BoxSpec], mocks: PlanMocks | None =
     from nomadrig.stacks.program import deploy_box, deploy_team_network
 
     mocks = mocks or new_mocks(team)
+    # set_mocks makes a root stack only where none is left: without the reset, the components of a second run
+    # in this process would be children of the first program's stack, and their URNs would say so.
+    pulumi.runtime.reset_options()
     pulumi.runtime.set_mocks(mocks, project="nomadrig", stack=f"{team.name}-plan", preview=False,
                              monitor=RecordingMonitor(mocks))
     needed = {(s.cloud, s.region) for s in specs}
