@@ -1,19 +1,16 @@
 """Shared test setup: the booted-container fixtures, isolation from the developer's own ~/.nomadrig,
 and the run order: plain tests, then container tests, then the real-engine tests, which wait for the
-Pulumi CLI build that setup may have left running."""
+Pulumi CLI build that setup may have left running. Under pytest-xdist (``-n 2``, the README's test
+command) one worker runs every container module while the other runs the plain ones."""
 
 from __future__ import annotations
-
-from types import ModuleType
 
 import pytest
 
 from tests.harness.engine_build import EngineBuildFailed, wait_for_engine_build
+from tests.harness.scheduling import group, runs_in_xdist_worker, schedule, uses_real_engine, uses_towers
 
 pytest_plugins = ["tests.harness.fixtures"]
-
-#: The module that locates the built Pulumi CLI; a test module importing from it runs the real engine.
-REAL_ENGINE_MODULE = "tests.fake_pulumi.real"
 
 
 @pytest.fixture(autouse=True)
@@ -22,36 +19,13 @@ def _packaged_catalog_only(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("NOMADRIG_CATALOG", str(tmp_path_factory.getbasetemp() / "no-refreshed-catalog"))
 
 
-def uses_real_engine(module: ModuleType | None) -> bool:
-    """Whether a test module takes something from tests/fake_pulumi/real.py (the built CLI's locator)."""
-    if module is None:
-        return False
-    return any(getattr(value, "__module__", None) == REAL_ENGINE_MODULE for value in vars(module).values())
-
-
-def schedule(items: list[pytest.Item]) -> list[pytest.Item]:
-    """Plain modules first, then modules with container tests, then real-engine modules, each kept whole.
-
-    Plain tests keep one core busy while the towers' first applies, started in
-    the background at the session's start (tests/harness/tower_pool.py), wait
-    on apt and SSH; the real-engine tests come last so that a Pulumi CLI build
-    left running by setup overlaps everything else. A module moves as a whole
-    (one with a single container test goes with the container modules), so its
-    module-scoped fixtures are set up once; the sort is stable, so the order
-    within a group stays as collected.
-    """
-    with_container = {item.module for item in items if item.get_closest_marker("container") is not None}
-
-    def group(item: pytest.Item) -> tuple[bool, bool]:
-        module = getattr(item, "module", None)
-        return uses_real_engine(module), module in with_container
-
-    return sorted(items, key=group)
-
-
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (it renames node ids by them)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the tests in the order ``schedule`` gives."""
-    items[:] = schedule(items)
+    """Run the tests in the order ``schedule`` gives, each in its xdist group."""
+    items[:] = schedule(items, towers_first=runs_in_xdist_worker(config))
+    towers = {item.module for item in items if uses_towers(item)}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group(item, towers)))
 
 
 @pytest.fixture(scope="module", autouse=True)

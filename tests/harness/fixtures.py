@@ -11,7 +11,8 @@ Load with ``pytest_plugins = ["tests.harness.fixtures"]`` in tests/conftest.py.
 - ``converged_tower``: ONE Debian 12 tower per session, converged once by the
   full playbook; shared by every test that needs a configured tower.
 - ``tower_pool``: the session's converged towers, one per release; their first
-  applies start in the background when the session starts (see tower_pool.py).
+  applies start in the background at the session's first test, or under
+  pytest-xdist at the first test of the towers group (see tower_pool.py).
 
 Without the prerequisites the tests skip with the reason; with ``CI`` set they
 fail instead, so a CI machine cannot silently skip the real tests.
@@ -31,6 +32,7 @@ import pytest
 from tests.harness.container import ContainerSpec, DebianContainer
 from tests.harness.prereqs import check_prerequisites, in_ci
 from tests.harness.rootfs import RELEASES
+from tests.harness.scheduling import in_towers_group, runs_in_xdist_worker
 from tests.harness.tower_pool import TowerPool
 from tests.harness.towers import TOWER_RELEASES, ConvergedTower
 
@@ -114,33 +116,53 @@ def releases_to_converge(items: list[pytest.Item]) -> set[str]:
     return wanted
 
 
+def start_wanted_releases(pool: TowerPool, items: list[pytest.Item]) -> None:
+    """Start the first applies of every release the collected tests will ask for, side by side."""
+    for codename in sorted(releases_to_converge(items)):
+        try:
+            pool.start(codename)
+        except Exception as exc:  # noqa: BLE001 - reported by the test that needs the tower, which starts it again
+            warnings.warn(f"could not start the {codename} tower in the background: {exc}", stacklevel=1)
+
+
 @pytest.fixture(scope="session")
-def tower_pool(container_prerequisites: None, container_ssh_key: Path) -> Iterator[TowerPool]:
-    """The session's towers, one per release, each converged once; all stopped at the end of the session."""
+def tower_pool(request: pytest.FixtureRequest, container_prerequisites: None,
+               container_ssh_key: Path) -> Iterator[TowerPool]:
+    """The session's towers, one per release, each converged once; all stopped at the end of the session.
+
+    Every release the collected tests need starts converging as soon as the pool exists, whichever test
+    asked for it first: a test that waits for Debian 12 then does not hold back Debian 13's first apply.
+    """
     pool = TowerPool(container_ssh_key, WORK_ROOT)
     try:
+        start_wanted_releases(pool, request.session.items)
         yield pool
     finally:
         pool.close()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _towers_converge_in_background(request: pytest.FixtureRequest) -> None:
-    """At the session's first test, start the first applies the collected tests will need.
+_POOL_STARTED = pytest.StashKey[bool]()
 
-    They run while the non-container tests (ordered first) use the CPU. Without
-    the container prerequisites nothing starts here: the container tests then
-    skip or fail through ``container_prerequisites`` as usual.
+
+@pytest.fixture(autouse=True)
+def _towers_converge_in_background(request: pytest.FixtureRequest) -> None:
+    """Start the pool's first applies once per process, as early as this process can use them.
+
+    A whole run starts them at its first test, so that they converge while the
+    plain tests (ordered first) use the CPU. An xdist worker starts them at its
+    first test of the towers group: only that worker runs the container tests
+    (tests/conftest.py), while the other worker runs the plain ones. Without the
+    container prerequisites nothing starts here: the container tests then skip
+    or fail through ``container_prerequisites`` as usual.
     """
-    wanted = releases_to_converge(request.session.items)
-    if not wanted or not check_prerequisites().ok:
+    session = request.session
+    if session.stash.get(_POOL_STARTED, False):
         return
-    pool: TowerPool = request.getfixturevalue("tower_pool")
-    for codename in sorted(wanted):
-        try:
-            pool.start(codename)
-        except Exception as exc:  # noqa: BLE001 - reported by the test that needs the tower, which starts it again
-            warnings.warn(f"could not start the {codename} tower in the background: {exc}", stacklevel=1)
+    if runs_in_xdist_worker(request.config) and not in_towers_group(request.node):
+        return
+    session.stash[_POOL_STARTED] = True
+    if releases_to_converge(session.items) and check_prerequisites().ok:
+        request.getfixturevalue("tower_pool")
 
 
 @pytest.fixture(scope="session")
