@@ -11,8 +11,8 @@ as written.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -38,7 +38,9 @@ from tests.fake_pulumi import FakePulumi
 
 REPO = Path(__file__).resolve().parent.parent
 TEAM_FILE = REPO / "examples" / "team.yaml"
-CANARY = Path(f"/tmp/nomadrig-outputs-canary-{os.getpid()}")
+# Named after the checkout, not the process: the values below are in the test ids, which every xdist worker
+# must collect alike; two checkouts tested at once still get two canaries.
+CANARY = Path(f"/tmp/nomadrig-outputs-canary-{hashlib.sha256(bytes(REPO)).hexdigest()[:12]}")
 MARKUP = ("[bold red]x[/]", "[/]", "[link=https://evil.example]click[/link]")
 
 USER_CONFIG = "# mine\nHost github.com\n    User git\n"
