@@ -5,12 +5,21 @@ command) one worker runs every container module while the other runs the plain o
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.harness.engine_build import EngineBuildFailed, wait_for_engine_build
 from tests.harness.scheduling import group, runs_in_xdist_worker, schedule, uses_real_engine, uses_towers
 
 pytest_plugins = ["tests.harness.fixtures"]
+
+# pytest-xdist's workers start with COLUMNS=80 and LINES=24 in their environment, and the CLI's rich console,
+# made when nomadrig.cli is imported (after this, by the plugin above and the test modules), would keep that
+# width for the whole worker: the tests that give a width through CliRunner's env would not get it. Without
+# them every process sizes its console as a whole run does.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(autouse=True)

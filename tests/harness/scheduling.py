@@ -76,4 +76,6 @@ def schedule(items: list[pytest.Item], *, towers_first: bool = False) -> list[py
 def group(item: pytest.Item, towers: set[ModuleType | None]) -> str:
     """The item's xdist group: the towers group, or its own module (so that a module runs on one worker)."""
     module = getattr(item, "module", None)
-    return TOWERS_GROUP if module in towers else item.nodeid.split("::", 1)[0]
+    if module in towers:
+        return TOWERS_GROUP
+    return module.__name__ if module is not None else item.nodeid.split("::", 1)[0]
