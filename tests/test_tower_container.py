@@ -159,6 +159,28 @@ def test_jax_runs_a_computation_in_the_shared_venv(applied: ConvergedTower) -> N
     assert out.strip() == str(64.0 * 64 * 64)
 
 
+@pytest.mark.parametrize("applied", ["bookworm"], indirect=True, ids=lambda r: DEBIAN_TOWERS[r].os)
+def test_the_shared_venv_is_the_nomads_groups_and_an_apply_puts_back_a_file_that_drifted(
+    applied: ConvergedTower,
+) -> None:
+    """Every file of the venv is root's and the nomads group's; nothing it links to outside it is touched.
+
+    On Debian 12 only: the tasks read no distribution, and the drift costs an apply.
+    """
+    venv = "/opt/nomadrig/venv"
+    not_ours = f"find {venv} \\( ! -user root -o ! -group nomads \\) -print"
+    assert applied.sh(not_ours) == ""
+    # The venv's interpreter links out to the system's (through one or two links); those stay as Debian ships them.
+    assert applied.sh(f"readlink -f {venv}/bin/python3").startswith("/usr/bin/python3")
+    assert applied.sh("find /usr/bin -maxdepth 1 -name 'python3*' ! -group root -print") == ""
+
+    drifted = applied.sh(f"find {venv}/lib -name '*.py' -print -quit").strip()
+    applied.sh(f"chgrp root {drifted}")
+    report = applied.reapply()
+    assert "frameworks : Let the nomads group read and use the environment" in report.changed_tasks
+    assert applied.sh(not_ours) == ""
+
+
 def test_verify_passes_its_cpu_path_through_the_cli(
     applied: ConvergedTower, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
