@@ -10,7 +10,7 @@ import os
 import pytest
 
 from tests.harness.engine_build import EngineBuildFailed, wait_for_engine_build
-from tests.harness.scheduling import group, runs_in_xdist_worker, schedule, uses_real_engine, uses_towers
+from tests.harness.scheduling import group, modules_using_towers, runs_in_xdist_worker, schedule, uses_real_engine
 
 pytest_plugins = ["tests.harness.fixtures"]
 
@@ -32,7 +32,7 @@ def _packaged_catalog_only(monkeypatch, tmp_path_factory):
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the tests in the order ``schedule`` gives, each in its xdist group."""
     items[:] = schedule(items, towers_first=runs_in_xdist_worker(config))
-    towers = {item.module for item in items if uses_towers(item)}
+    towers = modules_using_towers(items)
     for item in items:
         item.add_marker(pytest.mark.xdist_group(group(item, towers)))
 

@@ -51,6 +51,11 @@ def branch_packages(container: DebianContainer, branch: str) -> dict[str, str]:
             if status.startswith("ii") and source in DRIVER_SOURCES and version.startswith(f"{branch}.")}
 
 
+def exact_versions(packages: dict[str, str]) -> str:
+    """apt's ``name=version`` arguments for packages, quoted for the container's shell."""
+    return shlex.join(f"{name}={version}" for name, version in sorted(packages.items()))
+
+
 def publish_standin_release(container: DebianContainer, branch: str, work: Path, *, origin: str = STANDIN_TAG,
                             label: str = STANDIN_TAG, codename: str | None = None) -> StandinRelease:
     """Build and sign the stand-in archive on the host, place it in the container, add it as a source.
@@ -61,7 +66,7 @@ def publish_standin_release(container: DebianContainer, branch: str, work: Path,
     before = branch_packages(container, branch)
     assert before, "the converged tower has no driver packages to upgrade"
     download = "/var/tmp/nomadrig-standin-debs"
-    pins = shlex.join(f"{name}={version}" for name, version in sorted(before.items()))
+    pins = exact_versions(before)
     container.run(f"rm -rf {download} && mkdir -p {download} && cd {download} && apt-get download -q {pins}",
                   timeout=600, check=True)
     versions: dict[str, str] = {}
@@ -114,7 +119,7 @@ def withdraw_standin_release(tower: ConvergedTower, release: StandinRelease) -> 
     container = tower.container
     container.run(f"rm -rf {SOURCES_FILE} {REPO_IN_CONTAINER} {REPO_IN_CONTAINER}.gpg && apt-get update -q",
                   timeout=600, check=True)
-    pins = shlex.join(f"{name}={version}" for name, version in sorted(release.before.items()))
+    pins = exact_versions(release.before)
     container.run(f"DEBIAN_FRONTEND=noninteractive apt-get install -q -y --allow-downgrades {pins}",
                   timeout=900, check=True)
     tower.reapply()

@@ -25,6 +25,11 @@ def uses_towers(item: pytest.Item) -> bool:
     return item.get_closest_marker("container") is not None or "tower_pool" in names or "converged_tower" in names
 
 
+def modules_using_towers(items: list[pytest.Item]) -> set[ModuleType | None]:
+    """The modules with at least one test that ``uses_towers``: each goes whole into the towers group."""
+    return {getattr(item, "module", None) for item in items if uses_towers(item)}
+
+
 def runs_in_xdist_worker(config: pytest.Config) -> bool:
     """Whether this process is one of pytest-xdist's workers (``-n N``), not a whole run of its own."""
     return hasattr(config, "workerinput")
@@ -62,7 +67,7 @@ def schedule(items: list[pytest.Item], *, towers_first: bool = False) -> list[py
     container modules), so its module-scoped fixtures are set up once; the sort
     is stable, so the order within a group stays as collected.
     """
-    towers = {item.module for item in items if uses_towers(item)}
+    towers = modules_using_towers(items)
 
     def rank(item: pytest.Item) -> tuple[bool, bool]:
         module = getattr(item, "module", None)
